@@ -1,0 +1,94 @@
+"""Model zoo: shapes, the temporal shift against a numpy reference, no Lambda layers, save/load."""
+import numpy as np
+import pytest
+
+from tfkit.errors import UnknownNameError, UsageError
+from tfkit.models import MODELS, VideoModelSpec, build
+
+TINY = VideoModelSpec(num_classes=5, frames=4, size=32, alpha=0.35, depth=0.34)
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    return build(TINY)
+
+
+def test_spec_validation():
+    with pytest.raises(UsageError, match="size"):
+        VideoModelSpec(size=30)
+    with pytest.raises(UsageError, match="alpha"):
+        VideoModelSpec(alpha=0)
+    with pytest.raises(UsageError, match="unknown model spec field"):
+        VideoModelSpec.from_dict({"famly": "x"})
+    with pytest.raises(UnknownNameError, match="Did you mean"):
+        build(VideoModelSpec(family="tsm_mobilenetv2"))
+
+
+@pytest.mark.parametrize("family", MODELS.names())
+def test_every_family_builds_functional_without_lambda(family):
+    from tfkit._compat.keras import keras
+
+    model = build(VideoModelSpec(family=family, num_classes=3, frames=2, size=32, depth=0.34))
+    assert isinstance(model, keras().Model) and model.__class__.__name__ == "Functional"
+    assert not any(isinstance(l, keras().layers.Lambda) for l in model.layers)
+    assert not any(isinstance(l, keras().layers.Conv3D) for l in model.layers)
+    out = model(np.zeros((2, 2, 32, 32, 3), np.float32))
+    assert out.shape == (2, 3)
+
+
+def test_params_scale_with_width_and_classes():
+    a = build(VideoModelSpec(num_classes=5, frames=2, size=32, alpha=0.35, depth=0.34)).count_params()
+    b = build(VideoModelSpec(num_classes=5, frames=2, size=32, alpha=0.5, depth=0.34)).count_params()
+    c = build(VideoModelSpec(num_classes=9, frames=2, size=32, alpha=0.35, depth=0.34)).count_params()
+    assert b > a and c > a
+
+
+def numpy_shift(x, frames, shift_div):
+    """Reference TSM on (B*T, H, W, C): channel block 0 takes frame t+1, block 1 takes t-1."""
+    bt, h, w, c = x.shape
+    v = x.reshape(-1, frames, h, w, c)
+    out = v.copy()
+    fold = c // shift_div
+    out[:, :-1, ..., :fold] = v[:, 1:, ..., :fold]
+    out[:, -1, ..., :fold] = 0
+    out[:, 1:, ..., fold:2 * fold] = v[:, :-1, ..., fold:2 * fold]
+    out[:, 0, ..., fold:2 * fold] = 0
+    return out.reshape(bt, h, w, c)
+
+
+def test_temporal_shift_matches_reference():
+    from tfkit.models.layers import layer
+
+    x = np.random.default_rng(0).normal(size=(2 * 4, 3, 3, 16)).astype(np.float32)
+    got = np.asarray(layer("TemporalShift")(frames=4, shift_div=8)(x))
+    np.testing.assert_array_equal(got, numpy_shift(x, 4, 8))
+    assert not np.array_equal(got, x)
+
+
+def test_clip_order_matters(tiny_model):
+    """Reversing time changes the output: the temporal shift really mixes frames."""
+    x = np.random.default_rng(1).normal(size=(1, *TINY.input_shape)).astype(np.float32)
+    a = np.asarray(tiny_model(x, training=False))
+    b = np.asarray(tiny_model(x[:, ::-1], training=False))
+    assert np.max(np.abs(a - b)) > 1e-3 * np.max(np.abs(a))
+
+
+def test_save_load_round_trip(tmp_path, tiny_model):
+    from tfkit.models.io import load_model, save_model
+
+    save_model(tiny_model, tmp_path / "m.keras")
+    again = load_model(tmp_path / "m.keras")
+    x = np.random.default_rng(2).normal(size=(1, *TINY.input_shape)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(again(x)), np.asarray(tiny_model(x)), atol=1e-6)
+    assert not list(tmp_path.glob(".*"))  # no temp files left behind
+
+
+def test_load_rejects_garbage(tmp_path):
+    from tfkit.errors import InputPathError
+    from tfkit.models.io import load_model
+
+    (tmp_path / "bad.keras").write_bytes(b"not a zip")
+    with pytest.raises(InputPathError, match="not a loadable"):
+        load_model(tmp_path / "bad.keras")
+    with pytest.raises(InputPathError, match="no model file"):
+        load_model(tmp_path / "missing.keras")

@@ -1,0 +1,117 @@
+"""write_report: the four files, the JSON contract, escaping of user text, the plot's edge cases."""
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+import struct
+
+import pytest
+
+from tfkit.errors import UsageError
+from tfkit.report import ReportPaths, write_report
+from tfkit.report.table import ARTIFACT_KEYS
+from tfkit.types import BenchResult, LatencyStats
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def result(name="tsm", precision="int8", accuracy=0.8125, p50=0.47, size=45_592, rss=52.5) -> BenchResult:
+    return BenchResult(
+        name=name, precision=precision, size_bytes=size,
+        latency_ms=LatencyStats(p50=p50, p90=p50 * 1.2, p99=p50 * 1.5, mean=p50 * 1.05, runs=50),
+        init_ms=1.9, first_inference_ms=0.8, peak_rss_mb=rss, threads=2, runtime="ai_edge_litert 2.3.0",
+        accuracy=accuracy, device="local",
+    )
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == PNG_SIGNATURE and data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_report_files_and_json_contract(tmp_path):
+    results = [result(), result(name="tsm", precision="float32", accuracy=0.84, p50=0.36, size=77_184)]
+    paths = write_report(results, tmp_path / "rep", title="TSM", notes={"clips": 200, "dataset": "synthetic"})
+    assert isinstance(paths, ReportPaths)
+    for path in (paths.json, paths.markdown, paths.html, paths.plot):
+        assert path.parent == tmp_path / "rep" and path.stat().st_size > 0
+    assert sorted(p.name for p in (tmp_path / "rep").iterdir()) == [
+        "latency_accuracy.png", "report.html", "report.json", "report.md"]  # no temp files left
+    document = json.loads(paths.json.read_text())
+    assert set(document) == {"title", "created", "notes", "artifacts"}
+    assert document["title"] == "TSM" and document["notes"] == {"clips": 200, "dataset": "synthetic"}
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", document["created"])
+    first = document["artifacts"][0]
+    assert tuple(first) == ARTIFACT_KEYS == (
+        "name", "precision", "size_bytes", "accuracy", "latency_ms", "init_ms", "first_inference_ms",
+        "peak_rss_mb", "threads", "runtime", "device")
+    assert first["latency_ms"] == {"p50": 0.47, "p90": pytest.approx(0.564), "p99": pytest.approx(0.705),
+                                   "mean": pytest.approx(0.4935)}
+    assert (first["size_bytes"], first["accuracy"], first["threads"]) == (45_592, 0.8125, 2)
+
+    width, height = png_size(paths.plot.read_bytes())
+    assert width > 300 and height > 200
+
+
+def test_markdown_table_has_every_artifact_and_column(tmp_path):
+    paths = write_report([result(), result(precision="float32", accuracy=None)], tmp_path, notes={"seed": 1})
+    md = paths.markdown.read_text()
+    header = next(line for line in md.splitlines() if line.startswith("| name"))
+    assert [c.strip() for c in header.strip("|").split("|")] == [
+        "name", "precision", "size KB", "accuracy %", "p50 ms", "p90 ms", "p99 ms", "init ms", "first ms",
+        "peak RSS MB"]
+    assert "| tsm | int8 | 44.5 | 81.2 | 0.470 | 0.564 | 0.705 | 1.900 | 0.800 | 52.5 |" in md
+    assert "| tsm | float32 | 44.5 | n/a |" in md
+    assert "![" in md and "](latency_accuracy.png)" in md and "- **seed**: 1" in md
+
+
+def test_user_text_is_escaped(tmp_path):
+    evil = "<script>alert('x')</script>"
+    paths = write_report([result(name=evil), result(name="a|b $x$ & c")], tmp_path, title="<b>t</b>",
+                         notes={"<i>key</i>": "<img src=x onerror=alert(1)>"})
+    page = paths.html.read_text()
+    assert "<script>" not in page and "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in page
+    assert "<b>t</b>" not in page and "<img src=x" not in page and "<i>key</i>" not in page
+    md = paths.markdown.read_text()
+    assert "<script>" not in md and "a\\|b $x$ &amp; c" in md
+    assert json.loads(paths.json.read_text())["artifacts"][0]["name"] == evil  # data stays as given
+
+
+def test_html_is_self_contained_with_the_same_png(tmp_path):
+    paths = write_report([result()], tmp_path)
+    page = paths.html.read_text()
+    match = re.search(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    assert match and base64.b64decode(match.group(1)) == paths.plot.read_bytes()
+    assert not re.search(r"""(src|href)=["'](?!data:)""", page)  # no external file or URL
+
+
+@pytest.mark.parametrize(
+    "results",
+    [
+        [result()],
+        [result(accuracy=None)],
+        [result(accuracy=None), result(name="b", accuracy=None, p50=2.0)],
+        [result(accuracy=None), result(name="b", precision="qat-int8", accuracy=0.5, p50=2.0)],
+        [result(accuracy=1.0, rss=math.nan), result(name="c", accuracy=0.0, size=0)],
+    ],
+    ids=["one", "one-no-accuracy", "none-measured", "mixed", "extremes"],
+)
+def test_edge_cases_render(tmp_path, results):
+    paths = write_report(results, tmp_path)
+    png_size(paths.plot.read_bytes())
+    document = json.loads(paths.json.read_text())  # strict JSON: NaN must have become null
+    assert len(document["artifacts"]) == len(results)
+    if any(math.isnan(r.peak_rss_mb) for r in results):
+        assert document["artifacts"][0]["peak_rss_mb"] is None
+
+
+def test_rewriting_replaces_and_empty_input_is_refused(tmp_path):
+    write_report([result(name="old")], tmp_path)
+    paths = write_report([result(name="new")], tmp_path)
+    assert "new" in paths.markdown.read_text() and "old" not in paths.markdown.read_text()
+    with pytest.raises(UsageError, match="no benchmark results"):
+        write_report([], tmp_path)
+    with pytest.raises(UsageError, match="BenchResult"):
+        write_report([{"name": "x"}], tmp_path)

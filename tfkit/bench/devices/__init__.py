@@ -1,0 +1,11 @@
+"""Where benchmarks run. `DEVICES.get(name)()` gives a Device; each module registers itself.
+
+Example:
+    >>> from tfkit.bench.devices import DEVICES
+    >>> DEVICES.names()
+    ['local']
+"""
+from tfkit.bench.devices import local as _local  # noqa: F401 - registers "local"
+from tfkit.bench.devices.base import DEVICES, BenchConfig, Device, Runtime, runner_args, runner_script
+
+__all__ = ["DEVICES", "BenchConfig", "Device", "Runtime", "runner_args", "runner_script"]

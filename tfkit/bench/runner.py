@@ -1,0 +1,419 @@
+#!/usr/bin/env python3
+"""tfkit's on-device benchmark runner: time (and optionally score) one .tflite model.
+
+This file is copied to the device and run there (this host, a Linux board over ssh, Android).
+It needs only the Python stdlib (>= 3.8), numpy and one interpreter module:
+`ai_edge_litert.interpreter` or `tflite_runtime.interpreter` (old boards, numpy < 2).
+It never imports tfkit.
+
+Example:
+    python runner.py --model m.tflite --threads 2 --runs 50 --eval clips.npz --json-out r.json
+
+Contract: the last line on stdout is one JSON object. On success it holds the measurements
+(`"schema": "tfkit.runner/1"`); on failure the process exits non-zero and the object is
+`{"error": "<the runtime's own words>", "kind": "<load|unsupported_op|allocate|invoke|eval_data|...>"}`.
+Human logs go to stderr. Latency percentiles are nearest-rank over the steady-state invoke
+times (each one a real observation, no interpolation); times come from time.perf_counter.
+"""
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import time
+import traceback
+
+try:
+    import numpy as np
+except ImportError as _numpy_error:  # reported as JSON by main(), not as a traceback
+    np = None
+    NUMPY_IMPORT_ERROR = str(_numpy_error)
+
+SCHEMA = "tfkit.runner/1"
+RUNTIME_CHOICES = ("auto", "litert", "tflite_runtime")
+RUNTIME_MODULES = (("litert", "ai_edge_litert"), ("tflite_runtime", "tflite_runtime"))  # (choice, module)
+# pixel * scale + offset; mirrors tfkit.types.Normalization (duplicated: this file cannot import tfkit)
+NORMALIZATIONS = {"unit": (1.0 / 255.0, 0.0), "symmetric": (2.0 / 255.0, -1.0)}
+QUANTIZED_INPUT_DTYPES = ("int8", "uint8", "int16")
+# Words interpreters use when a model holds an op (or op version) they do not know.
+UNSUPPORTED_OP_MARKERS = ("Didn't find op for builtin opcode", "Encountered unresolved custom op",
+                          "Op builtin_code out of range", "is not supported")
+
+
+class RunnerError(Exception):
+    """A failure to report as {"error", "kind"}; `kind` lets the host pick a hint."""
+
+    def __init__(self, kind, message):
+        Exception.__init__(self, message)
+        self.kind = kind
+        self.message = message
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse would print usage and exit 2 without JSON
+        raise RunnerError("usage", f"{message}; run runner.py --help for the options")
+
+
+def log(message):
+    sys.stderr.write("[tfkit-runner] " + message + "\n")
+    sys.stderr.flush()
+
+
+def _int_at_least(minimum):
+    def parse(text):
+        if int(text) < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {text}")
+        return int(text)
+
+    return parse
+
+
+def build_parser():
+    p = _Parser(prog="runner.py", description="Time and optionally evaluate one .tflite model.")
+    p.add_argument("--model", required=True, help="path of the .tflite file")
+    p.add_argument("--threads", type=_int_at_least(1), default=2)
+    p.add_argument("--warmup", type=_int_at_least(0), default=5)
+    p.add_argument("--runs", type=_int_at_least(1), default=50)
+    p.add_argument("--runtime", choices=RUNTIME_CHOICES, default="auto",
+                   help="auto: ai_edge_litert, else tflite_runtime")
+    p.add_argument("--eval", dest="eval_npz", default=None,
+                   help=".npz with x: uint8 clips (N,T,H,W,3) or (N,H,W,3) and y: int labels (N,)")
+    p.add_argument("--eval-limit", type=_int_at_least(1), default=None, help="score only the first K clips")
+    p.add_argument("--normalization", choices=sorted(NORMALIZATIONS), default="symmetric")
+    p.add_argument("--predictions-out", default=None, help="save eval logits/predictions/labels (.npz)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random timing inputs")
+    p.add_argument("--json-out", default=None, help="also write the JSON result here")
+    return p
+
+
+# --- runtime -------------------------------------------------------------------------------------
+
+
+def load_runtime(choice):
+    """Return (Interpreter class, runtime name, version, fallback note or None)."""
+    wanted = [m for m in RUNTIME_MODULES if choice in ("auto", m[0])]
+    failures = []
+    for _, module_name in wanted:
+        try:
+            package = __import__(module_name + ".interpreter", fromlist=["Interpreter"])
+            interpreter_class = package.Interpreter
+        except Exception as e:  # noqa: BLE001 - a numpy ABI mismatch raises AttributeError, not ImportError
+            failures.append(f"{module_name}: {type(e).__name__}: {e}")
+            continue
+        version = str(getattr(sys.modules[module_name], "__version__", "unknown"))
+        note = "; ".join(failures) if failures else None
+        if note:
+            log(f"fell back to {module_name} because {note}")
+        return interpreter_class, module_name, version, note
+    tried = "; ".join(failures)
+    raise RunnerError("runtime_missing", f"no TFLite interpreter could be imported ({tried}). Install "
+                      "ai-edge-litert (pip install ai-edge-litert), or on old boards tflite-runtime with numpy<2.")
+
+
+def _runtime_kind(message, default):
+    return "unsupported_op" if any(m in message for m in UNSUPPORTED_OP_MARKERS) else default
+
+
+# --- measuring -----------------------------------------------------------------------------------
+
+
+def peak_rss_mb():
+    """Peak resident set size of this process in MiB, or None where `resource` is missing."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # ru_maxrss is KiB on Linux/Android, bytes on macOS.
+    return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
+
+
+def nearest_rank(sorted_values, percent):
+    """Nearest-rank percentile: the smallest value with at least `percent`% of values <= it."""
+    rank = -(-percent * len(sorted_values) // 100)  # ceil with integer arithmetic
+    return sorted_values[max(1, rank) - 1]
+
+
+def latency_stats(times_ms):
+    ordered = sorted(times_ms)
+    mean = sum(ordered) / len(ordered)
+    std = math.sqrt(sum((t - mean) ** 2 for t in ordered) / len(ordered))
+    return {"p50": nearest_rank(ordered, 50), "p90": nearest_rank(ordered, 90), "p99": nearest_rank(ordered, 99),
+            "mean": mean, "min": ordered[0], "max": ordered[-1], "std": std, "runs": len(ordered),
+            "method": "nearest-rank"}
+
+
+def tensor_info(detail):
+    scale, zero_point = detail.get("quantization", (0.0, 0))
+    return {"name": str(detail.get("name", "")), "shape": [int(s) for s in detail["shape"]],
+            "dtype": np.dtype(detail["dtype"]).name, "quantization": [float(scale), int(zero_point)]}
+
+
+def random_input(detail, rng):
+    shape = [int(s) for s in detail["shape"]]
+    dtype = np.dtype(detail["dtype"])
+    if dtype.kind == "f":
+        return rng.uniform(-1.0, 1.0, size=shape).astype(dtype)
+    if dtype.kind in "iu" and dtype.itemsize <= 2:
+        info = np.iinfo(dtype)
+        return rng.integers(int(info.min), int(info.max) + 1, size=shape).astype(dtype)
+    if dtype.kind in "iu":
+        # Wide ints are usually indices (token ids, positions): keep them small and valid.
+        return rng.integers(0, 16, size=shape).astype(dtype)
+    if dtype.kind == "b":
+        return rng.random(size=shape) < 0.5
+    raise RunnerError("unsupported_input",
+                      f"cannot make timing data for input {detail.get('name')!r} of dtype {dtype.name}")
+
+
+def _describe(error):
+    """The exception's own words, plus its cause (pybind wrappers hide the real error there)."""
+    text = f"{type(error).__name__}: {error}"
+    cause = error.__cause__ or error.__context__
+    if cause is not None and str(cause) not in text:
+        text += f" (caused by {type(cause).__name__}: {cause})"
+    return text
+
+
+def _load_hint(runtime, model_path):
+    """Extra words for a model the runtime would not load: wrong file, or wrong numpy for the wheel."""
+    hints = []
+    if runtime == "tflite_runtime" and int(np.__version__.split(".")[0]) >= 2:
+        hints.append("tflite_runtime wheels (<= 2.14) are built for numpy 1.x but this device has numpy "
+                     f"{np.__version__}: pip install 'numpy<2'")
+    with open(model_path, "rb") as f:
+        identifier = f.read(8)[4:8]
+    if identifier != b"TFL3":
+        hints.append(f"the file is not a TFLite flatbuffer (identifier {identifier!r}, expected b'TFL3')")
+    return (" [" + "; ".join(hints) + "]") if hints else ""
+
+
+def _runtime_call(kind, action, hint=lambda: ""):
+    """Run one interpreter call; turn whatever it raises into a RunnerError in its own words."""
+    try:
+        return action()
+    except Exception as e:  # noqa: BLE001 - runtimes raise ValueError/RuntimeError/SystemError
+        message = _describe(e)
+        raise RunnerError(_runtime_kind(message, kind), message + hint())
+
+
+def create_interpreter(interpreter_class, runtime, model_path, threads):
+    if not os.path.isfile(model_path):
+        raise RunnerError("model_not_found", f"model file not found on the device: {model_path}")
+    start = time.perf_counter()
+    interpreter = _runtime_call("load", lambda: interpreter_class(model_path=model_path, num_threads=threads),
+                                lambda: _load_hint(runtime, model_path))
+    _runtime_call("allocate", interpreter.allocate_tensors)
+    return interpreter, (time.perf_counter() - start) * 1000.0
+
+
+def timed_invoke(interpreter):
+    start = time.perf_counter()
+    _runtime_call("invoke", interpreter.invoke)
+    return (time.perf_counter() - start) * 1000.0
+
+
+def measure(interpreter, warmup, runs, seed):
+    rng = np.random.default_rng(seed)
+    for detail in interpreter.get_input_details():
+        interpreter.set_tensor(detail["index"], random_input(detail, rng))
+    first_ms = timed_invoke(interpreter)
+    for _ in range(warmup):
+        timed_invoke(interpreter)
+    times = [timed_invoke(interpreter) for _ in range(runs)]
+    return first_ms, latency_stats(times)
+
+
+# --- evaluation ----------------------------------------------------------------------------------
+
+
+def load_clips(path, limit):
+    if not os.path.isfile(path):
+        raise RunnerError("eval_data", f"eval file not found on the device: {path}")
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic != b"PK\x03\x04":  # np.load would guess pickle and say something misleading
+        raise RunnerError("eval_data", f"{path} is not an .npz archive (it starts with {magic!r}); save clips "
+                          "with numpy.savez(path, x=clips, y=labels)")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files if name in ("x", "y")}
+            names = sorted(data.files)
+    except Exception as e:  # noqa: BLE001 - a truncated archive fails here
+        raise RunnerError("eval_data", f"cannot read {path} as .npz: {type(e).__name__}: {e}")
+    if len(arrays) != 2:
+        raise RunnerError("eval_data",
+                          f"{path} must hold arrays 'x' (uint8 clips) and 'y' (int labels); it holds {names}")
+    x, y = arrays["x"], arrays["y"]
+    if x.dtype != np.uint8 or x.ndim not in (4, 5):
+        raise RunnerError("eval_data", "'x' must be uint8 clips (N,T,H,W,C) or frames (N,H,W,C); "
+                          f"got {x.dtype} {list(x.shape)}")
+    if y.ndim != 1 or y.dtype.kind not in "iu" or len(y) != len(x):
+        raise RunnerError("eval_data", f"'y' must be {len(x)} integer labels; got {y.dtype} {list(y.shape)}")
+    if limit is not None:
+        x, y = x[:limit], y[:limit]
+    if len(x) == 0:
+        raise RunnerError("eval_data", f"{path} holds no clips")
+    return x, y.astype(np.int64)
+
+
+def to_model_input(clip, detail, normalization):
+    """One uint8 clip -> the model's input tensor (batch 1), normalized then quantized if needed."""
+    dtype = np.dtype(detail["dtype"])
+    scale, zero_point = detail.get("quantization", (0.0, 0))
+    if dtype == np.uint8 and not scale:
+        return clip[None]  # a raw-pixel model: it normalizes inside
+    pixel_scale, offset = NORMALIZATIONS[normalization]
+    x = clip.astype(np.float32) * np.float32(pixel_scale) + np.float32(offset)
+    if dtype.kind == "f":
+        return x[None].astype(dtype)
+    if dtype.name in QUANTIZED_INPUT_DTYPES and scale:
+        info = np.iinfo(dtype)
+        q = np.round(x / np.float32(scale) + np.float32(zero_point))
+        return np.clip(q, info.min, info.max).astype(dtype)[None]
+    raise RunnerError("eval_unsupported", f"cannot feed clips to input {detail.get('name')!r} of dtype "
+                      f"{dtype.name} with quantization {(scale, zero_point)}")
+
+
+def dequantize(output, detail):
+    scale, zero_point = detail.get("quantization", (0.0, 0))
+    if output.dtype.kind in "iu" and scale:
+        return (output.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)
+    return output.astype(np.float32)
+
+
+def evaluate(interpreter, npz_path, limit, normalization, predictions_out):
+    inputs = interpreter.get_input_details()
+    if len(inputs) != 1:
+        names = ", ".join(d["name"] for d in inputs)
+        raise RunnerError("eval_unsupported", f"eval needs a single-input model; this one has {len(inputs)} "
+                          f"inputs ({names}). Time it without --eval.")
+    x, y = load_clips(npz_path, limit)
+    input_detail, output_detail = inputs[0], interpreter.get_output_details()[0]
+    want = [int(s) for s in input_detail["shape"]]
+    if want[0] != 1 or list(x.shape[1:]) != want[1:]:
+        raise RunnerError("eval_data", f"clips have shape {list(x.shape[1:])} but the model input "
+                          f"{input_detail['name']!r} wants {want} (batch 1)")
+    logits = []
+    start = time.perf_counter()
+    for clip in x:
+        interpreter.set_tensor(input_detail["index"], to_model_input(clip, input_detail, normalization))
+        timed_invoke(interpreter)
+        out = dequantize(interpreter.get_tensor(output_detail["index"]), output_detail)
+        if out.ndim > 2 or (out.ndim == 2 and out.shape[0] != 1):
+            raise RunnerError("eval_unsupported", f"output {output_detail['name']!r} has shape "
+                              f"{list(out.shape)}; scoring needs (1, classes)")
+        logits.append(out.reshape(-1))
+    eval_ms = (time.perf_counter() - start) * 1000.0
+    logits = np.stack(logits)
+    if int(y.min()) < 0 or int(y.max()) >= logits.shape[1]:
+        raise RunnerError("eval_data", f"labels span [{int(y.min())}, {int(y.max())}] but the model has "
+                          f"{logits.shape[1]} classes")
+    predictions = logits.argmax(axis=1)
+    correct = int((predictions == y).sum())
+    if predictions_out:
+        np.savez(predictions_out, logits=logits, predictions=predictions, labels=y)
+    return {"clips": len(y), "correct": correct, "accuracy": correct / float(len(y)),
+            "logits_shape": [int(s) for s in logits.shape], "output": str(output_detail["name"]),
+            "normalization": normalization, "ms_per_clip": eval_ms / len(y), "predictions_path": predictions_out}
+
+
+# --- main ----------------------------------------------------------------------------------------
+
+
+def run(args):
+    interpreter_class, runtime, version, fallback = load_runtime(args.runtime)
+    log(f"runtime {runtime} {version}, numpy {np.__version__}, python {platform.python_version()}")
+    model_path = os.path.abspath(args.model)
+    baseline_rss = peak_rss_mb()
+    interpreter, init_ms = create_interpreter(interpreter_class, runtime, model_path, args.threads)
+    first_ms, latency = measure(interpreter, args.warmup, args.runs, args.seed)
+    peak_rss = peak_rss_mb()  # before eval, so the clips' memory does not count
+    log(f"init {init_ms:.2f} ms, first {first_ms:.2f} ms, p50 {latency['p50']:.3f} ms over {args.runs} runs")
+    result = {
+        "schema": SCHEMA,
+        "model_path": model_path,
+        "model_size_bytes": os.path.getsize(model_path),
+        "runtime": runtime,
+        "runtime_version": version,
+        "runtime_fallback": fallback,
+        "threads": args.threads,
+        "warmup_runs": args.warmup,
+        "init_ms": init_ms,
+        "first_inference_ms": first_ms,
+        "latency_ms": latency,
+        "peak_rss_mb": peak_rss,
+        "baseline_rss_mb": baseline_rss,
+        "inputs": [tensor_info(d) for d in interpreter.get_input_details()],
+        "outputs": [tensor_info(d) for d in interpreter.get_output_details()],
+        "host": {"python": platform.python_version(), "numpy": np.__version__, "system": platform.system(),
+                 "machine": platform.machine(), "cpu_count": os.cpu_count()},
+        "eval": None,
+    }
+    if args.eval_npz:
+        result["eval"] = evaluate(interpreter, args.eval_npz, args.eval_limit, args.normalization,
+                                  args.predictions_out)
+        result["peak_rss_mb_after_eval"] = peak_rss_mb()
+        log(f"top-1 {result['eval']['accuracy']:.4f} on {result['eval']['clips']} clips")
+    return result
+
+
+def _claim_stdout():
+    """Point fd 1 at stderr so prints from native libraries cannot corrupt the JSON line.
+
+    Returns a writable file for the real stdout.
+    """
+    try:
+        sys.stdout.flush()
+        real_stdout = os.fdopen(os.dup(1), "w")
+        os.dup2(2, 1)
+        return real_stdout
+    except (OSError, ValueError, AttributeError):  # no real fds (embedded interpreters)
+        return sys.stdout
+
+
+def _emit(payload, stream, json_out):
+    """Write the one JSON line; return False if the payload had to be replaced by an error."""
+    ok = True
+    try:
+        text = json.dumps(payload, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError) as e:  # a NaN/inf timing or an odd type must still give JSON
+        ok = False
+        text = json.dumps({"error": f"result not serializable: {e}", "kind": "internal", "schema": SCHEMA})
+    if json_out:
+        try:
+            tmp = json_out + ".tmp"
+            with open(tmp, "w") as f:
+                f.write(text + "\n")
+            os.replace(tmp, json_out)
+        except OSError as e:
+            log(f"could not write --json-out {json_out}: {e}")
+    stream.write(text + "\n")
+    stream.flush()
+    return ok
+
+
+def main(argv=None):
+    json_out = None
+    stream = sys.stdout
+    try:
+        args = build_parser().parse_args(argv)
+        json_out = args.json_out
+        stream = _claim_stdout()
+        if np is None:
+            raise RunnerError("runtime_missing", f"numpy is not importable: {NUMPY_IMPORT_ERROR}")
+        payload, code = run(args), 0
+    except RunnerError as e:
+        payload, code = {"error": e.message, "kind": e.kind, "schema": SCHEMA}, (2 if e.kind == "usage" else 1)
+        log(f"error ({e.kind}): {e.message}")
+    except Exception as e:  # noqa: BLE001 - the host must still get JSON, not just a traceback
+        traceback.print_exc(file=sys.stderr)
+        payload, code = {"error": f"{type(e).__name__}: {e}", "kind": "internal", "schema": SCHEMA}, 1
+    if not _emit(payload, stream, json_out):
+        code = code or 1
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

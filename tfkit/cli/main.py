@@ -1,0 +1,62 @@
+"""`tfkit` command line. Subcommands are imported only when run, so `tfkit --help` is instant and
+never imports TensorFlow.
+
+Example:
+    $ tfkit demo --out out/
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+# name -> (module:attribute, one-line help shown by --help without importing the module)
+COMMANDS = {
+    "demo": ("tfkit.cli.demo:demo", "Run the whole job on the built-in data: data, build, train, convert, bench, report."),
+    "data": ("tfkit.cli.steps:data", "Decode videos (built-in set or root/<class>/<video>) into clip sets."),
+    "build": ("tfkit.cli.steps:build", "Build a zoo model (untrained) as a Keras artifact."),
+    "train": ("tfkit.cli.steps:train", "Train a Keras model artifact on a dataset artifact."),
+    "convert": ("tfkit.cli.steps:convert", "Convert a Keras model to TFLite in one precision, with a parity check."),
+    "bench": ("tfkit.cli.steps:bench", "Benchmark .tflite artifacts on a device (latency, memory, accuracy)."),
+    "report": ("tfkit.cli.steps:report", "Write report.json/.md/.html and a plot from a benchmark artifact."),
+    "list": ("tfkit.cli.listing:list_cmd", "List registered models, precisions, steps and devices."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx):
+        return list(COMMANDS)
+
+    def get_command(self, ctx, name):
+        if name not in COMMANDS:
+            return None
+        module, attr = COMMANDS[name][0].split(":")
+        return getattr(importlib.import_module(module), attr)
+
+    def format_commands(self, ctx, formatter):
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, help_) for name, (_, help_) in COMMANDS.items()])
+
+    def invoke(self, ctx):
+        from tfkit.errors import TfkitError
+
+        try:
+            return super().invoke(ctx)
+        except TfkitError as e:
+            # One actionable line, no traceback; usage errors exit 2 like click's own.
+            click.echo(f"error: {e}", err=True)
+            sys.exit(e.exit_code)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="tfkit")
+def cli():
+    """tfkit: video models from Keras to fast, small TensorFlow Lite artifacts.
+
+    Every command writes an artifact folder with a manifest.json that records its whole history.
+    """
+
+
+if __name__ == "__main__":  # pragma: no cover
+    cli()

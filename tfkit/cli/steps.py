@@ -1,0 +1,123 @@
+"""The single-step commands: data, build, train, convert, bench, report."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from tfkit.cli.common import (HOW_BENCH, HOW_DATA, HOW_MODEL, HOW_TFLITE, context, done, force_option,
+                              load_artifact, out_option, quiet_option)
+from tfkit.cli.options import config_from, config_options
+from tfkit.models.spec import VideoModelSpec
+from tfkit.steps.bench import BenchStepConfig, ReportConfig
+from tfkit.steps.convert import ConvertConfig
+from tfkit.steps.data import DataConfig
+from tfkit.train import TrainConfig
+from tfkit.types import ArtifactKind
+
+ARTIFACT = click.Path(path_type=Path)
+
+
+@click.command()
+@config_options(DataConfig)
+@out_option
+@quiet_option
+@force_option
+def data(out, quiet, force, **kw):
+    """Decode videos into train/val clip sets. SOURCE is `builtin` (the generated motion set) or a
+    folder laid out as root/<class>/<video>.{mp4,avi,mkv,webm,mov}."""
+    from tfkit.data.folder import scan
+    from tfkit.steps import run_step
+    from tfkit.steps.data import BUILTIN, DataStep
+
+    cfg = config_from(DataConfig, kw)
+    if cfg.source != BUILTIN:
+        scan(cfg.source)  # fail fast, before any work, on a missing or empty folder
+    done(run_step(DataStep(cfg), [], out, context(quiet), force=force))
+
+
+@click.command()
+@config_options(VideoModelSpec, rename={"family": "model", "num_classes": "classes"})
+@out_option
+@quiet_option
+def build(out, quiet, **kw):
+    """Build an untrained zoo model (see `tfkit list models`)."""
+    from tfkit.models import MODELS
+    from tfkit.steps import run_step
+    from tfkit.steps.model import BuildStep
+
+    spec = config_from(VideoModelSpec, kw)
+    MODELS.get(spec.family)  # unknown name -> "did you mean" before TensorFlow loads
+    done(run_step(BuildStep(spec), [], out, context(quiet)))
+
+
+@click.command()
+@click.argument("model", type=ARTIFACT)
+@click.option("--data", "data_dir", type=ARTIFACT, required=True, help="Dataset artifact (from `tfkit data`).")
+@config_options(TrainConfig, exclude=("normalization",))
+@out_option
+@quiet_option
+@force_option
+def train(model, data_dir, out, quiet, force, **kw):
+    """Train MODEL (a Keras artifact) on a dataset artifact; records validation accuracy."""
+    from tfkit.steps import run_step
+    from tfkit.steps.model import TrainStep
+
+    model_art = load_artifact(model, ArtifactKind.KERAS_MODEL, how=HOW_MODEL)
+    data_art = load_artifact(data_dir, ArtifactKind.DATASET, how=HOW_DATA)
+    cfg = config_from(TrainConfig, kw, normalization=data_art.manifest.spec["clip"]["normalization"])
+    done(run_step(TrainStep(cfg), [model_art, data_art], out, context(quiet), force=force))
+
+
+@click.command()
+@click.argument("model", type=ARTIFACT)
+@click.option("--data", "data_dir", type=ARTIFACT, required=True,
+              help="Dataset artifact: calibration (train split) and parity clips (val split).")
+@config_options(ConvertConfig)
+@out_option
+@quiet_option
+@force_option
+def convert(model, data_dir, out, quiet, force, **kw):
+    """Convert MODEL to TFLite in one precision (see `tfkit list precisions`); fails if parity breaks."""
+    from tfkit.steps import run_step
+    from tfkit.steps.convert import ConvertStep
+
+    cfg = config_from(ConvertConfig, kw)  # validates the precision name first
+    model_art = load_artifact(model, ArtifactKind.KERAS_MODEL, how=HOW_MODEL)
+    data_art = load_artifact(data_dir, ArtifactKind.DATASET, how=HOW_DATA)
+    done(run_step(ConvertStep(cfg), [model_art, data_art], out, context(quiet), force=force))
+
+
+@click.command()
+@click.argument("models", type=ARTIFACT, nargs=-1, required=True)
+@click.option("--data", "data_dir", type=ARTIFACT, required=True,
+              help="Dataset artifact whose validation clips measure accuracy on the device.")
+@config_options(BenchStepConfig)
+@out_option
+@quiet_option
+@force_option
+def bench(models, data_dir, out, quiet, force, **kw):
+    """Benchmark TFLite artifacts, each in a fresh process on the device."""
+    from tfkit.bench.devices import DEVICES
+    from tfkit.steps import run_step
+    from tfkit.steps.bench import BenchStep
+
+    cfg = config_from(BenchStepConfig, kw)
+    DEVICES.get(cfg.device)
+    data_art = load_artifact(data_dir, ArtifactKind.DATASET, how=HOW_DATA)
+    arts = [load_artifact(m, ArtifactKind.TFLITE_MODEL, how=HOW_TFLITE) for m in models]
+    done(run_step(BenchStep(cfg), [data_art, *arts], out, context(quiet), force=force))
+
+
+@click.command()
+@click.argument("bench_dir", type=ARTIFACT)
+@config_options(ReportConfig)
+@out_option
+@quiet_option
+def report(bench_dir, out, quiet, **kw):
+    """Write report.json, report.md, report.html and latency_accuracy.png."""
+    from tfkit.steps import run_step
+    from tfkit.steps.bench import ReportStep
+
+    art = load_artifact(bench_dir, ArtifactKind.BENCHMARK, how=HOW_BENCH)
+    done(run_step(ReportStep(config_from(ReportConfig, kw)), [art], out, context(quiet)))

@@ -1,0 +1,47 @@
+"""Real video in, clips out: decoding (PyAV), clip sampling, folder datasets, the motion set.
+
+Imports numpy and PyAV only; no TensorFlow.
+
+Example:
+    >>> from tfkit.data import generate_motion_dataset, load_dataset
+    >>> from tfkit.types import ClipSpec
+    >>> root = generate_motion_dataset("motion/", videos_per_class=10, progress=False)
+    >>> load_dataset(root, ClipSpec(frames=8, size=64), progress=False).train.x.shape
+    (56, 8, 64, 64, 3)
+"""
+from tfkit.data.clips import load_clip, normalize, resize_crop, sample_indices
+from tfkit.data.folder import VIDEO_SUFFIXES, ClipSet, Split, VideoDataset, load_dataset, scan, split
+from tfkit.data.synthetic import MOTION_CLASSES, generate_motion_dataset, motion_video
+from tfkit.data.video import (
+    Video,
+    VideoInfo,
+    encoder_for,
+    probe,
+    read_frames,
+    read_video,
+    write_video,
+)
+
+__all__ = [
+    "MOTION_CLASSES",
+    "VIDEO_SUFFIXES",
+    "ClipSet",
+    "Split",
+    "Video",
+    "VideoDataset",
+    "VideoInfo",
+    "encoder_for",
+    "generate_motion_dataset",
+    "load_clip",
+    "load_dataset",
+    "motion_video",
+    "normalize",
+    "probe",
+    "read_frames",
+    "read_video",
+    "resize_crop",
+    "sample_indices",
+    "scan",
+    "split",
+    "write_video",
+]

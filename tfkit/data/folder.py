@@ -1,0 +1,229 @@
+"""Folder-per-class video datasets (`root/<class>/<video>`, the UCF101 / Kinetics layout).
+
+Unreadable videos are skipped, named in `VideoDataset.skipped` and in a warning, never fatal
+unless nothing at all can be read.
+
+Example:
+    >>> ds = load_dataset("videos/", ClipSpec(frames=8, size=64), val_fraction=0.2, seed=0)
+    >>> ds.classes, ds.train.x.shape
+    (('jump', 'wave'), (40, 8, 64, 64, 3))
+    >>> ds.val.save_npz("val.npz")
+    PosixPath('val.npz')
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import secrets
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tfkit.data.clips import load_clip
+from tfkit.errors import DataError, InputPathError, UsageError
+from tfkit.progress import progress_bar
+from tfkit.types import ClipSpec
+
+log = logging.getLogger(__name__)
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov")
+
+Item = tuple[Path, str]  # (video file, class name)
+
+
+def _is_video(path: Path) -> bool:
+    # Hidden files include half-written temp files (write_video's and others').
+    return path.is_file() and not path.name.startswith(".") and path.suffix.lower() in VIDEO_SUFFIXES
+
+
+def scan(root: str | os.PathLike) -> list[Item]:
+    """Every video under root/<class>/, as sorted (path, class_name) pairs.
+
+    Classes are the subfolders holding at least one file with a suffix in VIDEO_SUFFIXES.
+
+    Example:
+        >>> scan("videos/")[:1]
+        [(PosixPath('videos/jump/a.mp4'), 'jump')]
+    """
+    root = Path(root)
+    if not root.exists():
+        raise InputPathError(f"Dataset folder {str(root)!r} does not exist; check the path.")
+    if not root.is_dir():
+        raise InputPathError(f"{str(root)!r} is a file; give the dataset folder root/<class>/<video>.")
+    items = [
+        (video, folder.name)
+        for folder in sorted(root.iterdir())
+        if folder.is_dir() and not folder.name.startswith(".")
+        for video in sorted(folder.iterdir())
+        if _is_video(video)
+    ]
+    if not items:
+        raise DataError(
+            f"empty dataset folder {root}: no class subfolder holds a video; expected "
+            f"root/<class>/<video>.mp4 (suffixes {', '.join(VIDEO_SUFFIXES)})."
+        )
+    return items
+
+
+@dataclass(frozen=True)
+class Split:
+    """A stratified train/validation split of (path, class_name) items."""
+
+    train: tuple[Item, ...]
+    val: tuple[Item, ...]
+
+
+def split(items: Iterable[Item], val_fraction: float = 0.2, seed: int = 0) -> Split:
+    """Stratified split: round(n * val_fraction) of each class to val, but >= 1 stays in train.
+
+    Deterministic for a seed (each class is shuffled by its own generator, so adding a class
+    does not reshuffle the others); both halves come back sorted.
+
+    Example:
+        >>> s = split(scan("videos/"), val_fraction=0.25, seed=0)
+        >>> len(s.train), len(s.val)
+        (30, 10)
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise UsageError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    by_class: dict[str, list[Item]] = {}
+    for path, name in items:
+        by_class.setdefault(name, []).append((Path(path), name))
+    train: list[Item] = []
+    val: list[Item] = []
+    for name in sorted(by_class):
+        members = sorted(by_class[name])
+        n_val = min(math.floor(len(members) * val_fraction + 0.5), len(members) - 1)
+        rng = np.random.default_rng([seed, *name.encode()])
+        order = rng.permutation(len(members))
+        val.extend(members[i] for i in order[:n_val])
+        train.extend(members[i] for i in order[n_val:])
+    return Split(tuple(sorted(train)), tuple(sorted(val)))
+
+
+@dataclass(frozen=True, eq=False)
+class ClipSet:
+    """Clips ready for a model: x uint8 (N, T, S, S, 3), y int64 (N,), and where each came from.
+
+    Example:
+        >>> ClipSet.load_npz("val.npz").x.shape
+        (10, 8, 64, 64, 3)
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    files: tuple[str, ...]
+    classes: tuple[str, ...] = ()
+    clip: ClipSpec | None = None
+
+    def __post_init__(self):
+        if self.x.dtype != np.uint8 or self.x.ndim != 5 or self.x.shape[-1] != 3:
+            raise DataError(f"ClipSet.x must be uint8 (N, T, S, S, 3), got {self.x.dtype} {self.x.shape}")
+        if self.y.dtype != np.int64 or self.y.shape != (len(self.x),) or len(self.files) != len(self.x):
+            raise DataError(
+                f"ClipSet needs one int64 label and one file per clip: x has {len(self.x)}, "
+                f"y is {self.y.dtype} {self.y.shape}, files has {len(self.files)}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def save_npz(self, path: str | os.PathLike) -> Path:
+        """Write x, y, files, classes (and the clip spec as JSON) atomically to an .npz file."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+        arrays = {
+            "x": self.x,
+            "y": self.y,
+            "files": np.array(self.files, dtype=str),
+            "classes": np.array(self.classes, dtype=str),
+            "clip_spec": np.array(json.dumps(self.clip.to_dict() if self.clip else None)),
+        }
+        try:
+            with open(tmp, "wb") as f:  # a file object stops numpy from appending ".npz"
+                np.savez(f, **arrays)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return path
+
+    @classmethod
+    def load_npz(cls, path: str | os.PathLike) -> ClipSet:
+        """Read a ClipSet written by save_npz (or any npz with uint8 `x` and integer `y`)."""
+        path = Path(path)
+        if not path.is_file():
+            raise InputPathError(f"Clip file {str(path)!r} does not exist; check the path.")
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                x, y = data["x"], data["y"].astype(np.int64)
+                files = tuple(str(f) for f in data["files"]) if "files" in data else ()
+                classes = tuple(str(c) for c in data["classes"]) if "classes" in data else ()
+                spec = json.loads(str(data["clip_spec"])) if "clip_spec" in data else None
+        except (OSError, ValueError, KeyError) as exc:
+            raise DataError(
+                f"{path}: not a clip file with arrays x and y ({exc}); rebuild it with ClipSet.save_npz."
+            ) from exc
+        files = files or tuple("" for _ in range(len(x)))
+        return cls(x, y, files, classes, ClipSpec(**spec) if spec else None)
+
+
+@dataclass(frozen=True, eq=False)
+class VideoDataset:
+    """A folder dataset cut into clips: the classes, a train and a val ClipSet, skipped files."""
+
+    classes: tuple[str, ...]
+    train: ClipSet
+    val: ClipSet
+    skipped: tuple[tuple[str, str], ...]  # (path, reason)
+
+
+def _clip_set(items: Sequence[Item], clips: dict[Path, np.ndarray], classes: tuple[str, ...],
+              clip: ClipSpec) -> ClipSet:
+    x = np.stack([clips[p] for p, _ in items]) if items else np.zeros((0, *clip.shape), np.uint8)
+    y = np.array([classes.index(name) for _, name in items], dtype=np.int64)
+    return ClipSet(x, y, tuple(str(p) for p, _ in items), classes, clip)
+
+
+def load_dataset(root: str | os.PathLike, clip: ClipSpec, *, val_fraction: float = 0.2,
+                 seed: int = 0, progress: bool = True) -> VideoDataset:
+    """Scan root/<class>/<video>, cut one centred clip per video, split stratified by class.
+
+    Unreadable videos are skipped (listed in `skipped` and warned about, each by name); the
+    split is made over the readable ones. Raises DataError when none can be read.
+
+    Example:
+        >>> ds = load_dataset("videos/", ClipSpec(frames=8, size=64), progress=False)
+        >>> ds.train.y.dtype, ds.skipped
+        (dtype('int64'), ())
+    """
+    items = scan(root)
+    classes = tuple(sorted({name for _, name in items}))
+    clips: dict[Path, np.ndarray] = {}
+    skipped: list[tuple[str, str]] = []
+    with progress_bar(f"clips from {Path(root).name}", len(items), enabled=progress) as advance:
+        for path, _ in items:
+            try:
+                clips[path] = load_clip(path, clip)
+            except DataError as exc:
+                skipped.append((str(path), str(exc)))
+                log.warning("skipping unreadable video: %s", exc)
+            advance()
+    if not clips:
+        raise DataError(f"no readable video in {root} ({len(skipped)} tried); the first: {skipped[0][1]}")
+    if skipped:
+        names = ", ".join(path for path, _ in skipped)
+        warnings.warn(f"skipped {len(skipped)} unreadable video(s) in {root}: {names}", stacklevel=2)
+    readable = [(path, name) for path, name in items if path in clips]
+    halves = split(readable, val_fraction=val_fraction, seed=seed)
+    return VideoDataset(
+        classes=classes,
+        train=_clip_set(halves.train, clips, classes, clip),
+        val=_clip_set(halves.val, clips, classes, clip),
+        skipped=tuple(skipped),
+    )

@@ -1,0 +1,62 @@
+"""One exception tree for tfkit. Every message says what to do next.
+
+Example:
+    >>> raise UnknownNameError("model", "mobilenet_v3", ["tsm_mobilenet_v2"])
+"""
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class TfkitError(Exception):
+    """Base of every error tfkit raises on purpose. `exit_code` is what the CLI returns."""
+
+    exit_code = 1
+
+
+class UsageError(TfkitError):
+    """The user asked for something that cannot be done as asked (bad name, bad value, bad path)."""
+
+    exit_code = 2
+
+
+class UnknownNameError(UsageError):
+    """A name that no registry holds; suggests the closest known names."""
+
+    def __init__(self, what: str, name: str, known: Iterable[str]):
+        known = sorted(known)
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        super().__init__(
+            f"Unknown {what} {name!r}.{hint} Known: {', '.join(known) or '(none)'}."
+        )
+        self.what, self.name, self.known = what, name, known
+
+
+class InputPathError(UsageError):
+    """A path the user gave does not exist or is not what it should be."""
+
+
+class DataError(UsageError):
+    """Video data that cannot be used: not a video, unreadable, empty dataset folder."""
+
+
+class RecipeError(UsageError):
+    """A recipe that does not fit its schema; names the file, field and allowed values."""
+
+
+class ConversionError(TfkitError):
+    """The TFLite converter failed, or produced a model that does not run."""
+
+
+class ParityError(TfkitError):
+    """A converted model disagrees with its source beyond the allowed threshold."""
+
+
+class BenchmarkError(TfkitError):
+    """A benchmark run failed on its device; the message carries the device's own words."""
+
+
+class ToolNotFoundError(TfkitError):
+    """An external tool (binary, runtime, device) is absent; the message says how to get it."""

@@ -1,0 +1,38 @@
+"""Saving and loading tfkit's own tf_keras models (safe_mode on; only tfkit's layers allowed).
+
+Example:
+    >>> save_model(model, Path("out/model.keras")); model = load_model(Path("out/model.keras"))  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from tfkit.errors import InputPathError
+
+
+def save_model(model, path: Path) -> None:
+    """Atomic `.keras` save (temp file in the same folder, then rename)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".keras")
+    os.close(fd)
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def load_model(path: Path):
+    from tfkit._compat.keras import keras
+    from tfkit.models.layers import custom_objects
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputPathError(f"no model file at {path}")
+    try:
+        return keras().models.load_model(path, custom_objects=custom_objects(), compile=False, safe_mode=True)
+    except (ValueError, OSError, TypeError) as e:
+        raise InputPathError(f"{path} is not a loadable tfkit Keras model: {str(e).splitlines()[0]}") from e

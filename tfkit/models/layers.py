@@ -1,0 +1,78 @@
+"""Custom tf_keras layers for video models: time folding and temporal shift. No Lambda layers,
+so TFMOT and the TFLite converter accept every model built from them.
+
+All layers work on frames folded into the batch axis, (B*T, H, W, C), the form the TFLite CPU/GPU
+kernels like best; `frames` tells them how to unfold.
+
+Example:
+    >>> from tfkit.models.layers import custom_objects
+    >>> sorted(custom_objects())
+    ['FoldTime', 'TemporalShift', 'UnfoldTime']
+"""
+from __future__ import annotations
+
+import functools
+
+from tfkit._compat.keras import keras, tf
+
+
+@functools.lru_cache(maxsize=None)
+def custom_objects() -> dict[str, type]:
+    """The layer classes, created on first use so that importing this module loads no TensorFlow."""
+    K, T = keras(), tf()
+
+    class FoldTime(K.layers.Layer):
+        """(B, T, H, W, C) -> (B*T, H, W, C)."""
+
+        def call(self, x):
+            s = x.shape
+            return T.reshape(x, (-1, s[2], s[3], s[4]))
+
+        def compute_output_shape(self, input_shape):
+            return (None, *input_shape[2:])
+
+    class UnfoldTime(K.layers.Layer):
+        """(B*T, ...) -> (B, T, ...)."""
+
+        def __init__(self, frames: int, **kw):
+            super().__init__(**kw)
+            self.frames = int(frames)
+
+        def call(self, x):
+            return T.reshape(x, (-1, self.frames, *x.shape[1:]))
+
+        def get_config(self):
+            return {**super().get_config(), "frames": self.frames}
+
+    class TemporalShift(K.layers.Layer):
+        """Temporal Shift Module (Lin et al., 2019) on (B*T, H, W, C).
+
+        1/shift_div of the channels take the next frame's values, another 1/shift_div the previous
+        frame's, the rest stay; borders are zero-padded. Costs no MACs and no parameters. Built
+        from RESHAPE, STRIDED_SLICE, PAD and CONCATENATION, all int8 builtins; the 4-D
+        (B, T, H*W, C) working shape is the GPU-delegate-safe form.
+        """
+
+        def __init__(self, frames: int, shift_div: int = 8, **kw):
+            super().__init__(**kw)
+            self.frames, self.shift_div = int(frames), int(shift_div)
+
+        def call(self, x):
+            h, w, c = x.shape[1], x.shape[2], x.shape[3]
+            fold = max(c // self.shift_div, 1)
+            if self.frames < 2 or 2 * fold > c:
+                return x
+            v = T.reshape(x, (-1, self.frames, h * w, c))
+            back = T.pad(v[:, 1:, :, :fold], [[0, 0], [0, 1], [0, 0], [0, 0]])
+            fwd = T.pad(v[:, :-1, :, fold : 2 * fold], [[0, 0], [1, 0], [0, 0], [0, 0]])
+            v = T.concat([back, fwd, v[:, :, :, 2 * fold :]], axis=-1)
+            return T.reshape(v, (-1, h, w, c))
+
+        def get_config(self):
+            return {**super().get_config(), "frames": self.frames, "shift_div": self.shift_div}
+
+    return {"FoldTime": FoldTime, "UnfoldTime": UnfoldTime, "TemporalShift": TemporalShift}
+
+
+def layer(name: str):
+    return custom_objects()[name]

@@ -1,0 +1,154 @@
+"""Write a benchmark report: report.json (the contract), report.md, a self-contained report.html
+and latency_accuracy.png, each written atomically (temp file + rename).
+
+report.json = {"title", "created" (ISO 8601 UTC), "notes": {...}, "artifacts": [record, ...]}
+with the record keys of `tfkit.report.table.ARTIFACT_KEYS`.
+
+Example:
+    >>> paths = write_report(results, "out/09-report", title="TSM on Pixel 7", notes={"clips": 200})
+    >>> paths.html
+    PosixPath('out/09-report/report.html')
+"""
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import json
+import math
+import os
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tfkit.errors import UsageError
+from tfkit.report.plots import latency_accuracy_png
+from tfkit.report.table import artifact_record, html_table, markdown_escape, markdown_table, measured_on
+from tfkit.types import BenchResult
+
+PLOT_NAME = "latency_accuracy.png"
+PLOT_ALT = "p50 latency vs top-1 accuracy, marker area = file size"
+
+
+@dataclass(frozen=True)
+class ReportPaths:
+    """The files one report consists of."""
+
+    json: Path
+    markdown: Path
+    html: Path
+    plot: Path
+
+
+def write_report(
+    results: Sequence[BenchResult],
+    out_dir: str | os.PathLike,
+    *,
+    title: str = "tfkit report",
+    notes: dict | None = None,
+) -> ReportPaths:
+    """Write the four report files into `out_dir` (created if missing); return their paths."""
+    results = list(results)
+    if not results:
+        raise UsageError("write_report got no benchmark results; run tfkit.bench.benchmark first.")
+    for r in results:
+        if not isinstance(r, BenchResult):
+            raise UsageError(f"write_report takes BenchResult objects, got {type(r).__name__}.")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = ReportPaths(out / "report.json", out / "report.md", out / "report.html", out / PLOT_NAME)
+    notes = dict(notes or {})
+    created = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    png = latency_accuracy_png(results, title=title)
+    document = {
+        "title": title,
+        "created": created,
+        "notes": _json_safe(notes),
+        "artifacts": [artifact_record(r) for r in results],
+    }
+    _atomic_write(paths.plot, png)
+    _atomic_write(paths.json, (json.dumps(document, indent=2, allow_nan=False) + "\n").encode())
+    _atomic_write(paths.markdown, render_markdown(results, title=title, created=created, notes=notes).encode())
+    _atomic_write(paths.html, render_html(results, png, title=title, created=created, notes=notes).encode())
+    return paths
+
+
+def render_markdown(results: Sequence[BenchResult], *, title: str, created: str, notes: dict) -> str:
+    lines = [f"# {markdown_escape(title)}", "", f"Created {created}.", ""]
+    lines += [f"Measured on: {markdown_escape(setting)}." for setting in measured_on(results)]
+    lines += ["", markdown_table(results), "", f"![{PLOT_ALT}]({PLOT_NAME})", ""]
+    if notes:
+        lines += ["## Notes", ""]
+        lines += [f"- **{markdown_escape(key)}**: {markdown_escape(_note_text(value))}" for key, value in notes.items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def render_html(results: Sequence[BenchResult], png: bytes, *, title: str, created: str, notes: dict) -> str:
+    esc = html.escape
+    settings = "".join(f"<li>{esc(s)}</li>" for s in measured_on(results))
+    notes_html = ""
+    if notes:
+        rows = "".join(f"<dt>{esc(str(k))}</dt><dd>{esc(_note_text(v))}</dd>" for k, v in notes.items())
+        notes_html = f"<h2>Notes</h2>\n<dl>{rows}</dl>"
+    image = base64.b64encode(png).decode("ascii")
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{esc(title)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #222; }}
+table {{ border-collapse: collapse; font-size: 0.9rem; }}
+th, td {{ border: 1px solid #ccc; padding: 0.3rem 0.6rem; }}
+th {{ background: #f3f3f3; }}
+td.num, th.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
+img {{ max-width: 100%; margin-top: 1.5rem; }}
+dt {{ font-weight: bold; }}
+</style>
+</head>
+<body>
+<h1>{esc(title)}</h1>
+<p>Created {esc(created)}. Measured on:</p>
+<ul>{settings}</ul>
+{html_table(results)}
+<img alt="{esc(PLOT_ALT)}" src="data:image/png;base64,{image}">
+{notes_html}
+</body>
+</html>
+"""
+
+
+def _note_text(value: object) -> str:
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(_json_safe(value), sort_keys=True)
+    return str(value)
+
+
+def _json_safe(value: object) -> object:
+    """Notes are free-form: NaN/inf become null, unknown types their str()."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
+    return str(value)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write to a temp file beside `path`, then rename: readers never see half a file."""
+    # Not mkstemp: its 0600 mode would make reports unreadable to others; open("xb") honours umask.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "xb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
