@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from tfkit.atomic import write_bytes_atomic, write_text_atomic  # noqa: F401  (re-exported)
 from tfkit.errors import InputPathError
 from tfkit.types import ArtifactKind
 
@@ -120,22 +121,6 @@ class Artifact:
         except (ValueError, KeyError, TypeError) as e:
             raise InputPathError(f"{mf} is not a valid tfkit manifest ({e}); rerun the step that made it") from e
         return cls(path, manifest)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    path = Path(path)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as f:
-        f.write(text)
-        tmp = f.name
-    os.replace(tmp, path)
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    path = Path(path)
-    with tempfile.NamedTemporaryFile("wb", dir=path.parent, prefix=f".{path.name}.", delete=False) as f:
-        f.write(data)
-        tmp = f.name
-    os.replace(tmp, path)
 
 
 @contextlib.contextmanager

@@ -8,7 +8,7 @@ Example:
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tfkit.models.spec import VideoModelSpec
@@ -20,12 +20,17 @@ from tfkit.steps.model import BuildStep, TrainStep
 from tfkit.train import TrainConfig
 
 
+# The demo's model: a MobileNetV2 cut to its first three stages at full width, with the input
+# frames stacked for early temporal fusion. Measured here: deeper/thinner variants trained from
+# scratch on a few hundred clips learn motion far too slowly (val ~0.25 after 30 epochs) while this
+# one passes 0.9 in ~15 epochs; `num_classes`, `frames` and `size` come from the data.
+DEMO_MODEL = VideoModelSpec(alpha=1.0, stages=3, head_channels=128, frame_stack=True)
+
+
 @dataclass(frozen=True)
 class DemoConfig:
     data: DataConfig = field(default_factory=DataConfig)
-    model: str = "tsm_mobilenet_v2"
-    alpha: float = 0.35
-    depth: float = 1.0
+    model: VideoModelSpec = DEMO_MODEL
     train: TrainConfig = field(default_factory=TrainConfig)
     precisions: tuple[str, ...] = ("float32", "int8")
     bench: BenchStepConfig = field(default_factory=BenchStepConfig)
@@ -45,8 +50,7 @@ def demo(out: Path, config: DemoConfig = DemoConfig(), ctx: RunContext = RunCont
     arts = {}
     arts["data"] = run_step(DataStep(config.data), [], out / "01-data", ctx, force=force)
     classes = arts["data"].manifest.spec["classes"]
-    spec = VideoModelSpec(family=config.model, num_classes=len(classes), frames=config.data.frames,
-                          size=config.data.size, alpha=config.alpha, depth=config.depth)
+    spec = replace(config.model, num_classes=len(classes), frames=config.data.frames, size=config.data.size)
     arts["build"] = run_step(BuildStep(spec), [], out / "02-build", ctx, force=force)
     train_cfg = TrainConfig(**{**config.train.to_dict(), "normalization": config.data.normalization})
     arts["train"] = run_step(TrainStep(train_cfg), [arts["build"], arts["data"]], out / "03-train", ctx, force=force)

@@ -23,6 +23,7 @@ class TrainConfig:
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
     label_smoothing: float = 0.05
+    augment: bool = True  # label-aware flips/transposes/time reversal the dataset declares
     seed: int = 0
     normalization: Normalization = Normalization.SYMMETRIC
 
@@ -52,9 +53,50 @@ def evaluate_accuracy(model, x_uint8: np.ndarray, y: np.ndarray, normalization, 
     return float(np.mean(np.concatenate(preds) == y))
 
 
-def train_classifier(model, train, val, config: TrainConfig = TrainConfig(), *, progress: bool = True) -> TrainResult:
+# Clip transforms a dataset may declare label maps for (see tfkit.data.MOTION_SYMMETRIES).
+_TRANSFORMS = {
+    "hflip": lambda x: x[:, :, ::-1],
+    "vflip": lambda x: x[:, ::-1],
+    "transpose": None,  # needs TensorFlow; set in _augmenter
+    "reverse": lambda x: x[::-1],
+}
+
+
+def _augmenter(symmetries: dict, classes: list[str]):
+    """A tf.data map applying each declared transform with p=0.5 and remapping the label."""
+    from tfkit._compat.keras import tf
+
+    T = tf()
+    unknown = sorted(set(symmetries) - set(_TRANSFORMS))
+    if unknown:
+        raise UsageError(f"unknown symmetry transform(s) {unknown}; known: {sorted(_TRANSFORMS)}")
+    ops = {**_TRANSFORMS, "transpose": lambda x: T.transpose(x, [0, 2, 1, 3])}
+    index = {c: i for i, c in enumerate(classes)}
+    tables = []
+    for name, mapping in sorted(symmetries.items()):
+        perm = list(range(len(classes)))
+        for src, dst in mapping.items():
+            if src in index and dst in index:
+                perm[index[src]] = index[dst]
+        tables.append((ops[name], T.constant(perm, T.int64)))
+
+    def augment(x, y):
+        for op, perm in tables:
+            flip = T.random.uniform(()) < 0.5
+            x = T.cond(flip, lambda op=op, x=x: op(x), lambda x=x: x)
+            y = T.where(flip, T.gather(perm, y), y)
+        return x, y
+
+    return augment
+
+
+def train_classifier(model, train, val, config: TrainConfig = TrainConfig(), *, progress: bool = True,
+                     symmetries: dict | None = None) -> TrainResult:
     """Train `model` (tf_keras, logits out) on `train` (ClipSet: uint8 x, int y); returns a new
-    result with the held-out accuracy on `val`. Cosine-decayed AdamW; the model is trained in place."""
+    result with the held-out accuracy on `val`. Cosine-decayed AdamW; the model is trained in place.
+
+    `symmetries` ({transform: {class: class}}) enables label-aware augmentation when
+    `config.augment` is set; clips must be square for "transpose"."""
     from tfkit._compat.keras import keras, tf
     from tfkit.progress import progress_bar
 
@@ -80,9 +122,11 @@ def train_classifier(model, train, val, config: TrainConfig = TrainConfig(), *, 
     def prep(x, y):
         return T.cast(x, T.float32) * scale + offset, T.one_hot(y, num_classes)
 
-    ds = (T.data.Dataset.from_tensor_slices((train.x, train.y))
-          .shuffle(len(train.y), seed=config.seed, reshuffle_each_iteration=True)
-          .batch(config.batch_size).map(prep, num_parallel_calls=2).prefetch(2))
+    ds = (T.data.Dataset.from_tensor_slices((train.x, train.y.astype(np.int64)))
+          .shuffle(len(train.y), seed=config.seed, reshuffle_each_iteration=True))
+    if config.augment and symmetries:
+        ds = ds.map(_augmenter(symmetries, list(train.classes)), num_parallel_calls=2)
+    ds = ds.batch(config.batch_size).map(prep, num_parallel_calls=2).prefetch(2)
 
     class Bar(K.callbacks.Callback):
         def __init__(self, advance):

@@ -5,7 +5,7 @@ import pytest
 from tfkit.errors import UnknownNameError, UsageError
 from tfkit.models import MODELS, VideoModelSpec, build
 
-TINY = VideoModelSpec(num_classes=5, frames=4, size=32, alpha=0.35, depth=0.34)
+TINY = VideoModelSpec(num_classes=5, frames=4, size=32, alpha=0.35, stages=3, head_channels=32)
 
 
 @pytest.fixture(scope="module")

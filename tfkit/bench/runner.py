@@ -119,7 +119,18 @@ def _runtime_kind(message, default):
 
 
 def peak_rss_mb():
-    """Peak resident set size of this process in MiB, or None where `resource` is missing."""
+    """Peak resident set size of this process in MiB, or None where it cannot be read.
+
+    /proc/self/status VmHWM first: it belongs to this program's own address space, whereas Linux
+    carries ru_maxrss over from the parent through fork+exec (a runner started by a 1 GB host
+    process would report 1 GB)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0  # kB
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         import resource
     except ImportError:

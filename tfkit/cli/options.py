@@ -24,8 +24,12 @@ def _click_type(field, hints):
     return {int: int, float: float, bool: bool, str: str}.get(base, str)
 
 
-def config_options(cls, *, exclude: tuple[str, ...] = (), rename: dict | None = None, prefix: str = ""):
-    """Decorator adding one `--field-name` option per dataclass field (default shown)."""
+def config_options(cls, *, exclude: tuple[str, ...] = (), rename: dict | None = None, prefix: str = "",
+                   defaults=None):
+    """Decorator adding one `--field-name` option per dataclass field (default shown).
+
+    `prefix` namespaces the flags (`--model-alpha`); `rename` maps a field to another flag name
+    ("" = the bare prefix); `defaults` is an instance whose values replace the class defaults."""
     rename = rename or {}
     hints = typing.get_type_hints(cls)
 
@@ -33,9 +37,12 @@ def config_options(cls, *, exclude: tuple[str, ...] = (), rename: dict | None = 
         for f in reversed(dataclasses.fields(cls)):
             if f.name in exclude:
                 continue
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            if defaults is not None:
+                default = getattr(defaults, f.name)
+            else:
+                default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
             default = default.value if isinstance(default, enum.Enum) else default
-            flag = "--" + prefix + rename.get(f.name, f.name).replace("_", "-")
+            flag = ("--" + prefix + rename.get(f.name, f.name).replace("_", "-")).rstrip("-")
             param = prefix.replace("-", "_") + f.name
             if isinstance(default, bool):
                 fn = click.option(f"{flag}/--no-{flag[2:]}", param, default=default, show_default=True)(fn)

@@ -21,6 +21,7 @@ class TFLiteModel:
     def __init__(self, flatbuffer: bytes, *, threads: int = 2):
         from ai_edge_litert.interpreter import Interpreter
 
+        self.flatbuffer = flatbuffer
         try:
             self.interpreter = Interpreter(model_content=flatbuffer, num_threads=threads)
             self.interpreter.allocate_tensors()
@@ -44,12 +45,21 @@ class TFLiteModel:
             y = (y.astype(np.float32) - zero) * scale
         return y.astype(np.float32)
 
+    def _graph_ops(self) -> list[dict]:
+        """The model's own ops; the default XNNPACK delegate would fold them into DELEGATE nodes."""
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+        plain = Interpreter(model_content=self.flatbuffer,
+                            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        plain.allocate_tensors()
+        return plain._get_ops_details()
+
     def op_counts(self) -> dict[str, int]:
-        return dict(sorted(Counter(op["op_name"] for op in self.interpreter._get_ops_details()).items()))
+        return dict(sorted(Counter(op["op_name"] for op in self._graph_ops()).items()))
 
     def float_activation_count(self) -> int:
-        """Float tensors that are not constants (weights): non-zero in an "int8" model means float islands."""
-        produced = {o for op in self.interpreter._get_ops_details() for o in op["outputs"]}
+        """Float tensors computed by ops (weights excluded): non-zero in "int8" means float islands."""
+        produced = {o for op in self._graph_ops() for o in op["outputs"]}
         return sum(1 for t in self.interpreter.get_tensor_details()
                    if t["dtype"] == np.float32 and t["index"] in produced)
 

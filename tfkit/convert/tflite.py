@@ -6,6 +6,7 @@ Example:
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 
 import numpy as np
@@ -63,7 +64,11 @@ def convert_keras(model, precision: str, *, calibration: Iterable[np.ndarray] | 
         converter.inference_input_type = getattr(T, variant.integer_io)
         converter.inference_output_type = getattr(T, variant.integer_io)
     try:
-        return converter.convert()
+        with warnings.catch_warnings():
+            # TF's own calibrator still uses the deprecated tf.lite.Interpreter; not ours to fix.
+            warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated.*")
+            warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected.*")
+            return converter.convert()
     except Exception as e:  # noqa: BLE001 - the converter raises many unrelated types
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConversionError(f"TFLite conversion to {precision} failed: {first}") from e

@@ -11,7 +11,7 @@ Example:
 """
 from tfkit.data.clips import load_clip, normalize, resize_crop, sample_indices
 from tfkit.data.folder import VIDEO_SUFFIXES, ClipSet, Split, VideoDataset, load_dataset, scan, split
-from tfkit.data.synthetic import MOTION_CLASSES, generate_motion_dataset, motion_video
+from tfkit.data.synthetic import MOTION_CLASSES, MOTION_SYMMETRIES, generate_motion_dataset, motion_video
 from tfkit.data.video import (
     Video,
     VideoInfo,
@@ -24,6 +24,7 @@ from tfkit.data.video import (
 
 __all__ = [
     "MOTION_CLASSES",
+    "MOTION_SYMMETRIES",
     "VIDEO_SUFFIXES",
     "ClipSet",
     "Split",

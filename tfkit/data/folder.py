@@ -16,7 +16,6 @@ import json
 import logging
 import math
 import os
-import secrets
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tfkit.atomic import atomic_path
 from tfkit.data.clips import load_clip
 from tfkit.errors import DataError, InputPathError, UsageError
 from tfkit.progress import progress_bar
@@ -137,7 +137,6 @@ class ClipSet:
         """Write x, y, files, classes (and the clip spec as JSON) atomically to an .npz file."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
         arrays = {
             "x": self.x,
             "y": self.y,
@@ -145,12 +144,8 @@ class ClipSet:
             "classes": np.array(self.classes, dtype=str),
             "clip_spec": np.array(json.dumps(self.clip.to_dict() if self.clip else None)),
         }
-        try:
-            with open(tmp, "wb") as f:  # a file object stops numpy from appending ".npz"
-                np.savez(f, **arrays)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: numpy adds no ".npz"
+            np.savez(f, **arrays)
         return path
 
     @classmethod

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -30,11 +29,22 @@ from pathlib import Path
 import av
 import numpy as np
 
+from tfkit.atomic import write_text_atomic
 from tfkit.data.video import encoder_for, write_video
 from tfkit.errors import InputPathError, UnknownNameError, UsageError
 from tfkit.progress import progress_bar
 
 MOTION_CLASSES = ("left", "right", "up", "down", "rotate", "zoom", "static")
+
+# How each clip transform acts on the labels (classes not named keep theirs). Training uses these
+# for label-aware augmentation: a flipped "left" clip is a "right" clip with a new-looking texture,
+# which keeps a small model from memorising textures instead of learning motion.
+MOTION_SYMMETRIES = {
+    "hflip": {"left": "right", "right": "left"},
+    "vflip": {"up": "down", "down": "up"},
+    "transpose": {"left": "up", "up": "left", "right": "down", "down": "right"},
+    "reverse": {"left": "right", "right": "left", "up": "down", "down": "up"},
+}
 
 _SUFFIX = ".mp4"
 _FORMAT_VERSION = 1
@@ -99,8 +109,9 @@ def _texture(rng: np.random.Generator, period: int) -> np.ndarray:
     fx = np.fft.rfftfreq(period)[None, :] * period
     radius = np.hypot(fy, fx)
     radius[0, 0] = 1.0
-    cutoff = period / rng.uniform(6.0, 12.0)  # finest blobs 6-12 px across, whatever the size
-    falloff = radius ** -rng.uniform(0.8, 1.5) * np.exp(-((radius / cutoff) ** 2))
+    cutoff = period / rng.uniform(10.0, 20.0)  # blobs ~10-20 px across: smooth enough that motion
+    # between sampled frames stays learnable by a small model, detailed enough to measure it
+    falloff = radius ** -rng.uniform(1.2, 1.8) * np.exp(-((radius / cutoff) ** 2))
     falloff[0, 0] = 0.0
     shape = (3, *falloff.shape)
     real, imaginary = rng.standard_normal((2, *shape), dtype=np.float32)
@@ -187,6 +198,7 @@ def _manifest(params: _Params) -> dict:
         "generator": "tfkit.data.synthetic.generate_motion_dataset",
         "format_version": _FORMAT_VERSION,
         "classes": list(MOTION_CLASSES),
+        "symmetries": MOTION_SYMMETRIES,
         **asdict(params),
         "encoder": encoder_for(_SUFFIX),
         "pyav": av.__version__,
@@ -283,9 +295,4 @@ def generate_motion_dataset(root: str | os.PathLike, *, videos_per_class: int = 
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")

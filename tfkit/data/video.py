@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -23,6 +22,7 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
+from tfkit.atomic import atomic_path
 from tfkit.errors import DataError, InputPathError, TfkitError, ToolNotFoundError, UnknownNameError
 
 _REENCODE_HINT = "re-encode it (e.g. `ffmpeg -i IN -c:v libx264 OUT.mp4`) or remove it"
@@ -243,14 +243,11 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, *, fps: float = 12.
     frames = _even_sized(frames)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Hidden temp name in the same folder: os.replace stays atomic and folder scans skip it.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp{path.suffix}")
     try:
-        _encode(tmp, frames, encoder, _CONTAINERS[path.suffix.lower()].muxer, fps)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            _encode(tmp, frames, encoder, _CONTAINERS[path.suffix.lower()].muxer, fps)
     except av.error.FFmpegError as exc:
         raise DataError(f"Could not write {path} with {encoder}: {exc.strerror}.") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -5,24 +5,17 @@ Example:
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
+from tfkit.atomic import atomic_path
 from tfkit.errors import InputPathError
 
 
 def save_model(model, path: Path) -> None:
     """Atomic `.keras` save (temp file in the same folder, then rename)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".keras")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def load_model(path: Path):

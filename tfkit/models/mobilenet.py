@@ -28,18 +28,23 @@ def build_tsm_mobilenet_v2(spec: VideoModelSpec):
     K = keras()
     clip = K.Input(shape=spec.input_shape, name="clip")
     x = layer("FoldTime")(name="fold_time")(clip)
+    if spec.frame_stack and spec.frames > 1:
+        # [x, x, x] shifted by thirds = [frame t+1, frame t-1, frame t]: the stem's full 3x3 conv
+        # then learns spatio-temporal (direction-selective) filters at input resolution.
+        x = K.layers.Concatenate(name="frame_copies")([x, x, x])
+        x = layer("TemporalShift")(frames=spec.frames, shift_div=3, name="frame_stack")(x)
     x = conv_bn(x, make_divisible(32 * spec.alpha), 3, 2, name="stem")
     if spec.stem_shift and spec.frames > 1:
         # Early fusion: deeper residual shifts see motion shrunk below a pixel by the strides.
         x = layer("TemporalShift")(frames=spec.frames, shift_div=spec.shift_div, name="stem_shift")(x)
-    for stage, (t, c, n, s) in enumerate(MOBILENET_V2_STAGES):
+    for stage, (t, c, n, s) in enumerate(MOBILENET_V2_STAGES[:spec.stages]):
         repeats = max(1, math.ceil(n * spec.depth))
         for i in range(repeats):
             x = inverted_residual(
                 x, expand=t, out_channels=make_divisible(c * spec.alpha), stride=s if i == 0 else 1,
                 name=f"s{stage}b{i}", frames=spec.frames, shift_div=spec.shift_div,
             )
-    x = conv_bn(x, make_divisible(1280 * max(1.0, spec.alpha)), 1, 1, name="head")
+    x = conv_bn(x, spec.head_channels or make_divisible(1280 * max(1.0, spec.alpha)), 1, 1, name="head")
     x = K.layers.GlobalAveragePooling2D(name="frame_pool")(x)
     x = layer("UnfoldTime")(frames=spec.frames, name="unfold_time")(x)
     x = K.layers.GlobalAveragePooling1D(name="temporal_pool")(x)

@@ -21,6 +21,9 @@ class VideoModelSpec:
     depth: float = 1.0  # depth multiplier: repeats per stage are scaled by it (at least one block)
     shift_div: int = 8  # TSM: 1/shift_div of channels shifted each way in time
     stem_shift: bool = True  # also shift right after the stem, where motion is still >= 1 px
+    stages: int = 7  # how many MobileNetV2 stages to keep (small inputs do not need the deep ones)
+    head_channels: int = 0  # final 1x1 conv width; 0 = MobileNetV2's 1280 * max(1, alpha)
+    frame_stack: bool = False  # stem sees frames t-1, t, t+1 stacked as 9 channels (early fusion)
     dropout: float = 0.2
 
     def __post_init__(self):
@@ -30,6 +33,8 @@ class VideoModelSpec:
             "size": self.size >= 32 and self.size % 8 == 0,
             "alpha": 0.0 < self.alpha <= 2.0,
             "depth": 0.0 < self.depth <= 2.0,
+            "stages": 1 <= self.stages <= 7,
+            "head_channels": self.head_channels >= 0,
             "shift_div": self.shift_div >= 2,
             "dropout": 0.0 <= self.dropout < 1.0,
         }

@@ -17,11 +17,11 @@ import html
 import json
 import math
 import os
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tfkit.atomic import write_bytes_atomic
 from tfkit.errors import UsageError
 from tfkit.report.plots import latency_accuracy_png
 from tfkit.report.table import artifact_record, html_table, markdown_escape, markdown_table, measured_on
@@ -67,10 +67,10 @@ def write_report(
         "notes": _json_safe(notes),
         "artifacts": [artifact_record(r) for r in results],
     }
-    _atomic_write(paths.plot, png)
-    _atomic_write(paths.json, (json.dumps(document, indent=2, allow_nan=False) + "\n").encode())
-    _atomic_write(paths.markdown, render_markdown(results, title=title, created=created, notes=notes).encode())
-    _atomic_write(paths.html, render_html(results, png, title=title, created=created, notes=notes).encode())
+    write_bytes_atomic(paths.plot, png)
+    write_bytes_atomic(paths.json, (json.dumps(document, indent=2, allow_nan=False) + "\n").encode())
+    write_bytes_atomic(paths.markdown, render_markdown(results, title=title, created=created, notes=notes).encode())
+    write_bytes_atomic(paths.html, render_html(results, png, title=title, created=created, notes=notes).encode())
     return paths
 
 
@@ -138,17 +138,3 @@ def _json_safe(value: object) -> object:
         return value
     return str(value)
 
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temp file beside `path`, then rename: readers never see half a file."""
-    # Not mkstemp: its 0600 mode would make reports unreadable to others; open("xb") honours umask.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

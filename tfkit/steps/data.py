@@ -21,7 +21,7 @@ BUILTIN = "builtin"
 class DataConfig:
     source: str = BUILTIN  # "builtin" (generated motion set) or a folder root/<class>/<video>
     frames: int = 8
-    size: int = 64
+    size: int = 32
     stride: int = 2
     fps: float | None = None
     normalization: str = "symmetric"
@@ -64,6 +64,22 @@ def folder_fingerprint(root: Path) -> str:
     return h.hexdigest()
 
 
+def declared_symmetries(root: Path) -> dict:
+    """Label maps of clip transforms that the dataset's own `dataset.json` declares, e.g.
+    {"hflip": {"left": "right", "right": "left"}} (a transform with an empty map keeps every label).
+    A user folder without dataset.json declares none, and training then does not flip its clips."""
+    meta = Path(root) / "dataset.json"
+    if not meta.is_file():
+        return {}
+    try:
+        symmetries = json.loads(meta.read_text()).get("symmetries", {})
+    except (ValueError, AttributeError) as e:
+        raise UsageError(f"{meta} is not valid JSON with an optional 'symmetries' object: {e}") from e
+    if not isinstance(symmetries, dict) or not all(isinstance(m, dict) for m in symmetries.values()):
+        raise UsageError(f"{meta}: 'symmetries' must map a transform name to a {{class: class}} object")
+    return symmetries
+
+
 @STEPS.register("data")
 class DataStep(Step):
     """Decode videos (built-in generated set or a user folder) into uint8 train/val clip sets. No inputs."""
@@ -92,7 +108,8 @@ class DataStep(Step):
             ctx.log(f"[data] skipped unreadable video {path}: {reason}")
         ds.train.save_npz(workdir / files["train"])
         ds.val.save_npz(workdir / files["val"])
-        spec = {"classes": list(ds.classes), "clip": c.clip.to_dict(), "source": str(c.source)}
+        spec = {"classes": list(ds.classes), "clip": c.clip.to_dict(), "source": str(c.source),
+                "symmetries": declared_symmetries(root)}
         (workdir / "classes.json").write_text(json.dumps(list(ds.classes)))
         files["classes"] = "classes.json"
         metrics = {"train_clips": len(ds.train.y), "val_clips": len(ds.val.y), "classes": len(ds.classes),

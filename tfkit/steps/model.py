@@ -55,7 +55,8 @@ class TrainStep(Step):
         model_art, data_art = inputs
         model = load_model(model_art.file("model"))
         train, val = ClipSet.load_npz(data_art.file("train")), ClipSet.load_npz(data_art.file("val"))
-        result = train_classifier(model, train, val, self.config, progress=ctx.progress)
+        result = train_classifier(model, train, val, self.config, progress=ctx.progress,
+                                  symmetries=data_art.manifest.spec.get("symmetries"))
         ctx.log(f"[train] validation accuracy {result.val_accuracy:.3f} on {len(val.y)} clips")
         save_model(result.model, workdir / MODEL_FILE)
         spec = {**model_art.manifest.spec, "classes": data_art.manifest.spec["classes"],

@@ -1,0 +1,97 @@
+"""Every command through click's CliRunner: bad input ends in one actionable line and exit 2."""
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from tfkit.cli.main import COMMANDS, cli
+
+TINY_DATA = ["--frames", "4", "--size", "32", "--videos-per-class", "3", "--video-frames", "10",
+             "--video-size", "40", "--val-fraction", "0.34"]
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def assert_usage_error(result, *needles):
+    assert result.exit_code == 2, result.output
+    err = result.stderr.strip()
+    assert "Traceback" not in result.output
+    for needle in needles:
+        assert needle in err, err
+
+
+def test_help_lists_every_command():
+    out = invoke("--help").output
+    assert all(name in out for name in COMMANDS)
+
+
+def test_list_shows_registries():
+    out = invoke("list").output
+    assert "tsm_mobilenet_v2" in out and "int8" in out and "local" in out
+    assert invoke("list", "precisions").output.count("\n") == 6
+
+
+@pytest.mark.parametrize("args,needles", [
+    (["build", "--model", "tsm_mobilenetv2", "--out", "{tmp}/m"], ["Unknown model", "Did you mean"]),
+    (["build", "--size", "30", "--out", "{tmp}/m"], ["size=30"]),
+    (["data", "--source", "{tmp}/nope", "--out", "{tmp}/d"], ["does not exist"]),
+    (["data", "--source", "{tmp}/empty", "--out", "{tmp}/d"], ["empty"]),
+    (["data", "--source", "{tmp}/notes.txt", "--out", "{tmp}/d"], ["notes.txt"]),
+    (["data", "--val-fraction", "1.5", "--out", "{tmp}/d"], ["val_fraction"]),
+    (["convert", "{tmp}/nope", "--data", "{tmp}/nope", "--precision", "int9", "--out", "{tmp}/c"],
+     ["Unknown precision", "int8"]),
+    (["convert", "{tmp}/nope", "--data", "{tmp}/nope", "--out", "{tmp}/c"], ["does not exist", "tfkit build"]),
+    (["train", "{tmp}/empty", "--data", "{tmp}/empty", "--out", "{tmp}/t"], ["not a tfkit artifact"]),
+    (["bench", "{tmp}/empty", "--data", "{tmp}/empty", "--device", "phone", "--out", "{tmp}/b"], ["Unknown device"]),
+    (["report", "{tmp}/nope", "--out", "{tmp}/r"], ["does not exist"]),
+])
+def test_bad_input_is_one_line_exit_2(tmp_path, args, needles):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "notes.txt").write_text("not a folder of videos")
+    result = invoke(*[a.format(tmp=tmp_path) for a in args])
+    assert_usage_error(result, *needles)
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "d").exists() and not (tmp_path / "m").exists()
+
+
+def test_user_folder_with_one_unreadable_video(tmp_path):
+    """Readable videos are used; the unreadable one is named; the run succeeds."""
+    from tfkit.data import generate_motion_dataset
+
+    root = generate_motion_dataset(tmp_path / "videos", videos_per_class=3, frames=10, size=40, progress=False)
+    (root / "dataset.json").unlink()
+    bad = root / "left" / "broken.mp4"
+    bad.write_bytes(np.random.default_rng(0).bytes(4096))
+    result = invoke("data", "--source", root, "--frames", 4, "--size", 32, "--val-fraction", 0.34,
+                    "--out", tmp_path / "d")
+    assert result.exit_code == 0, result.output
+    assert "broken.mp4" in result.stderr
+    from tfkit.artifacts import Artifact
+
+    art = Artifact.load(tmp_path / "d")
+    assert art.metrics["train_clips"] + art.metrics["val_clips"] == 21
+    assert [s["path"].endswith("broken.mp4") for s in art.metrics["skipped"]] == [True]
+
+
+def test_single_steps_chain(tmp_path, tiny_data):
+    """build -> train -> convert -> bench -> report, each a separate command, on the tiny dataset."""
+    d = tiny_data.path
+    assert invoke("build", "--classes", 7, "--frames", 4, "--size", 32, "--depth", 0.34,
+                  "--out", tmp_path / "m", "-q").exit_code == 0
+    r = invoke("train", tmp_path / "m", "--data", d, "--epochs", 1, "--batch-size", 8, "--out", tmp_path / "t", "-q")
+    assert r.exit_code == 0, r.output
+    r = invoke("convert", tmp_path / "t", "--data", d, "--precision", "float32", "--out", tmp_path / "c", "-q")
+    assert r.exit_code == 0, r.output
+    # Wrong artifact kind is a clear usage error, not a crash.
+    assert_usage_error(invoke("bench", tmp_path / "t", "--data", d, "--out", tmp_path / "b"), "keras_model")
+    r = invoke("bench", tmp_path / "c", "--data", d, "--runs", 3, "--warmup", 1, "--out", tmp_path / "b", "-q")
+    assert r.exit_code == 0, r.output
+    r = invoke("report", tmp_path / "b", "--out", tmp_path / "r")
+    assert r.exit_code == 0, r.output
+    doc = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert [a["precision"] for a in doc["artifacts"]] == ["float32"]
+    history = json.loads((tmp_path / "r" / "manifest.json").read_text())["history"]
+    assert [h["step"] for h in history] == ["data", "build", "train", "convert", "bench", "report"]
