@@ -6,12 +6,13 @@ and whether TensorFlow got imported. Goal: `tfkit --help` median < 0.5 s, no Ten
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from _emit import emit
 
 
 def median_seconds(cmd: list[str], runs: int) -> float:
@@ -39,10 +40,7 @@ def main() -> None:
               "python_bare_median_s": round(bare_s, 4), "help_goal_s": 0.5,
               "help_ratio_to_goal": round(help_s / 0.5, 3), "tensorflow_imported": tf_loaded,
               "runs": args.runs}
-    print(json.dumps(result, indent=2))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2))
+    emit(result, args.json)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+from _emit import emit
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -48,10 +50,7 @@ def main() -> None:
         "float32_over_int8_size": (f32["size_bytes"] / i8["size_bytes"]) if f32 and i8 else None,
         "goals": {"float32_accuracy_min": 0.90, "int8_gap_max": 0.02, "demo_wall_s_max_without_install": 15 * 60},
     }
-    print(json.dumps(result, indent=2))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2))
+    emit(result, args.json)
 
 
 if __name__ == "__main__":

@@ -92,3 +92,19 @@ def test_load_rejects_garbage(tmp_path):
         load_model(tmp_path / "bad.keras")
     with pytest.raises(InputPathError, match="no model file"):
         load_model(tmp_path / "missing.keras")
+
+
+def test_tfmot_can_prune_every_weighted_layer(tiny_model):
+    """No Lambda and only registered layer types with weights: TFMOT wraps each one and the
+    pruned model still runs (the custom time layers carry no weights and stay as they are)."""
+    from tfkit._compat.keras import keras, tfmot
+    from tensorflow_model_optimization.python.core.sparsity.keras.prune_registry import PruneRegistry
+
+    weighted = [l for l in tiny_model.layers if l.weights]
+    assert all(PruneRegistry.supports(l) for l in weighted), [l.name for l in weighted if not PruneRegistry.supports(l)]
+    sparsity = tfmot().sparsity.keras
+    pruned = keras().models.clone_model(
+        tiny_model, clone_function=lambda l: sparsity.prune_low_magnitude(l.__class__.from_config(l.get_config()))
+        if l.weights else l.__class__.from_config(l.get_config()))
+    x = np.zeros((1, *TINY.input_shape), np.float32)
+    assert pruned(x).shape == (1, TINY.num_classes)
