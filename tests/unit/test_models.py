@@ -43,25 +43,28 @@ def test_params_scale_with_width_and_classes():
     assert b > a and c > a
 
 
-def numpy_shift(x, frames, shift_div):
-    """Reference TSM on (B*T, H, W, C): channel block 0 takes frame t+1, block 1 takes t-1."""
+def numpy_shift(x, frames, shift_div, causal=False):
+    """Reference TSM on (B*T, H, W, C): channel block 0 takes frame t-1, block 1 takes t+1
+    (causal: only block 0 moves)."""
     bt, h, w, c = x.shape
     v = x.reshape(-1, frames, h, w, c)
     out = v.copy()
     fold = c // shift_div
-    out[:, :-1, ..., :fold] = v[:, 1:, ..., :fold]
-    out[:, -1, ..., :fold] = 0
-    out[:, 1:, ..., fold:2 * fold] = v[:, :-1, ..., fold:2 * fold]
-    out[:, 0, ..., fold:2 * fold] = 0
+    out[:, 1:, ..., :fold] = v[:, :-1, ..., :fold]
+    out[:, 0, ..., :fold] = 0
+    if not causal:
+        out[:, :-1, ..., fold:2 * fold] = v[:, 1:, ..., fold:2 * fold]
+        out[:, -1, ..., fold:2 * fold] = 0
     return out.reshape(bt, h, w, c)
 
 
-def test_temporal_shift_matches_reference():
+@pytest.mark.parametrize("causal", [False, True])
+def test_temporal_shift_matches_reference(causal):
     from tfkit.models.layers import layer
 
     x = np.random.default_rng(0).normal(size=(2 * 4, 3, 3, 16)).astype(np.float32)
-    got = np.asarray(layer("TemporalShift")(frames=4, shift_div=8)(x))
-    np.testing.assert_array_equal(got, numpy_shift(x, 4, 8))
+    got = np.asarray(layer("TemporalShift")(frames=4, shift_div=8, causal=causal)(x))
+    np.testing.assert_array_equal(got, numpy_shift(x, 4, 8, causal))
     assert not np.array_equal(got, x)
 
 

@@ -102,3 +102,20 @@ def check_parity(keras_model, flatbuffer: bytes, clips: np.ndarray, precision: s
             f"{precision} model fails parity with its Keras source on {len(clips)} clips: not ({failed}). "
             "Calibrate with more/representative clips, or use a float precision.")
     return report
+
+
+def run_stream_tflite(flatbuffer: bytes, frames: np.ndarray, *, threads: int = 2) -> np.ndarray:
+    """Run a float streaming model frame by frame through its signature, feeding each `<s>_out`
+    back as `<s>_in`; returns (T, num_classes) logits."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=flatbuffer, num_threads=threads)
+    runner = interpreter.get_signature_runner()
+    details = runner.get_input_details()
+    states = {name: np.zeros(d["shape"], d["dtype"]) for name, d in details.items() if name != "frame"}
+    out = []
+    for frame in frames:
+        result = runner(frame=frame[None].astype(np.float32), **states)
+        states = {name: result[name.removesuffix("_in") + "_out"] for name in states}
+        out.append(result["logits"][0])
+    return np.stack(out)

@@ -16,14 +16,19 @@ from tfkit.errors import ConversionError, UsageError
 
 
 def _fixed_batch(model):
-    """Wrap `model` with batch size 1 so every tensor shape is static (no dynamic reshapes)."""
+    """`model` with batch size 1, so every tensor shape is static (no dynamic reshapes); output
+    names are kept, since they become the TFLite signature's output names."""
     from tfkit._compat.keras import keras
 
+    if all(t.shape[0] == 1 for t in model.inputs):
+        return model
     K = keras()
     inputs = [K.Input(shape=t.shape[1:], batch_size=1, name=t.name.split(":")[0], dtype=t.dtype)
               for t in model.inputs]
     outputs = model(inputs[0] if len(inputs) == 1 else inputs, training=False)
-    return K.Model(inputs, outputs, name=f"{model.name}_b1")
+    outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+    named = [K.layers.Activation("linear", name=n)(o) for n, o in zip(model.output_names, outputs)]
+    return K.Model(inputs, named if len(named) > 1 else named[0], name=f"{model.name}_b1")
 
 
 def convert_keras(model, precision: str, *, calibration: Iterable[np.ndarray] | None = None) -> bytes:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from tfkit.models import mobilenet as _mobilenet  # noqa: F401  (registers its families)
 from tfkit.models.registry import MODELS
 from tfkit.models.spec import VideoModelSpec
+from tfkit.models.streaming import build_streaming, run_stream, stream_states, to_streaming
 
 
 def build(spec: VideoModelSpec):
@@ -21,4 +22,5 @@ def model_names() -> list[str]:
     return MODELS.names()
 
 
-__all__ = ["MODELS", "VideoModelSpec", "build", "model_names"]
+__all__ = ["MODELS", "VideoModelSpec", "build", "build_streaming", "model_names", "run_stream", "stream_states",
+           "to_streaming"]

@@ -6,7 +6,6 @@ Example:
 from __future__ import annotations
 
 from tfkit._compat.keras import keras
-from tfkit.models.layers import layer
 
 
 def make_divisible(v: float, divisor: int = 8) -> int:
@@ -22,16 +21,15 @@ def conv_bn(x, filters: int, kernel: int, stride: int, *, name: str, act: bool =
     return K.layers.ReLU(6.0, name=f"{name}_relu")(x) if act else x
 
 
-def inverted_residual(x, *, expand: int, out_channels: int, stride: int, name: str,
-                      frames: int = 1, shift_div: int = 0):
-    """MobileNetV2 block; with `shift_div` > 0 a temporal shift opens the residual branch
+def inverted_residual(x, *, expand: int, out_channels: int, stride: int, name: str, shift=None):
+    """MobileNetV2 block; `shift(tensor, name)` (a temporal shift) opens the residual branch
     ("residual shift", which keeps the identity path's spatial features intact)."""
     K = keras()
     in_channels = x.shape[-1]
     residual = stride == 1 and in_channels == out_channels
     y = x
-    if residual and shift_div and frames > 1:
-        y = layer("TemporalShift")(frames=frames, shift_div=shift_div, name=f"{name}_shift")(y)
+    if residual and shift is not None:
+        y = shift(y, f"{name}_shift")
     if expand != 1:
         y = conv_bn(y, in_channels * expand, 1, 1, name=f"{name}_expand")
     y = K.layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False, name=f"{name}_dw")(y)

@@ -7,7 +7,7 @@ kernels like best; `frames` tells them how to unfold.
 Example:
     >>> from tfkit.models.layers import custom_objects
     >>> sorted(custom_objects())
-    ['FoldTime', 'TemporalShift', 'UnfoldTime']
+    ['FoldTime', 'RunningMean', 'StreamShift', 'TemporalShift', 'UnfoldTime']
 """
 from __future__ import annotations
 
@@ -53,25 +53,61 @@ def custom_objects() -> dict[str, type]:
         (B, T, H*W, C) working shape is the GPU-delegate-safe form.
         """
 
-        def __init__(self, frames: int, shift_div: int = 8, **kw):
+        def __init__(self, frames: int, shift_div: int = 8, causal: bool = False, **kw):
             super().__init__(**kw)
-            self.frames, self.shift_div = int(frames), int(shift_div)
+            self.frames, self.shift_div, self.causal = int(frames), int(shift_div), bool(causal)
 
         def call(self, x):
             h, w, c = x.shape[1], x.shape[2], x.shape[3]
-            fold = max(c // self.shift_div, 1)
+            fold = shift_fold(c, self.shift_div)
             if self.frames < 2 or 2 * fold > c:
                 return x
             v = T.reshape(x, (-1, self.frames, h * w, c))
-            back = T.pad(v[:, 1:, :, :fold], [[0, 0], [0, 1], [0, 0], [0, 0]])
-            fwd = T.pad(v[:, :-1, :, fold : 2 * fold], [[0, 0], [1, 0], [0, 0], [0, 0]])
-            v = T.concat([back, fwd, v[:, :, :, 2 * fold :]], axis=-1)
+            past = T.pad(v[:, :-1, :, :fold], [[0, 0], [1, 0], [0, 0], [0, 0]])
+            if self.causal:  # online TSM: the first `fold` channels come from frame t-1 only
+                v = T.concat([past, v[:, :, :, fold:]], axis=-1)
+            else:
+                future = T.pad(v[:, 1:, :, fold : 2 * fold], [[0, 0], [0, 1], [0, 0], [0, 0]])
+                v = T.concat([past, future, v[:, :, :, 2 * fold :]], axis=-1)
             return T.reshape(v, (-1, h, w, c))
 
         def get_config(self):
-            return {**super().get_config(), "frames": self.frames, "shift_div": self.shift_div}
+            return {**super().get_config(), "frames": self.frames, "shift_div": self.shift_div,
+                    "causal": self.causal}
 
-    return {"FoldTime": FoldTime, "UnfoldTime": UnfoldTime, "TemporalShift": TemporalShift}
+    class StreamShift(K.layers.Layer):
+        """The causal TemporalShift for one frame: [x_t, state] -> [shifted x_t, new state].
+
+        The state holds the previous frame's first `fold` channels; zeros at the first frame give
+        exactly the clip model's zero padding."""
+
+        def __init__(self, shift_div: int = 8, **kw):
+            super().__init__(**kw)
+            self.shift_div = int(shift_div)
+
+        def call(self, inputs):
+            x, state = inputs
+            fold = shift_fold(x.shape[-1], self.shift_div)
+            return T.concat([state, x[..., fold:]], axis=-1), x[..., :fold]
+
+        def get_config(self):
+            return {**super().get_config(), "shift_div": self.shift_div}
+
+    class RunningMean(K.layers.Layer):
+        """Streaming temporal average: [x_t, sum, count] -> [mean so far, new sum, new count]."""
+
+        def call(self, inputs):
+            x, total, count = inputs
+            total, count = total + x, count + 1.0
+            return total / count, total, count
+
+    return {"FoldTime": FoldTime, "UnfoldTime": UnfoldTime, "TemporalShift": TemporalShift,
+            "StreamShift": StreamShift, "RunningMean": RunningMean}
+
+
+def shift_fold(channels: int, shift_div: int) -> int:
+    """How many channels one temporal shift moves."""
+    return max(channels // shift_div, 1)
 
 
 def layer(name: str):

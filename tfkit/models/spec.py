@@ -24,6 +24,7 @@ class VideoModelSpec:
     stages: int = 7  # how many MobileNetV2 stages to keep (small inputs do not need the deep ones)
     head_channels: int = 0  # final 1x1 conv width; 0 = MobileNetV2's 1280 * max(1, alpha)
     frame_stack: bool = False  # stem sees frames t-1, t, t+1 stacked as 9 channels (early fusion)
+    causal: bool = False  # shifts look only at past frames, so the model also runs frame by frame
     dropout: float = 0.2
 
     def __post_init__(self):

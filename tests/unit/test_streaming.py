@@ -1,0 +1,88 @@
+"""Clip and streaming forms of a causal model share weights and give the same logits."""
+import numpy as np
+import pytest
+
+from tfkit.errors import UsageError
+from tfkit.models import VideoModelSpec, build, build_streaming, run_stream, stream_states, to_streaming
+
+SPEC = VideoModelSpec(num_classes=5, frames=6, size=32, alpha=0.35, stages=3, head_channels=32,
+                      frame_stack=True, causal=True)
+
+
+def realistic_batchnorm(model, seed=0):
+    """Untrained BN (mean 0, var 1) makes logits vanish; give it trained-looking statistics so the
+    comparisons below are about numbers of normal size."""
+    from tfkit._compat.keras import keras
+
+    rng = np.random.default_rng(seed)
+    for l in model.layers:
+        if isinstance(l, keras().layers.BatchNormalization):
+            c = l.gamma.shape[0]
+            l.set_weights([rng.uniform(0.8, 1.6, c), rng.normal(0, 0.2, c), rng.normal(0, 0.1, c),
+                           rng.uniform(0.2, 0.6, c)])
+
+
+@pytest.fixture(scope="module")
+def clip_and_stream():
+    from tfkit._compat.keras import keras
+
+    keras().utils.set_random_seed(0)
+    clip = build(SPEC)
+    realistic_batchnorm(clip)
+    return clip, to_streaming(clip, SPEC)
+
+
+@pytest.fixture(scope="module")
+def frames():
+    return np.random.default_rng(1).uniform(-1, 1, size=SPEC.input_shape).astype(np.float32)
+
+
+def test_streaming_equals_clip(clip_and_stream, frames):
+    clip, stream = clip_and_stream
+    ref = np.asarray(clip(frames[None], training=False))[0]
+    got = run_stream(stream, frames)
+    assert np.abs(ref).max() > 0.1  # a real comparison, not of vanishing numbers
+    assert np.abs(got[-1] - ref).max() <= 1e-4
+    # After k frames the stream equals the clip model run on those k frames.
+    k = 3
+    short = build(VideoModelSpec(**{**SPEC.to_dict(), "frames": k}))
+    short.set_weights(clip.get_weights())
+    ref_k = np.asarray(short(frames[None, :k], training=False))[0]
+    assert np.abs(got[k - 1] - ref_k).max() <= 1e-4
+
+
+def test_causal_clip_ignores_the_future(clip_and_stream, frames):
+    """The first half of the per-frame features never sees later frames: changing the last frame
+    changes the stream's final logits only, not the earlier ones."""
+    _, stream = clip_and_stream
+    changed = frames.copy()
+    changed[-1] = -changed[-1]
+    a, b = run_stream(stream, frames), run_stream(stream, changed)
+    np.testing.assert_allclose(a[:-1], b[:-1], atol=1e-6)
+    assert np.abs(a[-1] - b[-1]).max() > 1e-4
+
+
+def test_state_layout(clip_and_stream):
+    _, stream = clip_and_stream
+    states = stream_states(stream)
+    kinds = [s.kind for s in states]
+    assert kinds.count("sum") == 1 and kinds.count("count") == 1 and kinds.count("shift") >= 3
+    frame_stack = next(s for s in states if s.name == "frame_stack")
+    assert frame_stack.shape == (32, 32, 3)  # the previous raw frame
+    assert stream.output_names == ["logits", *[s.output_name for s in states]]
+
+
+def test_non_causal_cannot_stream():
+    with pytest.raises(UsageError, match="causal"):
+        build_streaming(VideoModelSpec(num_classes=3, frames=4, size=32, stages=2))
+
+
+def test_tflite_streaming_equals_keras_clip(clip_and_stream, frames):
+    from tfkit.convert.parity import run_stream_tflite
+    from tfkit.convert.tflite import convert_keras
+
+    clip, stream = clip_and_stream
+    flatbuffer = convert_keras(stream, "float32")
+    got = run_stream_tflite(flatbuffer, frames)
+    ref = np.asarray(clip(frames[None], training=False))[0]
+    assert np.abs(got[-1] - ref).max() <= 1e-4

@@ -1,0 +1,65 @@
+"""The streaming form of a causal zoo model: one frame in, explicit state in and out, same weights
+as the clip model. The state layout is plain data, so runners (host, board, Android) need no
+side files.
+
+Example:
+    >>> stream = to_streaming(clip_model, spec)  # doctest: +SKIP
+    >>> logits = run_stream(stream, clip[0])[-1]     # == clip_model(clip)[0] for a causal model
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from tfkit.errors import UsageError
+from tfkit.models.registry import MODELS
+from tfkit.models.spec import VideoModelSpec
+from tfkit.models.temporal import StateSpec
+
+_KINDS = {"temporal_sum": "sum", "temporal_count": "count"}
+
+
+def build_streaming(spec: VideoModelSpec):
+    """The streaming model for `spec` (random weights). Only causal models stream: a bidirectional
+    shift needs the next frame, which a camera has not delivered yet."""
+    if not spec.causal:
+        raise UsageError("a streaming model needs a causal spec (causal=True): the default temporal shift "
+                         "looks one frame ahead. Build and train the clip model with causal=True.")
+    return MODELS.get(spec.family)(spec, stream=True)
+
+
+def to_streaming(clip_model, spec: VideoModelSpec):
+    """A streaming model carrying `clip_model`'s weights (matched by layer name)."""
+    stream = build_streaming(spec)
+    for target in stream.layers:
+        if target.weights:
+            try:
+                source = clip_model.get_layer(target.name)
+            except ValueError:
+                raise UsageError(f"clip model has no layer {target.name!r}; was it built from this spec?") from None
+            target.set_weights(source.get_weights())
+    return stream
+
+
+def stream_states(stream_model) -> list[StateSpec]:
+    """The state tensors of a streaming model, in input order (frame excluded)."""
+    states = []
+    for t in stream_model.inputs[1:]:
+        name = t.name.split(":")[0].removesuffix("_in")
+        states.append(StateSpec(name, tuple(int(d) for d in t.shape[1:]), _KINDS.get(name, "shift")))
+    return states
+
+
+def initial_states(states: list[StateSpec]) -> list[np.ndarray]:
+    return [np.zeros((1, *s.shape), np.float32) for s in states]
+
+
+def run_stream(stream_model, frames: np.ndarray) -> np.ndarray:
+    """Feed (T, H, W, 3) float frames one at a time through a Keras streaming model; returns the
+    (T, num_classes) logits after each frame."""
+    states = initial_states(stream_states(stream_model))
+    out = []
+    for frame in frames:
+        logits, *states = stream_model([frame[None].astype(np.float32), *states], training=False)
+        states = [np.asarray(s) for s in states]
+        out.append(np.asarray(logits)[0])
+    return np.stack(out)
