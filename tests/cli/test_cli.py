@@ -95,3 +95,22 @@ def test_single_steps_chain(tmp_path, tiny_data):
     assert [a["precision"] for a in doc["artifacts"]] == ["float32"]
     history = json.loads((tmp_path / "r" / "manifest.json").read_text())["history"]
     assert [h["step"] for h in history] == ["data", "build", "train", "convert", "bench", "report"]
+
+
+def test_streaming_conversion_records_the_state_layout(tmp_path, tiny_data, tiny_trained):
+    """`--form stream` needs a causal model (clear usage error otherwise) and records every state
+    tensor with its quantization in the artifact."""
+    d = tiny_data.path
+    r = invoke("convert", tiny_trained.path, "--data", d, "--form", "stream", "--out", tmp_path / "no")
+    assert_usage_error(r, "causal")
+    assert invoke("build", "--classes", 7, "--frames", 4, "--size", 32, "--stages", 2, "--head-channels", 16,
+                  "--frame-stack", "--causal", "--out", tmp_path / "m", "-q").exit_code == 0
+    assert invoke("train", tmp_path / "m", "--data", d, "--epochs", 1, "--out", tmp_path / "t", "-q").exit_code == 0
+    r = invoke("convert", tmp_path / "t", "--data", d, "--form", "stream", "--precision", "int8",
+               "--calibration-clips", 8, "--parity-clips", 8, "--out", tmp_path / "s", "-q")
+    assert r.exit_code == 0, r.output
+    spec = json.loads((tmp_path / "s" / "manifest.json").read_text())["spec"]
+    assert spec["form"] == "stream" and spec["input"]["shape"] == [1, 32, 32, 3]
+    states = spec["stream"]["states"]
+    assert {s["kind"] for s in states} == {"shift", "window", "count"}
+    assert all(s["quantization"]["dtype"] == "int8" for s in states)

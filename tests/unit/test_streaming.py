@@ -66,7 +66,7 @@ def test_state_layout(clip_and_stream):
     _, stream = clip_and_stream
     states = stream_states(stream)
     kinds = [s.kind for s in states]
-    assert kinds.count("sum") == 1 and kinds.count("count") == 1 and kinds.count("shift") >= 3
+    assert kinds.count("window") == 1 and kinds.count("count") == 1 and kinds.count("shift") >= 3
     frame_stack = next(s for s in states if s.name == "frame_stack")
     assert frame_stack.shape == (32, 32, 3)  # the previous raw frame
     assert stream.output_names == ["logits", *[s.output_name for s in states]]
@@ -86,3 +86,31 @@ def test_tflite_streaming_equals_keras_clip(clip_and_stream, frames):
     got = run_stream_tflite(flatbuffer, frames)
     ref = np.asarray(clip(frames[None], training=False))[0]
     assert np.abs(got[-1] - ref).max() <= 1e-4
+
+
+def test_int8_streaming_with_streamed_calibration(clip_and_stream, frames):
+    """Full-int8 streaming model calibrated on streamed states: int8 state I/O, every state's
+    quantization reported, and the requantizing runner stays close to the float clip model."""
+    from tfkit.convert.parity import run_stream_tflite, state_quantization
+    from tfkit.convert.tflite import convert_keras
+    from tfkit.models.streaming import stream_calibration
+
+    clip, stream = clip_and_stream
+    rng = np.random.default_rng(2)
+    calib = [frames, *rng.uniform(-1, 1, size=(5, *SPEC.input_shape)).astype(np.float32)]
+    flatbuffer = convert_keras(stream, "int8", calibration=stream_calibration(stream, calib))
+    rows = state_quantization(flatbuffer)
+    assert {r["state"] for r in rows} == {s.name for s in stream_states(stream)}
+    assert all(r["dtype"] == "int8" for r in rows)
+    got = run_stream_tflite(flatbuffer, frames)
+    ref = np.asarray(clip(frames[None], training=False))[0]
+    assert np.abs(got[-1] - ref).max() <= 0.1 * np.abs(ref).max()
+
+
+def test_long_streams_keep_bounded_state_and_a_sliding_window(clip_and_stream):
+    """After many frames the count saturates at T and the prediction is the mean over the last T
+    frames' features: a constant input gives a constant prediction, however long the stream."""
+    _, stream = clip_and_stream
+    frame = np.random.default_rng(3).uniform(-1, 1, size=(1, *SPEC.input_shape[1:])).astype(np.float32)
+    logits = run_stream(stream, np.repeat(frame, 4 * SPEC.frames, axis=0))
+    np.testing.assert_allclose(logits[-1], logits[-SPEC.frames], atol=1e-5)

@@ -32,18 +32,9 @@ class TFLiteModel:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """x: float (1, ...) -> float logits (1, classes)."""
-        d = self.input
-        if np.issubdtype(d["dtype"], np.integer):
-            scale, zero = d["quantization"]
-            info = np.iinfo(d["dtype"])
-            x = np.clip(np.round(x / scale + zero), info.min, info.max)
-        self.interpreter.set_tensor(d["index"], x.astype(d["dtype"]))
+        self.interpreter.set_tensor(self.input["index"], _to_dtype(x, self.input))
         self.interpreter.invoke()
-        y = self.interpreter.get_tensor(self.output["index"])
-        if np.issubdtype(y.dtype, np.integer):
-            scale, zero = self.output["quantization"]
-            y = (y.astype(np.float32) - zero) * scale
-        return y.astype(np.float32)
+        return _to_float(self.interpreter.get_tensor(self.output["index"]), self.output)
 
     def _graph_ops(self) -> list[dict]:
         """The model's own ops; the default XNNPACK delegate would fold them into DELEGATE nodes."""
@@ -81,12 +72,18 @@ def check_parity(keras_model, flatbuffer: bytes, clips: np.ndarray, precision: s
                  raise_on_fail: bool = True, **thresholds) -> ParityReport:
     """Compare Keras and TFLite logits on float `clips` (N, ...) against the precision's bar
     (override with max_abs_logit_diff= / min_top1_agreement=)."""
-    variant = VARIANTS.get(precision)
-    max_abs_bar = thresholds.get("max_abs_logit_diff", variant.max_abs_logit_diff)
-    top1_bar = thresholds.get("min_top1_agreement", variant.min_top1_agreement)
     tfl = TFLiteModel(flatbuffer)
     ref = np.concatenate([np.asarray(keras_model(c[None], training=False)) for c in clips])
     got = np.concatenate([tfl(c[None]) for c in clips])
+    return compare_logits(ref, got, precision, raise_on_fail=raise_on_fail, **thresholds)
+
+
+def compare_logits(ref: np.ndarray, got: np.ndarray, precision: str, *, raise_on_fail: bool = True,
+                   what: str = "Keras source", **thresholds) -> ParityReport:
+    """Judge (N, classes) logits `got` against the reference `ref` by the precision's parity bar."""
+    variant = VARIANTS.get(precision)
+    max_abs_bar = thresholds.get("max_abs_logit_diff", variant.max_abs_logit_diff)
+    top1_bar = thresholds.get("min_top1_agreement", variant.min_top1_agreement)
     max_abs = float(np.max(np.abs(ref - got)))
     agree = float(np.mean(np.argmax(ref, -1) == np.argmax(got, -1)))
     checks = []
@@ -95,27 +92,63 @@ def check_parity(keras_model, flatbuffer: bytes, clips: np.ndarray, precision: s
     if top1_bar is not None:
         checks.append((agree >= top1_bar, f"top-1 agreement {agree:.3f} >= {top1_bar:g}"))
     passed = all(ok for ok, _ in checks)
-    report = ParityReport(precision, len(clips), max_abs, agree, "; ".join(t for _, t in checks), passed)
+    report = ParityReport(precision, len(ref), max_abs, agree, "; ".join(t for _, t in checks), passed)
     if raise_on_fail and not passed:
         failed = "; ".join(t for ok, t in checks if not ok)
         raise ParityError(
-            f"{precision} model fails parity with its Keras source on {len(clips)} clips: not ({failed}). "
+            f"{precision} model fails parity with its {what} on {len(ref)} clips: not ({failed}). "
             "Calibrate with more/representative clips, or use a float precision.")
     return report
 
 
-def run_stream_tflite(flatbuffer: bytes, frames: np.ndarray, *, threads: int = 2) -> np.ndarray:
-    """Run a float streaming model frame by frame through its signature, feeding each `<s>_out`
-    back as `<s>_in`; returns (T, num_classes) logits."""
+def _to_dtype(x: np.ndarray, detail: dict) -> np.ndarray:
+    """Quantize float `x` for an integer tensor (its scale/zero point), or cast for a float one."""
+    if np.issubdtype(detail["dtype"], np.integer):
+        scale, zero = detail["quantization"]
+        info = np.iinfo(detail["dtype"])
+        return np.clip(np.round(x / scale + zero), info.min, info.max).astype(detail["dtype"])
+    return x.astype(detail["dtype"])
+
+
+def _to_float(x: np.ndarray, detail: dict) -> np.ndarray:
+    if np.issubdtype(x.dtype, np.integer):
+        scale, zero = detail["quantization"]
+        return (x.astype(np.float32) - zero) * scale
+    return x.astype(np.float32)
+
+
+def state_quantization(flatbuffer: bytes) -> list[dict]:
+    """Each state's input and output quantization (scale, zero point) in a streaming model; where
+    they differ, feeding the raw output back would silently drift, so runners must requantize."""
     from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = Interpreter(model_content=flatbuffer, num_threads=threads)
-    runner = interpreter.get_signature_runner()
-    details = runner.get_input_details()
-    states = {name: np.zeros(d["shape"], d["dtype"]) for name, d in details.items() if name != "frame"}
+    runner = Interpreter(model_content=flatbuffer).get_signature_runner()
+    ins, outs = runner.get_input_details(), runner.get_output_details()
+    rows = []
+    for name, d in sorted(ins.items()):
+        if name == "frame":
+            continue
+        o = outs[name.removesuffix("_in") + "_out"]
+        qi, qo = tuple(float(v) for v in d["quantization"]), tuple(float(v) for v in o["quantization"])
+        rows.append({"state": name.removesuffix("_in"), "dtype": np.dtype(d["dtype"]).name, "input": qi,
+                     "output": qo, "same": qi == qo})
+    return rows
+
+
+def run_stream_tflite(flatbuffer: bytes, frames: np.ndarray, *, threads: int = 2) -> np.ndarray:
+    """Run a streaming model frame by frame through its signature, feeding each `<s>_out` back as
+    `<s>_in`; integer states are dequantized with the output's parameters and requantized with the
+    input's (they differ after int8 calibration). Returns (T, num_classes) float logits."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    runner = Interpreter(model_content=flatbuffer, num_threads=threads).get_signature_runner()
+    ins, outs = runner.get_input_details(), runner.get_output_details()
+    states = {name: np.zeros(d["shape"], np.float32) for name, d in ins.items() if name != "frame"}
     out = []
     for frame in frames:
-        result = runner(frame=frame[None].astype(np.float32), **states)
-        states = {name: result[name.removesuffix("_in") + "_out"] for name in states}
-        out.append(result["logits"][0])
+        feed = {name: _to_dtype(x, ins[name]) for name, x in {"frame": frame[None], **states}.items()}
+        result = runner(**feed)
+        states = {name: _to_float(result[name.removesuffix("_in") + "_out"], outs[name.removesuffix("_in") + "_out"])
+                  for name in states}
+        out.append(_to_float(result["logits"], outs["logits"])[0])
     return np.stack(out)

@@ -34,8 +34,9 @@ def _fixed_batch(model):
 def convert_keras(model, precision: str, *, calibration: Iterable[np.ndarray] | None = None) -> bytes:
     """Convert a tf_keras model to a TFLite flatbuffer in the given precision.
 
-    `calibration` yields float input arrays of shape (1, ...) (the representative dataset), and is
-    required by the calibrated precisions (int8, int16x8)."""
+    `calibration` yields float input arrays of shape (1, ...), or for multi-input models dicts
+    {input name: array} (the representative dataset); the calibrated precisions (int8, int16x8)
+    require it."""
     from tfkit._compat.keras import tf
 
     T = tf()
@@ -49,7 +50,7 @@ def convert_keras(model, precision: str, *, calibration: Iterable[np.ndarray] | 
     if variant.needs_calibration:
         if calibration is None:
             raise UsageError(f"precision {precision!r} needs calibration clips (a dataset)")
-        samples = [np.asarray(c, np.float32) for c in calibration]
+        samples = list(calibration)
         if not samples:
             raise UsageError(f"precision {precision!r} got an empty calibration set")
         name = fixed.inputs[0].name.split(":")[0]
@@ -57,7 +58,8 @@ def convert_keras(model, precision: str, *, calibration: Iterable[np.ndarray] | 
         def representative():
             # Dicts keyed by signature input name: a list form silently breaks multi-input models.
             for s in samples:
-                yield {name: s}
+                yield ({k: np.asarray(v, np.float32) for k, v in s.items()} if isinstance(s, dict)
+                       else {name: np.asarray(s, np.float32)})
 
         converter.representative_dataset = representative
     converter.target_spec.supported_ops = {

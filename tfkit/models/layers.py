@@ -7,7 +7,7 @@ kernels like best; `frames` tells them how to unfold.
 Example:
     >>> from tfkit.models.layers import custom_objects
     >>> sorted(custom_objects())
-    ['FoldTime', 'RunningMean', 'StreamShift', 'TemporalShift', 'UnfoldTime']
+    ['FoldTime', 'StreamShift', 'TemporalShift', 'UnfoldTime', 'WindowMean']
 """
 from __future__ import annotations
 
@@ -93,16 +93,30 @@ def custom_objects() -> dict[str, type]:
         def get_config(self):
             return {**super().get_config(), "shift_div": self.shift_div}
 
-    class RunningMean(K.layers.Layer):
-        """Streaming temporal average: [x_t, sum, count] -> [mean so far, new sum, new count]."""
+    class WindowMean(K.layers.Layer):
+        """Streaming temporal average over the last `frames` frames, the clip model's window:
+        [x_t, window, count] -> [mean, new window, new count].
+
+        The window holds the previous frames-1 feature vectors and the count saturates at
+        `frames`, so every state stays bounded however long the stream runs: a running sum would
+        outgrow its int8 range after a few clip lengths."""
+
+        def __init__(self, frames: int, **kw):
+            super().__init__(**kw)
+            self.frames = int(frames)
 
         def call(self, inputs):
-            x, total, count = inputs
-            total, count = total + x, count + 1.0
-            return total / count, total, count
+            x, window, count = inputs  # (1, C), (1, frames-1, C), (1, 1)
+            count = T.minimum(count + 1.0, float(self.frames))
+            total = T.reduce_sum(window, axis=1) + x
+            new_window = T.concat([window[:, 1:], x[:, None]], axis=1)
+            return total / count, new_window, count
+
+        def get_config(self):
+            return {**super().get_config(), "frames": self.frames}
 
     return {"FoldTime": FoldTime, "UnfoldTime": UnfoldTime, "TemporalShift": TemporalShift,
-            "StreamShift": StreamShift, "RunningMean": RunningMean}
+            "StreamShift": StreamShift, "WindowMean": WindowMean}
 
 
 def shift_fold(channels: int, shift_div: int) -> int:

@@ -15,7 +15,7 @@ from tfkit.models.registry import MODELS
 from tfkit.models.spec import VideoModelSpec
 from tfkit.models.temporal import StateSpec
 
-_KINDS = {"temporal_sum": "sum", "temporal_count": "count"}
+_KINDS = {"temporal_window": "window", "temporal_count": "count"}
 
 
 def build_streaming(spec: VideoModelSpec):
@@ -63,3 +63,18 @@ def run_stream(stream_model, frames: np.ndarray) -> np.ndarray:
         states = [np.asarray(s) for s in states]
         out.append(np.asarray(logits)[0])
     return np.stack(out)
+
+
+def stream_calibration(stream_model, clips: np.ndarray, *, every: int = 1):
+    """Representative inputs for converting a streaming model: each clip (T, H, W, 3) is streamed
+    through the float model from zero state, and every `every`-th step yields the frame with the
+    *real* states it meets there (calibrating state on zeros gives it a useless range)."""
+    names = ["frame", *[s.input_name for s in stream_states(stream_model)]]
+    for clip in clips:
+        states = initial_states(stream_states(stream_model))
+        for t, frame in enumerate(clip):
+            x = [frame[None].astype(np.float32), *states]
+            if t % every == 0:
+                yield dict(zip(names, x))
+            _, *states = stream_model(x, training=False)
+            states = [np.asarray(s) for s in states]

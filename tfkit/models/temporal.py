@@ -21,7 +21,7 @@ class StateSpec:
 
     name: str
     shape: tuple[int, ...]
-    kind: str  # "shift" (previous frame's channels), "sum" or "count" (running temporal mean)
+    kind: str  # "shift" (previous frame's channels), "window" or "count" (sliding temporal mean)
 
     @property
     def input_name(self) -> str:
@@ -90,10 +90,11 @@ class StreamTime:
         return y
 
     def pool(self, x):
-        total = self._state("temporal_sum", x.shape[1:], "sum")
+        frames = max(self.spec.frames, 2)
+        window = self._state("temporal_window", (frames - 1, *x.shape[1:]), "window")
         count = self._state("temporal_count", (1,), "count")
-        mean, new_total, new_count = layer("RunningMean")(name="temporal_pool")([x, total, count])
-        self._out("temporal_sum", new_total)
+        mean, new_window, new_count = layer("WindowMean")(frames=frames, name="temporal_pool")([x, window, count])
+        self._out("temporal_window", new_window)
         self._out("temporal_count", new_count)
         return mean
 

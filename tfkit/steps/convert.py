@@ -19,17 +19,21 @@ from tfkit.steps.base import STEPS, RunContext, Step, StepOutput
 from tfkit.types import ArtifactKind
 
 TFLITE_FILE = "model.tflite"
+FORMS = ("clip", "stream")
 
 
 @dataclass(frozen=True)
 class ConvertConfig:
     precision: str = "float32"
+    form: str = "clip"  # "clip" (T frames in) or "stream" (one frame + state; causal models only)
     calibration_clips: int = 128  # drawn from the training split
     parity_clips: int = 64  # drawn from the validation split
     seed: int = 0
 
     def __post_init__(self):
         VARIANTS.get(self.precision)  # unknown name -> UnknownNameError with suggestions
+        if self.form not in FORMS:
+            raise UsageError(f"unknown form {self.form!r}; choose one of {', '.join(FORMS)}")
         if self.calibration_clips < 1 or self.parity_clips < 1:
             raise UsageError("calibration_clips and parity_clips must be >= 1")
 
@@ -62,17 +66,45 @@ class ConvertStep(Step):
         norm = data_art.manifest.spec["clip"]["normalization"]
         calibration = normalize(_pick(ClipSet.load_npz(data_art.file("train")), c.calibration_clips, c.seed), norm)
         parity = normalize(_pick(ClipSet.load_npz(data_art.file("val")), c.parity_clips, c.seed), norm)
-        ctx.log(f"[convert] {c.precision}: converting"
+        ctx.log(f"[convert] {c.precision} {c.form}: converting"
                 + (f" (calibrating on {len(calibration)} clips)" if VARIANTS.get(c.precision).needs_calibration else ""))
-        flatbuffer = convert_keras(model, c.precision, calibration=(x[None] for x in calibration))
+        if c.form == "stream":
+            flatbuffer, report, stream_spec = _convert_stream(model, model_art, c, calibration, parity)
+        else:
+            flatbuffer = convert_keras(model, c.precision, calibration=(x[None] for x in calibration))
+            report, stream_spec = check_parity(model, flatbuffer, parity, c.precision), None
         write_bytes_atomic(workdir / TFLITE_FILE, flatbuffer)
-        report = check_parity(model, flatbuffer, parity, c.precision)
-        ctx.log(f"[convert] {c.precision}: parity ok ({report.threshold})")
+        ctx.log(f"[convert] {c.precision} {c.form}: parity ok ({report.threshold})")
         tfl = TFLiteModel(flatbuffer)
-        spec = {**model_art.manifest.spec, "precision": c.precision,
-                "input": {"name": tfl.input["name"], "shape": [int(s) for s in tfl.input["shape"]],
-                          "dtype": np.dtype(tfl.input["dtype"]).name,
-                          "quantization": [float(q) for q in tfl.input["quantization"]]}}
+        # The model's data input: for the streaming form the signature's `frame`, not a state.
+        inp = tfl.interpreter.get_signature_runner().get_input_details()["frame"] if c.form == "stream" else tfl.input
+        spec = {**model_art.manifest.spec, "precision": c.precision, "form": c.form,
+                "input": {"name": "frame" if c.form == "stream" else inp["name"],
+                          "shape": [int(s) for s in inp["shape"]], "dtype": np.dtype(inp["dtype"]).name,
+                          "quantization": [float(q) for q in inp["quantization"]]}}
+        if stream_spec:
+            spec["stream"] = stream_spec
         metrics = {"size_bytes": len(flatbuffer), "parity": report.to_dict(), "ops": tfl.op_counts(),
                    "float_activation_tensors": tfl.float_activation_count()}
         return StepOutput(ArtifactKind.TFLITE_MODEL, {"model": TFLITE_FILE}, spec, metrics, versions())
+
+
+def _convert_stream(model, model_art, c: ConvertConfig, calibration, parity):
+    """The streaming form: calibrated on states met while streaming real clips, judged by its
+    logits after the last frame against the Keras clip model's, with the state layout recorded."""
+    from tfkit.convert.parity import compare_logits, run_stream_tflite, state_quantization
+    from tfkit.convert.tflite import convert_keras
+    from tfkit.models import VideoModelSpec, stream_states, to_streaming
+    from tfkit.models.streaming import stream_calibration
+
+    spec = VideoModelSpec.from_dict(model_art.manifest.spec["model"])
+    stream = to_streaming(model, spec)  # refuses non-causal models with a clear message
+    flatbuffer = convert_keras(stream, c.precision, calibration=stream_calibration(stream, calibration, every=2))
+    ref = np.concatenate([np.asarray(model(x[None], training=False)) for x in parity])
+    got = np.stack([run_stream_tflite(flatbuffer, x)[-1] for x in parity])
+    report = compare_logits(ref, got, c.precision, what="Keras clip model")
+    quant = {r["state"]: r for r in state_quantization(flatbuffer)}
+    states = [{**s.to_dict(), "quantization": quant.get(s.name)} for s in stream_states(stream)]
+    # Runners must requantize a state whose output and input parameters differ (tfkit's do).
+    return flatbuffer, report, {"frame_input": "frame", "logits_output": "logits", "states": states,
+                                "requantize_states": any(not q["same"] for q in quant.values())}

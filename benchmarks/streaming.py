@@ -1,0 +1,145 @@
+"""Clip vs streaming forms of the causal TSM model, float32 and int8, in one run.
+
+Trains the demo model with causal shifts on the built-in motion set, then measures:
+- stream == clip: max |logit difference| after 16 streamed frames vs the 16-frame clip model (float);
+- int8 stream vs float stream top-1 agreement over >= 300 frames of real footage (an mp4 that
+  Debian's python3-imageio ships, or --footage);
+- accuracy on the validation clips of the clip and streaming models, float32 and int8, through
+  LiteRT (int8 states requantized between steps);
+- one streaming step's p50 latency over one T=8 clip inference's (same resolution, same threads);
+- sizes and every state's input/output quantization.
+
+    python benchmarks/streaming.py --out out/streaming --json out/streaming.json [--epochs 20]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from _emit import emit
+
+FOOTAGE = Path("/usr/lib/python3/dist-packages/imageio/resources/images/cockatoo.mp4")
+
+
+def p50_ms(fn, runs: int = 200, warmup: int = 20) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--footage", type=Path, default=FOOTAGE)
+    ap.add_argument("--footage-frames", type=int, default=300)
+    args = ap.parse_args()
+    if not args.footage.is_file():
+        sys.exit(f"no real footage at {args.footage}: apt-get install python3-imageio, or pass --footage VIDEO")
+
+    from ai_edge_litert.interpreter import Interpreter
+
+    from tfkit.convert.parity import TFLiteModel, run_stream_tflite, state_quantization
+    from tfkit.convert.tflite import convert_keras
+    from tfkit.data import generate_motion_dataset, load_dataset, normalize, read_frames, resize_crop
+    from tfkit.data.synthetic import MOTION_SYMMETRIES
+    from tfkit.models import build, run_stream, to_streaming
+    from tfkit.models.streaming import stream_calibration
+    from tfkit.pipeline import DEMO_MODEL
+    from tfkit.train import TrainConfig, train_classifier
+    from tfkit.types import ClipSpec
+
+    t_start = time.perf_counter()
+    clip_spec = ClipSpec(frames=8, size=32)
+    root = generate_motion_dataset(args.out / "videos", progress=False)
+    ds = load_dataset(root, clip_spec, progress=False)
+    spec = replace(DEMO_MODEL, num_classes=len(ds.classes), frames=8, size=32, causal=True)
+    model = build(spec)
+    trained = train_classifier(model, ds.train, ds.val, TrainConfig(epochs=args.epochs), progress=False,
+                               symmetries=MOTION_SYMMETRIES)
+    stream = to_streaming(model, spec)
+
+    # stream == clip over 16 frames: the weights do not depend on T; the stream's averaging window
+    # is the spec's frames, so both forms are built for 16.
+    clip16 = build(replace(spec, frames=16))
+    clip16.set_weights(model.get_weights())
+    stream16 = to_streaming(model, replace(spec, frames=16))
+    long = generate_motion_dataset(args.out / "videos16", videos_per_class=2, frames=40, seed=1, progress=False)
+    x16 = normalize(load_dataset(long, ClipSpec(frames=16, size=32), val_fraction=0.5, progress=False).val.x,
+                    "symmetric")
+    stream_vs_clip = max(float(np.abs(run_stream(stream16, c)[-1] - np.asarray(clip16(c[None]))[0]).max())
+                         for c in x16)
+
+    train_x = normalize(ds.train.x, "symmetric")
+    val_x, val_y = normalize(ds.val.x, "symmetric"), ds.val.y
+    rng = np.random.default_rng(0)
+    calib_clips = train_x[rng.permutation(len(train_x))[:48]]
+    flat = {
+        "clip_float32": convert_keras(model, "float32"),
+        "clip_int8": convert_keras(model, "int8", calibration=(c[None] for c in calib_clips)),
+        "stream_float32": convert_keras(stream, "float32"),
+        "stream_int8": convert_keras(stream, "int8", calibration=stream_calibration(stream, calib_clips, every=2)),
+    }
+    for name, fb in flat.items():
+        (args.out / f"{name}.tflite").write_bytes(fb)
+
+    accuracy = {}
+    for name in ("clip_float32", "clip_int8"):
+        m = TFLiteModel(flat[name])
+        accuracy[name] = float(np.mean([np.argmax(m(c[None])) == y for c, y in zip(val_x, val_y)]))
+    for name in ("stream_float32", "stream_int8"):
+        accuracy[name] = float(np.mean([np.argmax(run_stream_tflite(flat[name], c)[-1]) == y
+                                        for c, y in zip(val_x, val_y)]))
+
+    frames = read_frames(args.footage)
+    frames = np.concatenate([frames] * int(np.ceil(args.footage_frames / len(frames))))[:args.footage_frames]
+    footage = normalize(resize_crop(frames, 32), "symmetric")
+    f32 = run_stream_tflite(flat["stream_float32"], footage)
+    i8 = run_stream_tflite(flat["stream_int8"], footage)
+    agreement = float(np.mean(np.argmax(f32, -1) == np.argmax(i8, -1)))
+
+    latency = {}
+    for name in ("clip_float32", "stream_float32", "clip_int8", "stream_int8"):
+        it = Interpreter(model_content=flat[name], num_threads=2)
+        it.allocate_tensors()
+        for d in it.get_input_details():
+            it.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
+        latency[name] = p50_ms(it.invoke)
+
+    states = state_quantization(flat["stream_int8"])
+    result = {
+        "classes": list(ds.classes), "epochs": args.epochs, "val_clips": int(len(val_y)),
+        "keras_clip_val_accuracy": trained.val_accuracy,
+        "stream_vs_clip_max_abs_logit_diff_16_frames": stream_vs_clip,
+        "accuracy": accuracy,
+        "int8_minus_float32_accuracy": {"clip": accuracy["clip_int8"] - accuracy["clip_float32"],
+                                        "stream": accuracy["stream_int8"] - accuracy["stream_float32"]},
+        "footage": str(args.footage), "footage_frames": int(len(footage)),
+        "stream_int8_vs_float32_top1_agreement_on_footage": agreement,
+        "latency_p50_ms": latency,
+        "stream_step_over_clip_T8": {"float32": latency["stream_float32"] / latency["clip_float32"],
+                                     "int8": latency["stream_int8"] / latency["clip_int8"]},
+        "size_bytes": {k: len(v) for k, v in flat.items()},
+        "float32_over_int8_size": {"clip": len(flat["clip_float32"]) / len(flat["clip_int8"]),
+                                   "stream": len(flat["stream_float32"]) / len(flat["stream_int8"])},
+        "states": len(states), "states_with_different_in_out_quantization": sum(not r["same"] for r in states),
+        "wall_s": round(time.perf_counter() - t_start, 1),
+        "goals": {"stream_vs_clip_max": 1e-4, "int8_agreement_min": 0.98, "int8_accuracy_gap_max": 0.01,
+                  "stream_step_over_clip_max": 0.2, "float32_over_int8_size_min": 3.9},
+    }
+    emit(result, args.json)
+
+
+if __name__ == "__main__":
+    main()
