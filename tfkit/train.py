@@ -54,12 +54,7 @@ def evaluate_accuracy(model, x_uint8: np.ndarray, y: np.ndarray, normalization, 
 
 
 # Clip transforms a dataset may declare label maps for (see tfkit.data.MOTION_SYMMETRIES).
-_TRANSFORMS = {
-    "hflip": lambda x: x[:, :, ::-1],
-    "vflip": lambda x: x[:, ::-1],
-    "transpose": None,  # needs TensorFlow; set in _augmenter
-    "reverse": lambda x: x[::-1],
-}
+TRANSFORMS = ("hflip", "vflip", "transpose", "reverse")
 
 
 def _augmenter(symmetries: dict, classes: list[str]):
@@ -67,10 +62,11 @@ def _augmenter(symmetries: dict, classes: list[str]):
     from tfkit._compat.keras import tf
 
     T = tf()
-    unknown = sorted(set(symmetries) - set(_TRANSFORMS))
+    unknown = sorted(set(symmetries) - set(TRANSFORMS))
     if unknown:
-        raise UsageError(f"unknown symmetry transform(s) {unknown}; known: {sorted(_TRANSFORMS)}")
-    ops = {**_TRANSFORMS, "transpose": lambda x: T.transpose(x, [0, 2, 1, 3])}
+        raise UsageError(f"unknown symmetry transform(s) {unknown}; known: {list(TRANSFORMS)}")
+    ops = {"hflip": lambda x: x[:, :, ::-1], "vflip": lambda x: x[:, ::-1],
+           "transpose": lambda x: T.transpose(x, [0, 2, 1, 3]), "reverse": lambda x: x[::-1]}
     index = {c: i for i, c in enumerate(classes)}
     tables = []
     for name, mapping in sorted(symmetries.items()):

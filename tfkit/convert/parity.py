@@ -6,6 +6,7 @@ Example:
 """
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from dataclasses import asdict, dataclass
 
@@ -36,6 +37,7 @@ class TFLiteModel:
         self.interpreter.invoke()
         return _to_float(self.interpreter.get_tensor(self.output["index"]), self.output)
 
+    @functools.cached_property
     def _graph_ops(self) -> list[dict]:
         """The model's own ops; the default XNNPACK delegate would fold them into DELEGATE nodes."""
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
@@ -46,11 +48,11 @@ class TFLiteModel:
         return plain._get_ops_details()
 
     def op_counts(self) -> dict[str, int]:
-        return dict(sorted(Counter(op["op_name"] for op in self._graph_ops()).items()))
+        return dict(sorted(Counter(op["op_name"] for op in self._graph_ops).items()))
 
     def float_activation_count(self) -> int:
         """Float tensors computed by ops (weights excluded): non-zero in "int8" means float islands."""
-        produced = {o for op in self._graph_ops() for o in op["outputs"]}
+        produced = {o for op in self._graph_ops for o in op["outputs"]}
         return sum(1 for t in self.interpreter.get_tensor_details()
                    if t["dtype"] == np.float32 and t["index"] in produced)
 
