@@ -118,6 +118,7 @@ def main() -> None:
         latency[name] = p50_ms(it.invoke)
 
     states = state_quantization(flat["stream_int8"])
+    partitions = {name: TFLiteModel(fb).xnnpack_partitions() for name, fb in flat.items()}
     result = {
         "classes": list(ds.classes), "epochs": args.epochs, "val_clips": int(len(val_y)),
         "keras_clip_val_accuracy": trained.val_accuracy,
@@ -131,6 +132,7 @@ def main() -> None:
         "stream_step_over_clip_T8": {"float32": latency["stream_float32"] / latency["clip_float32"],
                                      "int8": latency["stream_int8"] / latency["clip_int8"]},
         "size_bytes": {k: len(v) for k, v in flat.items()},
+        "xnnpack_partitions": partitions,
         "float32_over_int8_size": {"clip": len(flat["clip_float32"]) / len(flat["clip_int8"]),
                                    "stream": len(flat["stream_float32"]) / len(flat["stream_int8"])},
         "states": len(states), "states_with_different_in_out_quantization": sum(not r["same"] for r in states),

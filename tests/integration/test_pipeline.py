@@ -78,3 +78,11 @@ def test_rerun_skips_unchanged_steps(tiny_demo, tiny_demo_config):
     assert before == after
     assert all("unchanged" in line for line in logs)
 
+
+
+def test_conversion_records_ops_partitions_and_gpu_check(tiny_demo):
+    for label in ("convert-float32", "convert-int8"):
+        m = tiny_demo.artifacts[label].metrics
+        assert m["ops"] and not any(op.startswith("Flex") for op in m["ops"])
+        assert m["xnnpack_partitions"] >= 1
+        assert m["gpu_analyzer"]["compatible"] is True

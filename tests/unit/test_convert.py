@@ -78,3 +78,14 @@ def test_calibrated_precision_needs_data(model_and_clips):
 
     with pytest.raises(UsageError, match="calibration"):
         convert_keras(model_and_clips[0], "int8")
+
+
+def test_xnnpack_partitions_and_gpu_analyzer(flatbuffers):
+    from tfkit.convert.parity import TFLiteModel
+    from tfkit.delegates.gpu import analyze_gpu, parse_analyzer_output
+
+    assert TFLiteModel(flatbuffers["int8"]).xnnpack_partitions() >= 1
+    report = analyze_gpu(flatbuffers["float32"])
+    assert report.compatible and report.warnings == ()
+    bad = parse_analyzer_output("GPU COMPATIBILITY WARNING: Not supported op CUMSUM\nOp#3 CUMSUM(T#1) -> [T#2]")
+    assert not bad.compatible and bad.warnings == ("GPU COMPATIBILITY WARNING: Not supported op CUMSUM",)

@@ -50,6 +50,11 @@ class TFLiteModel:
     def op_counts(self) -> dict[str, int]:
         return dict(sorted(Counter(op["op_name"] for op in self._graph_ops).items()))
 
+    def xnnpack_partitions(self) -> int:
+        """How many pieces XNNPACK (the default CPU delegate) cut the graph into: each DELEGATE node
+        is one; every extra piece costs a hand-over to the builtin kernels on each inference."""
+        return sum(op["op_name"] == "DELEGATE" for op in self.interpreter._get_ops_details())
+
     def float_activation_count(self) -> int:
         """Float tensors computed by ops (weights excluded): non-zero in "int8" means float islands."""
         produced = {o for op in self._graph_ops for o in op["outputs"]}

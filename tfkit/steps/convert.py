@@ -14,7 +14,7 @@ import numpy as np
 from tfkit.artifacts import write_bytes_atomic
 from tfkit.convert.variants import VARIANTS
 from tfkit.data import ClipSet, normalize
-from tfkit.errors import UsageError
+from tfkit.errors import ConversionError, UsageError
 from tfkit.steps.base import STEPS, RunContext, Step, StepOutput
 from tfkit.types import ArtifactKind
 
@@ -28,6 +28,8 @@ class ConvertConfig:
     form: str = "clip"  # "clip" (T frames in) or "stream" (one frame + state; causal models only)
     calibration_clips: int = 128  # drawn from the training split
     parity_clips: int = 64  # drawn from the validation split
+    max_abs_logit_diff: float | None = None  # parity bars; None = the precision's default
+    min_top1_agreement: float | None = None
     seed: int = 0
 
     def __post_init__(self):
@@ -39,6 +41,10 @@ class ConvertConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def parity_bars(self) -> dict:
+        return {k: v for k, v in (("max_abs_logit_diff", self.max_abs_logit_diff),
+                                  ("min_top1_agreement", self.min_top1_agreement)) if v is not None}
 
 
 def _pick(clips: ClipSet, n: int, seed: int) -> np.ndarray:
@@ -58,6 +64,7 @@ class ConvertStep(Step):
         from tfkit._compat.keras import versions
         from tfkit.convert.parity import TFLiteModel, check_parity
         from tfkit.convert.tflite import convert_keras
+        from tfkit.delegates.gpu import analyze_gpu
         from tfkit.models.io import load_model
 
         c: ConvertConfig = self.config
@@ -72,7 +79,7 @@ class ConvertStep(Step):
             flatbuffer, report, stream_spec = _convert_stream(model, model_art, c, calibration, parity)
         else:
             flatbuffer = convert_keras(model, c.precision, calibration=(x[None] for x in calibration))
-            report, stream_spec = check_parity(model, flatbuffer, parity, c.precision), None
+            report, stream_spec = check_parity(model, flatbuffer, parity, c.precision, **c.parity_bars()), None
         write_bytes_atomic(workdir / TFLITE_FILE, flatbuffer)
         ctx.log(f"[convert] {c.precision} {c.form}: parity ok ({report.threshold})")
         tfl = TFLiteModel(flatbuffer)
@@ -84,8 +91,14 @@ class ConvertStep(Step):
                           "quantization": [float(q) for q in inp["quantization"]]}}
         if stream_spec:
             spec["stream"] = stream_spec
-        metrics = {"size_bytes": len(flatbuffer), "parity": report.to_dict(), "ops": tfl.op_counts(),
-                   "float_activation_tensors": tfl.float_activation_count()}
+        ops = tfl.op_counts()
+        non_builtin = sorted(op for op in ops if op.startswith("Flex") or op == "CUSTOM")
+        if non_builtin:
+            raise ConversionError(f"the {c.precision} model needs non-builtin ops {non_builtin}, which stock "
+                                  "LiteRT runtimes lack; replace the layers that produce them")
+        metrics = {"size_bytes": len(flatbuffer), "parity": report.to_dict(), "ops": ops,
+                   "float_activation_tensors": tfl.float_activation_count(),
+                   "xnnpack_partitions": tfl.xnnpack_partitions(), "gpu_analyzer": analyze_gpu(flatbuffer).to_dict()}
         return StepOutput(ArtifactKind.TFLITE_MODEL, {"model": TFLITE_FILE}, spec, metrics, versions())
 
 
@@ -102,7 +115,7 @@ def _convert_stream(model, model_art, c: ConvertConfig, calibration, parity):
     flatbuffer = convert_keras(stream, c.precision, calibration=stream_calibration(stream, calibration, every=2))
     ref = np.concatenate([np.asarray(model(x[None], training=False)) for x in parity])
     got = np.stack([run_stream_tflite(flatbuffer, x)[-1] for x in parity])
-    report = compare_logits(ref, got, c.precision, what="Keras clip model")
+    report = compare_logits(ref, got, c.precision, what="Keras clip model", **c.parity_bars())
     quant = {r["state"]: r for r in state_quantization(flatbuffer)}
     states = [{**s.to_dict(), "quantization": quant.get(s.name)} for s in stream_states(stream)]
     # Runners must requantize a state whose output and input parameters differ (tfkit's do).
