@@ -58,7 +58,7 @@ def latency_accuracy_png(results: Sequence[BenchResult], *, title: str = "latenc
         span = 1.0
     largest = max((r.size_bytes for r in results), default=0)
     legend: dict[str, Line2D] = {}
-    for r in results:
+    for index, r in enumerate(results):
         has_accuracy = r.accuracy is not None and math.isfinite(r.accuracy)
         y = 100.0 * r.accuracy if has_accuracy else na_y
         color = PRECISION_COLORS.get(r.precision, OTHER_COLOR)
@@ -70,8 +70,10 @@ def latency_accuracy_png(results: Sequence[BenchResult], *, title: str = "latenc
         )
         legend.setdefault(r.precision, Line2D([], [], ls="", marker="o", color=color, label=_plain(r.precision)))
         ax.annotate(
-            _plain(f"{r.name} ({r.precision})\n{r.size_bytes / 1024:.1f} KB"), (p50, y), xytext=(6, 6),
-            textcoords="offset points", fontsize=8,
+            _plain(f"{r.name} ({r.precision})\n{r.size_bytes / 1024:.1f} KB"), (p50, y),
+            # Staggered heights with a leader line: points close together keep readable labels.
+            xytext=(8, 8 + 26 * (index % 4)), textcoords="offset points", fontsize=8,
+            arrowprops={"arrowstyle": "-", "color": "grey", "lw": 0.6},
         )
     if measured and len(measured) < len(results):
         separator = na_y + 0.15 * span
