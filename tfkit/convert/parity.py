@@ -151,11 +151,11 @@ def run_stream_tflite(flatbuffer: bytes, frames: np.ndarray, *, threads: int = 2
     runner = Interpreter(model_content=flatbuffer, num_threads=threads).get_signature_runner()
     ins, outs = runner.get_input_details(), runner.get_output_details()
     states = {name: np.zeros(d["shape"], np.float32) for name, d in ins.items() if name != "frame"}
+    feedback = {name: name.removesuffix("_in") + "_out" for name in states}  # state input <- output
     out = []
     for frame in frames:
         feed = {name: _to_dtype(x, ins[name]) for name, x in {"frame": frame[None], **states}.items()}
         result = runner(**feed)
-        states = {name: _to_float(result[name.removesuffix("_in") + "_out"], outs[name.removesuffix("_in") + "_out"])
-                  for name in states}
+        states = {name: _to_float(result[o], outs[o]) for name, o in feedback.items()}
         out.append(_to_float(result["logits"], outs["logits"])[0])
     return np.stack(out)
