@@ -1,7 +1,7 @@
 """One exception tree for tfkit. Every message says what to do next.
 
 Example:
-    >>> raise UnknownNameError("model", "mobilenet_v3", ["tsm_mobilenet_v2"])
+    >>> raise UnknownNameError("model", "mobilenet_v4", ["mobilenet_v2", "mobilenet_v3"])
 """
 from __future__ import annotations
 

@@ -48,7 +48,9 @@ def evaluate_accuracy(model, x_uint8: np.ndarray, y: np.ndarray, normalization, 
     """Top-1 accuracy of a Keras model on uint8 clips."""
     if len(y) == 0:
         raise UsageError("no validation clips to evaluate on; lower val_fraction or add videos")
-    preds = [np.argmax(model(normalize(x_uint8[i:i + batch_size], normalization), training=False), -1)
+    from tfkit.convert.parity import first_output
+
+    preds = [np.argmax(first_output(model(normalize(x_uint8[i:i + batch_size], normalization), training=False)), -1)
              for i in range(0, len(y), batch_size)]
     return float(np.mean(np.concatenate(preds) == y))
 
@@ -105,18 +107,23 @@ def train_classifier(model, train, val, config: TrainConfig = TrainConfig(), *, 
     schedule = K.optimizers.schedules.CosineDecay(
         0.0, decay_steps=max(1, total - steps_per_epoch), warmup_target=config.learning_rate,
         warmup_steps=min(steps_per_epoch, total // 4))
+    # Every output is a classifier over the same labels (an early-exit head is trained with the
+    # final one); accuracy is tracked on the first, `logits`.
+    heads = list(model.output_names)
     model.compile(
         optimizer=K.optimizers.AdamW(schedule, weight_decay=config.weight_decay),
         loss=K.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=config.label_smoothing),
-        metrics=["accuracy"],
+        metrics={heads[0]: "accuracy"} if len(heads) > 1 else ["accuracy"],
     )
-    num_classes = model.output_shape[-1]
+    num_classes = int(model.outputs[0].shape[-1])
+    accuracy_key = f"{heads[0]}_accuracy" if len(heads) > 1 else "accuracy"
     if int(np.max(train.y)) >= num_classes:
         raise UsageError(f"labels go up to {int(np.max(train.y))} but the model has {num_classes} outputs")
     scale, offset = config.normalization.scale_offset()
 
     def prep(x, y):
-        return T.cast(x, T.float32) * scale + offset, T.one_hot(y, num_classes)
+        target = T.one_hot(y, num_classes)
+        return T.cast(x, T.float32) * scale + offset, ({h: target for h in heads} if len(heads) > 1 else target)
 
     ds = (T.data.Dataset.from_tensor_slices((train.x, train.y.astype(np.int64)))
           .shuffle(len(train.y), seed=config.seed, reshuffle_each_iteration=True))
@@ -133,10 +140,10 @@ def train_classifier(model, train, val, config: TrainConfig = TrainConfig(), *, 
             self.advance(1)
 
         def on_epoch_end(self, epoch, logs=None):
-            self.advance(0, epoch=epoch + 1, loss=float(logs["loss"]), acc=float(logs["accuracy"]))
+            self.advance(0, epoch=epoch + 1, loss=float(logs["loss"]), acc=float(logs[accuracy_key]))
 
     with progress_bar("training", total=total, enabled=progress) as advance:
         hist = model.fit(ds, epochs=config.epochs, verbose=0, callbacks=[Bar(advance)])
     val_accuracy = evaluate_accuracy(model, val.x, val.y, config.normalization)
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
-    return TrainResult(model, val_accuracy, history["accuracy"][-1], history)
+    return TrainResult(model, val_accuracy, history[accuracy_key][-1], history)

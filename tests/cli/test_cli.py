@@ -30,7 +30,7 @@ def test_help_lists_every_command():
 
 def test_list_shows_registries():
     out = invoke("list").output
-    assert "tsm_mobilenet_v2" in out and "int8" in out and "local" in out
+    assert "mobilenet_v3" in out and "efficientnet_lite" in out and "int8" in out and "local" in out
     assert invoke("list", "precisions").output.count("\n") == 6
 
 

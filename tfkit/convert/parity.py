@@ -29,7 +29,18 @@ class TFLiteModel:
         except (ValueError, RuntimeError) as e:
             raise ConversionError(f"the converted model does not load in LiteRT: {e}") from e
         self.input = self.interpreter.get_input_details()[0]
-        self.output = self.interpreter.get_output_details()[0]
+        self.output = self._logits_output()
+
+    def _logits_output(self) -> dict:
+        """The `logits` output (a model with an early exit also has `exit_logits`)."""
+        outputs = self.interpreter.get_output_details()
+        signatures = self.interpreter.get_signature_list()
+        if len(outputs) > 1 and len(signatures) == 1:
+            runner = self.interpreter.get_signature_runner()
+            named = runner.get_output_details().get("logits")
+            if named is not None:
+                return next(d for d in outputs if d["index"] == named["index"])
+        return outputs[0]
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """x: float (1, ...) -> float logits (1, classes)."""
@@ -80,9 +91,14 @@ def check_parity(keras_model, flatbuffer: bytes, clips: np.ndarray, precision: s
     """Compare Keras and TFLite logits on float `clips` (N, ...) against the precision's bar
     (override with max_abs_logit_diff= / min_top1_agreement=)."""
     tfl = TFLiteModel(flatbuffer)
-    ref = np.concatenate([np.asarray(keras_model(c[None], training=False)) for c in clips])
+    ref = np.concatenate([first_output(keras_model(c[None], training=False)) for c in clips])
     got = np.concatenate([tfl(c[None]) for c in clips])
     return compare_logits(ref, got, precision, raise_on_fail=raise_on_fail, **thresholds)
+
+
+def first_output(outputs) -> np.ndarray:
+    """A Keras model's logits: its only output, or the first (`logits`) of several."""
+    return np.asarray(outputs[0] if isinstance(outputs, (list, tuple)) else outputs)
 
 
 def compare_logits(ref: np.ndarray, got: np.ndarray, precision: str, *, raise_on_fail: bool = True,

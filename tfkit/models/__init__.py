@@ -3,11 +3,11 @@ loads no TensorFlow (families import it when they build).
 
 Example:
     >>> from tfkit.models import VideoModelSpec, build
-    >>> model = build(VideoModelSpec(family="tsm_mobilenet_v2", num_classes=7))  # doctest: +SKIP
+    >>> model = build(VideoModelSpec(family="mobilenet_v2", num_classes=7))  # doctest: +SKIP
 """
 from __future__ import annotations
 
-from tfkit.models import mobilenet as _mobilenet  # noqa: F401  (registers its families)
+from tfkit.models import backbones as _backbones  # noqa: F401  (registers its families)
 from tfkit.models.registry import MODELS
 from tfkit.models.spec import VideoModelSpec
 from tfkit.models.streaming import build_streaming, run_stream, stream_states, to_streaming

@@ -1,4 +1,5 @@
-"""Custom tf_keras layers for video models: time folding and temporal shift. No Lambda layers,
+"""Custom tf_keras layers for video models: time folding, temporal shift and temporal-conv
+buffers, int8-friendly activations, sub-pixel upsampling. No Lambda layers,
 so TFMOT and the TFLite converter accept every model built from them.
 
 All layers work on frames folded into the batch axis, (B*T, H, W, C), the form the TFLite CPU/GPU
@@ -7,7 +8,7 @@ kernels like best; `frames` tells them how to unfold.
 Example:
     >>> from tfkit.models.layers import custom_objects
     >>> sorted(custom_objects())
-    ['FoldTime', 'StreamShift', 'TemporalShift', 'UnfoldTime', 'WindowMean']
+    ['DepthToSpace', 'FoldTime', 'HardSigmoid', 'HardSwish', 'RowsToTime', 'StreamBuffer', 'StreamShift', 'TemporalShift', 'TimeToRows', 'UnfoldTime', 'WindowMean']
 """
 from __future__ import annotations
 
@@ -115,8 +116,84 @@ def custom_objects() -> dict[str, type]:
         def get_config(self):
             return {**super().get_config(), "frames": self.frames}
 
+    class HardSwish(K.layers.Layer):
+        """hard-swish(x) = x * relu6(x + 3) / 6 (MobileNetV3), written as (x / 6) * relu6(x + 3).
+
+        The textbook form is fused by the converter into one HARD_SWISH op, which XNNPACK does not
+        take in int8: every such op cuts the int8 graph into another partition (MoViNet-A0's int8 is
+        2x slower than float on x86 for this reason). This order converts to MUL, ADD(+RELU6), MUL,
+        all delegated in float and int8."""
+
+        def call(self, x):
+            return (x * (1.0 / 6.0)) * T.nn.relu6(x + 3.0)
+
+    class HardSigmoid(K.layers.Layer):
+        """relu6(x + 3) / 6, the squeeze-excite gate of MobileNetV3 (Keras' own "hard_sigmoid" is
+        0.2x + 0.5, which converts to MINIMUM + RELU and splits int8 graphs for XNNPACK)."""
+
+        def call(self, x):
+            return T.nn.relu6(x + 3.0) * (1.0 / 6.0)
+
+    class TimeToRows(K.layers.Layer):
+        """(B*T, H, W, C) -> (B, T, H*W, C): time becomes an image axis, so a temporal convolution
+        is a (k, 1) DepthwiseConv2D (no Conv3D, which has no fast path in LiteRT)."""
+
+        def __init__(self, frames: int, **kw):
+            super().__init__(**kw)
+            self.frames = int(frames)
+
+        def call(self, x):
+            h, w, c = x.shape[1], x.shape[2], x.shape[3]
+            return T.reshape(x, (-1, self.frames, h * w, c))
+
+        def get_config(self):
+            return {**super().get_config(), "frames": self.frames}
+
+    class RowsToTime(K.layers.Layer):
+        """(B, T, H*W, C) -> (B*T, H, W, C), the inverse of TimeToRows."""
+
+        def __init__(self, height: int, width: int, **kw):
+            super().__init__(**kw)
+            self.height, self.width = int(height), int(width)
+
+        def call(self, x):
+            return T.reshape(x, (-1, self.height, self.width, x.shape[-1]))
+
+        def get_config(self):
+            return {**super().get_config(), "height": self.height, "width": self.width}
+
+    class StreamBuffer(K.layers.Layer):
+        """The causal temporal convolution's input window for one frame: [x_t (1, 1, N, C), state
+        (1, k-1, N, C)] -> [window (1, k, N, C), new state = the window's last k-1 rows]. Zeros at
+        the first frame give exactly the clip model's causal zero padding."""
+
+        def call(self, inputs):
+            x, state = inputs
+            window = T.concat([state, x], axis=1)
+            return window, window[:, 1:]
+
+    class DepthToSpace(K.layers.Layer):
+        """Sub-pixel upsampling (B, H, W, C*r*r) -> (B, H*r, W*r, C): DEPTH_TO_SPACE, an int8 builtin."""
+
+        def __init__(self, block_size: int = 2, **kw):
+            super().__init__(**kw)
+            self.block_size = int(block_size)
+
+        def call(self, x):
+            return T.nn.depth_to_space(x, self.block_size)
+
+        def compute_output_shape(self, input_shape):
+            b, h, w, c = input_shape
+            r = self.block_size
+            return (b, None if h is None else h * r, None if w is None else w * r, c // (r * r))
+
+        def get_config(self):
+            return {**super().get_config(), "block_size": self.block_size}
+
     return {"FoldTime": FoldTime, "UnfoldTime": UnfoldTime, "TemporalShift": TemporalShift,
-            "StreamShift": StreamShift, "WindowMean": WindowMean}
+            "StreamShift": StreamShift, "WindowMean": WindowMean, "HardSwish": HardSwish,
+            "HardSigmoid": HardSigmoid, "TimeToRows": TimeToRows, "RowsToTime": RowsToTime,
+            "StreamBuffer": StreamBuffer, "DepthToSpace": DepthToSpace}
 
 
 def shift_fold(channels: int, shift_div: int) -> int:

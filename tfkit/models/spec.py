@@ -1,24 +1,36 @@
 """VideoModelSpec: everything needed to rebuild a zoo model, as data. Imports no TensorFlow.
 
 Example:
-    >>> VideoModelSpec(family="tsm_mobilenet_v2", num_classes=7).input_shape
+    >>> VideoModelSpec(family="mobilenet_v2", num_classes=7).input_shape
     (8, 64, 64, 3)
+    >>> VideoModelSpec(family="efficientnet_lite", compound=1).input_shape  # EfficientNet-B1-style
+    (8, 72, 72, 3)
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 
 from tfkit.errors import UsageError
 
+# EfficientNet's compound scaling (Tan & Le, 2019): depth alpha^phi, width beta^phi, resolution gamma^phi
+# with alpha * beta^2 * gamma^2 ~= 2, so each step of phi about doubles the FLOPs.
+COMPOUND_DEPTH, COMPOUND_WIDTH, COMPOUND_RESOLUTION = 1.2, 1.1, 1.15
+TEMPORAL_MODULES = ("tsm", "2plus1d")
+
 
 @dataclass(frozen=True)
 class VideoModelSpec:
-    family: str = "tsm_mobilenet_v2"
+    family: str = "mobilenet_v2"  # frame backbone: mobilenet_v2 | mobilenet_v3 | efficientnet_lite
     num_classes: int = 7
     frames: int = 8
-    size: int = 64
+    size: int = 64  # resolution (before compound scaling)
     alpha: float = 0.35  # width multiplier
     depth: float = 1.0  # depth multiplier: repeats per stage are scaled by it (at least one block)
+    compound: float = 0.0  # EfficientNet compound coefficient phi: scales depth, width and resolution
+    temporal: str = "tsm"  # tsm (temporal shift, no MACs) | 2plus1d (causal-able depthwise temporal conv)
+    temporal_kernel: int = 3  # frames seen by each (2+1)D temporal convolution
+    early_exit: int = 0  # >0: a cheap classifier after this many stages, output "exit_logits"
     shift_div: int = 8  # TSM: 1/shift_div of channels shifted each way in time
     stem_shift: bool = True  # also shift right after the stem, where motion is still >= 1 px
     stages: int = 7  # how many MobileNetV2 stages to keep (small inputs do not need the deep ones)
@@ -35,6 +47,10 @@ class VideoModelSpec:
             "alpha": 0.0 < self.alpha <= 2.0,
             "depth": 0.0 < self.depth <= 2.0,
             "stages": 1 <= self.stages <= 7,
+            "compound": 0.0 <= self.compound <= 7.0,
+            "temporal": self.temporal in TEMPORAL_MODULES,
+            "temporal_kernel": self.temporal_kernel >= 2,
+            "early_exit": 0 <= self.early_exit < self.stages,
             "head_channels": self.head_channels >= 0,
             "shift_div": self.shift_div >= 2,
             "dropout": 0.0 <= self.dropout < 1.0,
@@ -45,12 +61,31 @@ class VideoModelSpec:
             raise UsageError(
                 f"invalid model spec: {name}={getattr(self, name)!r} "
                 "(num_classes>=2, frames>=1, size>=32 and a multiple of 8, 0<alpha<=2, 0<depth<=2, "
-                "shift_div>=2, 0<=dropout<1)"
+                f"0<=compound<=7, temporal in {TEMPORAL_MODULES}, temporal_kernel>=2, "
+                "0<=early_exit<stages, shift_div>=2, 0<=dropout<1)"
             )
 
     @property
+    def width_multiplier(self) -> float:
+        return self.alpha * COMPOUND_WIDTH ** self.compound
+
+    @property
+    def depth_multiplier(self) -> float:
+        return self.depth * COMPOUND_DEPTH ** self.compound
+
+    @property
+    def resolution(self) -> int:
+        """Input height and width: `size` scaled by the compound coefficient, a multiple of 8."""
+        return max(32, round(self.size * COMPOUND_RESOLUTION ** self.compound / 8) * 8)
+
+    @property
     def input_shape(self) -> tuple[int, int, int, int]:
-        return (self.frames, self.size, self.size, 3)
+        return (self.frames, self.resolution, self.resolution, 3)
+
+    @property
+    def name(self) -> str:
+        """The zoo name: temporal module + backbone, e.g. tsm_mobilenet_v2, 2plus1d_efficientnet_lite."""
+        return f"{self.temporal}_{self.family}"
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -15,7 +15,13 @@ from tfkit.models.registry import MODELS
 from tfkit.models.spec import VideoModelSpec
 from tfkit.models.temporal import StateSpec
 
-_KINDS = {"temporal_window": "window", "temporal_count": "count"}
+
+
+def _kind(state: str) -> str:
+    for suffix, kind in (("_window", "window"), ("_count", "count"), ("_temporal", "buffer")):
+        if state.endswith(suffix):
+            return kind
+    return "shift"
 
 
 def build_streaming(spec: VideoModelSpec):
@@ -29,15 +35,21 @@ def build_streaming(spec: VideoModelSpec):
 
 def to_streaming(clip_model, spec: VideoModelSpec):
     """A streaming model carrying `clip_model`'s weights (matched by layer name)."""
-    stream = build_streaming(spec)
-    for target in stream.layers:
+    return copy_weights(clip_model, build_streaming(spec))
+
+
+def copy_weights(source_model, target_model):
+    """Give every weighted layer of `target_model` the weights of the same-named layer of
+    `source_model` (the zoo's forms share layer names); returns `target_model`."""
+    for target in target_model.layers:
         if target.weights:
             try:
-                source = clip_model.get_layer(target.name)
+                source = source_model.get_layer(target.name)
             except ValueError:
-                raise UsageError(f"clip model has no layer {target.name!r}; was it built from this spec?") from None
+                raise UsageError(f"the source model has no layer {target.name!r}; was it built from this spec?") \
+                    from None
             target.set_weights(source.get_weights())
-    return stream
+    return target_model
 
 
 def stream_states(stream_model) -> list[StateSpec]:
@@ -45,7 +57,7 @@ def stream_states(stream_model) -> list[StateSpec]:
     states = []
     for t in stream_model.inputs[1:]:
         name = t.name.split(":")[0].removesuffix("_in")
-        states.append(StateSpec(name, tuple(int(d) for d in t.shape[1:]), _KINDS.get(name, "shift")))
+        states.append(StateSpec(name, tuple(int(d) for d in t.shape[1:]), _kind(name)))
     return states
 
 
@@ -57,11 +69,12 @@ def run_stream(stream_model, frames: np.ndarray) -> np.ndarray:
     """Feed (T, H, W, 3) float frames one at a time through a Keras streaming model; returns the
     (T, num_classes) logits after each frame."""
     states = initial_states(stream_states(stream_model))
+    heads = len(stream_model.outputs) - len(states)  # logits (and exit_logits) come first
     out = []
     for frame in frames:
-        logits, *states = stream_model([frame[None].astype(np.float32), *states], training=False)
-        states = [np.asarray(s) for s in states]
-        out.append(np.asarray(logits)[0])
+        result = stream_model([frame[None].astype(np.float32), *states], training=False)
+        states = [np.asarray(s) for s in result[heads:]]
+        out.append(np.asarray(result[0])[0])
     return np.stack(out)
 
 
@@ -76,5 +89,5 @@ def stream_calibration(stream_model, clips: np.ndarray, *, every: int = 1):
             x = [frame[None].astype(np.float32), *states]
             if t % every == 0:
                 yield dict(zip(names, x))
-            _, *states = stream_model(x, training=False)
-            states = [np.asarray(s) for s in states]
+            result = stream_model(x, training=False)
+            states = [np.asarray(s) for s in result[len(result) - len(states):]]

@@ -102,7 +102,7 @@ class ConvertStep(Step):
 def _convert_stream(model, model_art, c: ConvertConfig, calibration, parity):
     """The streaming form: calibrated on states met while streaming real clips, judged by its
     logits after the last frame against the Keras clip model's, with the state layout recorded."""
-    from tfkit.convert.parity import compare_logits, run_stream_tflite, state_quantization
+    from tfkit.convert.parity import first_output, compare_logits, run_stream_tflite, state_quantization
     from tfkit.convert.tflite import convert_keras
     from tfkit.models import VideoModelSpec, stream_states, to_streaming
     from tfkit.models.streaming import stream_calibration
@@ -110,7 +110,7 @@ def _convert_stream(model, model_art, c: ConvertConfig, calibration, parity):
     spec = VideoModelSpec.from_dict(model_art.manifest.spec["model"])
     stream = to_streaming(model, spec)  # refuses non-causal models with a clear message
     flatbuffer = convert_keras(stream, c.precision, calibration=stream_calibration(stream, calibration, every=2))
-    ref = np.concatenate([np.asarray(model(x[None], training=False)) for x in parity])
+    ref = np.concatenate([first_output(model(x[None], training=False)) for x in parity])
     got = np.stack([run_stream_tflite(flatbuffer, x)[-1] for x in parity])
     report = compare_logits(ref, got, c.precision, what="Keras clip model", **c.parity_bars())
     quant = {r["state"]: r for r in state_quantization(flatbuffer)}

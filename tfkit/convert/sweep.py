@@ -1,0 +1,124 @@
+"""Every zoo model in every precision and form: convert, then record what a deployer needs to know
+before the model reaches a phone (builtin-only op list, XNNPACK partitions, float islands, the GPU
+analyzer's verdict for float16, size and host latency). A precision the converter or the runtime
+refuses becomes a row with the reason, not a crash.
+
+Example:
+    >>> rows = sweep_zoo(VideoModelSpec(frames=4, size=32, causal=True), clips)  # doctest: +SKIP
+    >>> [r for r in rows if not r["builtin_only"]]
+    []
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+
+import numpy as np
+
+from tfkit.convert.variants import VARIANTS
+from tfkit.errors import TfkitError
+from tfkit.models.spec import TEMPORAL_MODULES, VideoModelSpec
+
+FORMS = ("clip", "stream")
+
+
+def zoo_specs(base: VideoModelSpec, families: Iterable[str] | None = None,
+              temporals: Iterable[str] = TEMPORAL_MODULES) -> list[VideoModelSpec]:
+    """`base` in every registered family x temporal module (causal, so each also streams)."""
+    from tfkit.models import model_names
+
+    return [replace(base, family=f, temporal=t, causal=True)
+            for f in (families or model_names()) for t in temporals]
+
+
+def p50_ms(fn: Callable[[], object], runs: int = 50, warmup: int = 5) -> float:
+    """Median wall time of `fn` in milliseconds."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def is_builtin(op_name: str) -> bool:
+    """False for Flex (select TF) ops and custom ops, which stock LiteRT runtimes lack."""
+    return not (op_name.startswith("Flex") or op_name == "CUSTOM" or op_name.startswith("Custom"))
+
+
+def describe_flatbuffer(flatbuffer: bytes, *, precision: str, threads: int = 2, latency_runs: int = 50) -> dict:
+    """Size, op list, builtin-only, XNNPACK partitions, float activations, GPU verdict (float16)
+    and p50 invoke latency of any single-signature flatbuffer (clip or streaming)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from tfkit.convert.parity import TFLiteModel
+    from tfkit.delegates.gpu import analyze_gpu
+
+    tfl = TFLiteModel(flatbuffer, threads=threads)
+    ops = tfl.op_counts()
+    row = {"size_bytes": len(flatbuffer), "ops": ops, "builtin_only": all(is_builtin(o) for o in ops),
+           "xnnpack_partitions": tfl.xnnpack_partitions(), "float_activation_tensors": tfl.float_activation_count()}
+    if precision == "float16":
+        row["gpu_analyzer"] = analyze_gpu(flatbuffer).to_dict()
+    timed = Interpreter(model_content=flatbuffer, num_threads=threads)
+    timed.allocate_tensors()
+    for d in timed.get_input_details():  # zero inputs: latency does not depend on the values
+        timed.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
+    row["latency_p50_ms"] = p50_ms(timed.invoke, runs=latency_runs)
+    row["threads"] = threads
+    return row
+
+
+def sweep_model(spec: VideoModelSpec, clips: np.ndarray, *, precisions: Iterable[str] | None = None,
+                forms: Iterable[str] = FORMS, model=None, threads: int = 2, latency_runs: int = 50,
+                log: Callable[[str], None] = lambda _: None) -> list[dict]:
+    """One row per (form, precision) for `spec` (or the given trained `model` built from it).
+    `clips` (N, T, H, W, 3) float, normalized as the model expects, calibrate the int8 forms."""
+    from tfkit.convert.tflite import convert_keras
+    from tfkit.models import build, to_streaming
+    from tfkit.models.streaming import stream_calibration
+
+    model = model if model is not None else build(spec)
+    stream = to_streaming(model, spec) if "stream" in forms else None
+    rows = []
+    for form in forms:
+        source = model if form == "clip" else stream
+        for precision in precisions or VARIANTS.names():
+            row = {"model": spec.name, "family": spec.family, "temporal": spec.temporal, "form": form,
+                   "precision": precision, "params": int(model.count_params()), "error": None}
+            calibration = ((c[None] for c in clips) if form == "clip"
+                           else stream_calibration(stream, clips, every=2))
+            t0 = time.perf_counter()
+            try:
+                flatbuffer = convert_keras(source, precision, calibration=calibration)
+                row.update(describe_flatbuffer(flatbuffer, precision=precision, threads=threads,
+                                               latency_runs=latency_runs))
+            except TfkitError as e:  # refused by the converter or the runtime: say which and why
+                row["error"] = str(e)
+            row["convert_seconds"] = round(time.perf_counter() - t0, 2)
+            log(f"[sweep] {spec.name} {form} {precision}: "
+                + (row["error"] or f"{row['size_bytes']} B, {row['xnnpack_partitions']} XNNPACK partition(s), "
+                   f"p50 {row['latency_p50_ms']:.2f} ms"))
+            rows.append(row)
+    return rows
+
+
+def summarize(rows: list[dict]) -> dict:
+    """The zoo-wide figures: smallest float32/int8 size ratio, most int8 XNNPACK partitions, worst
+    int8/float32 latency ratio, every row builtin-only, every float16 GPU-analyzer clean."""
+    by = {(r["model"], r["form"], r["precision"]): r for r in rows if not r["error"]}
+    pairs = [(by[k], by[(k[0], k[1], "int8")]) for k in by if k[2] == "float32" and (k[0], k[1], "int8") in by]
+    fp16 = [r for r in by.values() if r["precision"] == "float16"]
+    return {
+        "min_int8_size_reduction": min((f["size_bytes"] / q["size_bytes"] for f, q in pairs), default=None),
+        "max_int8_xnnpack_partitions": max((q["xnnpack_partitions"] for _, q in pairs), default=None),
+        "max_int8_over_float_latency": max((q["latency_p50_ms"] / f["latency_p50_ms"] for f, q in pairs),
+                                           default=None),
+        "all_builtin_only": all(r["builtin_only"] for r in by.values()),
+        "all_float16_gpu_compatible": all(r["gpu_analyzer"]["compatible"] for r in fp16) if fp16 else None,
+        "errors": [f"{r['model']} {r['form']} {r['precision']}: {r['error']}" for r in rows if r["error"]],
+    }
