@@ -10,6 +10,8 @@ Trains the demo model with causal shifts on the built-in motion set, then measur
 - sizes and every state's input/output quantization.
 
     python benchmarks/streaming.py --out out/streaming --json out/streaming.json [--epochs 20]
+
+`benchmarks/zoo.py` runs this as its streaming part.
 """
 from __future__ import annotations
 
@@ -44,10 +46,17 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--footage", type=Path, default=FOOTAGE)
     ap.add_argument("--footage-frames", type=int, default=300)
+    ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
-    if not args.footage.is_file():
-        sys.exit(f"no real footage at {args.footage}: apt-get install python3-imageio, or pass --footage VIDEO")
+    emit(measure_streaming(args.out, epochs=args.epochs, footage=args.footage, footage_frames=args.footage_frames,
+                           threads=args.threads), args.json)
 
+
+def measure_streaming(out: Path, *, epochs: int = 20, footage: Path = FOOTAGE, footage_frames: int = 300,
+                      threads: int = 2) -> dict:
+    """Train the causal demo model on the built-in set and measure its clip and streaming forms."""
+    if not footage.is_file():
+        sys.exit(f"no real footage at {footage}: apt-get install python3-imageio, or pass --footage VIDEO")
     from ai_edge_litert.interpreter import Interpreter
 
     from tfkit.convert.parity import TFLiteModel, run_stream_tflite, state_quantization
@@ -62,11 +71,11 @@ def main() -> None:
 
     t_start = time.perf_counter()
     clip_spec = ClipSpec(frames=8, size=32)
-    root = generate_motion_dataset(args.out / "videos", progress=False)
+    root = generate_motion_dataset(out / "videos", progress=False)
     ds = load_dataset(root, clip_spec, progress=False)
     spec = replace(DEMO_MODEL, num_classes=len(ds.classes), frames=8, size=32, causal=True)
     model = build(spec)
-    trained = train_classifier(model, ds.train, ds.val, TrainConfig(epochs=args.epochs), progress=False,
+    trained = train_classifier(model, ds.train, ds.val, TrainConfig(epochs=epochs), progress=False,
                                symmetries=MOTION_SYMMETRIES)
     stream = to_streaming(model, spec)
 
@@ -75,7 +84,7 @@ def main() -> None:
     clip16 = build(replace(spec, frames=16))
     clip16.set_weights(model.get_weights())
     stream16 = to_streaming(model, replace(spec, frames=16))
-    long = generate_motion_dataset(args.out / "videos16", videos_per_class=2, frames=40, seed=1, progress=False)
+    long = generate_motion_dataset(out / "videos16", videos_per_class=2, frames=40, seed=1, progress=False)
     x16 = normalize(load_dataset(long, ClipSpec(frames=16, size=32), val_fraction=0.5, progress=False).val.x,
                     "symmetric")
     stream_vs_clip = max(float(np.abs(run_stream(stream16, c)[-1] - np.asarray(clip16(c[None]))[0]).max())
@@ -92,7 +101,7 @@ def main() -> None:
         "stream_int8": convert_keras(stream, "int8", calibration=stream_calibration(stream, calib_clips, every=2)),
     }
     for name, fb in flat.items():
-        (args.out / f"{name}.tflite").write_bytes(fb)
+        (out / f"{name}.tflite").write_bytes(fb)
 
     accuracy = {}
     for name in ("clip_float32", "clip_int8"):
@@ -102,16 +111,16 @@ def main() -> None:
         accuracy[name] = float(np.mean([np.argmax(run_stream_tflite(flat[name], c)[-1]) == y
                                         for c, y in zip(val_x, val_y)]))
 
-    frames = read_frames(args.footage)
-    frames = np.concatenate([frames] * int(np.ceil(args.footage_frames / len(frames))))[:args.footage_frames]
-    footage = normalize(resize_crop(frames, 32), "symmetric")
-    f32 = run_stream_tflite(flat["stream_float32"], footage)
-    i8 = run_stream_tflite(flat["stream_int8"], footage)
+    frames = read_frames(footage)
+    frames = np.concatenate([frames] * int(np.ceil(footage_frames / len(frames))))[:footage_frames]
+    real = normalize(resize_crop(frames, 32), "symmetric")
+    f32 = run_stream_tflite(flat["stream_float32"], real)
+    i8 = run_stream_tflite(flat["stream_int8"], real)
     agreement = float(np.mean(np.argmax(f32, -1) == np.argmax(i8, -1)))
 
     latency = {}
     for name in ("clip_float32", "stream_float32", "clip_int8", "stream_int8"):
-        it = Interpreter(model_content=flat[name], num_threads=2)
+        it = Interpreter(model_content=flat[name], num_threads=threads)
         it.allocate_tensors()
         for d in it.get_input_details():
             it.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
@@ -120,15 +129,15 @@ def main() -> None:
     states = state_quantization(flat["stream_int8"])
     partitions = {name: TFLiteModel(fb).xnnpack_partitions() for name, fb in flat.items()}
     result = {
-        "classes": list(ds.classes), "epochs": args.epochs, "val_clips": int(len(val_y)),
+        "classes": list(ds.classes), "epochs": epochs, "val_clips": int(len(val_y)),
         "keras_clip_val_accuracy": trained.val_accuracy,
         "stream_vs_clip_max_abs_logit_diff_16_frames": stream_vs_clip,
         "accuracy": accuracy,
         "int8_minus_float32_accuracy": {"clip": accuracy["clip_int8"] - accuracy["clip_float32"],
                                         "stream": accuracy["stream_int8"] - accuracy["stream_float32"]},
-        "footage": str(args.footage), "footage_frames": int(len(footage)),
+        "footage": str(footage), "footage_frames": int(len(real)),
         "stream_int8_vs_float32_top1_agreement_on_footage": agreement,
-        "latency_p50_ms": latency,
+        "latency_p50_ms": latency, "threads": threads,
         "stream_step_over_clip_T8": {"float32": latency["stream_float32"] / latency["clip_float32"],
                                      "int8": latency["stream_int8"] / latency["clip_int8"]},
         "size_bytes": {k: len(v) for k, v in flat.items()},
@@ -140,7 +149,7 @@ def main() -> None:
         "goals": {"stream_vs_clip_max": 1e-4, "int8_agreement_min": 0.98, "int8_accuracy_gap_max": 0.01,
                   "stream_step_over_clip_max": 0.2, "float32_over_int8_size_min": 3.9},
     }
-    emit(result, args.json)
+    return result
 
 
 if __name__ == "__main__":

@@ -87,6 +87,21 @@ def test_tflite_streaming_equals_keras_clip(clip_and_stream, frames):
     ref = np.asarray(clip(frames[None], training=False))[0]
     assert np.abs(got[-1] - ref).max() <= 1e-4
 
+    # Wrong inputs are named, with the shape the model expects; the runner still works afterwards.
+    from tfkit.convert.parity import StreamRunner
+    from tfkit.errors import UsageError
+
+    runner = StreamRunner(flatbuffer)
+    state = next(name for name in runner.states if name.endswith("_window_in"))
+    shape = runner.states[state].shape
+    with pytest.raises(UsageError, match=f"{state}.*expects"):
+        runner.reset({state: np.zeros((1, *shape[1:-1], shape[-1] + 1), np.float32)})
+    with pytest.raises(UsageError, match="unknown state tensor 'nope_in'"):
+        runner.reset({"nope_in": np.zeros(1)})
+    with pytest.raises(UsageError, match="'frame' has shape"):
+        runner.step(frames[0][:, :-1])
+    np.testing.assert_allclose(np.stack([runner.step(f) for f in frames]), got, atol=1e-6)
+
 
 def test_int8_streaming_with_streamed_calibration(clip_and_stream, frames):
     """Full-int8 streaming model calibrated on streamed states: int8 state I/O, every state's

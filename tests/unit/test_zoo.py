@@ -3,6 +3,7 @@ early exit, and conversion of the new forms to builtin-only, XNNPACK-whole int8.
 import numpy as np
 import pytest
 
+from tfkit.convert.sweep import calibrate_batchnorm
 from tfkit.errors import UsageError
 from tfkit.models import MODELS, VideoModelSpec, build, run_stream, to_streaming
 from tfkit.models.spec import TEMPORAL_MODULES
@@ -19,13 +20,7 @@ def scramble(model, seed=0):
     for layer in model.layers:
         if layer.name.endswith("_tconv"):
             layer.set_weights([0.7 * rs.randn(*w.shape) for w in layer.get_weights()])
-    bns = [l for l in model.layers if l.__class__.__name__ == "BatchNormalization"]
-    for bn in bns:
-        bn.momentum = 0.0
-    model(rs.rand(4, *model.input_shape[1:]).astype(np.float32), training=True)
-    for bn in bns:
-        bn.momentum = 0.9
-    return model
+    return calibrate_batchnorm(model, rs.rand(4, *model.input_shape[1:]))
 
 
 def test_zoo_lists_three_backbones():

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from tfkit.convert.variants import VARIANTS
-from tfkit.errors import ConversionError, ParityError
+from tfkit.errors import ConversionError, ParityError, UsageError
 
 
 class TFLiteModel:
@@ -158,20 +158,57 @@ def state_quantization(flatbuffer: bytes) -> list[dict]:
     return rows
 
 
-def run_stream_tflite(flatbuffer: bytes, frames: np.ndarray, *, threads: int = 2) -> np.ndarray:
-    """Run a streaming model frame by frame through its signature, feeding each `<s>_out` back as
-    `<s>_in`; integer states are dequantized with the output's parameters and requantized with the
-    input's (they differ after int8 calibration). Returns (T, num_classes) float logits."""
-    from ai_edge_litert.interpreter import Interpreter
+class StreamRunner:
+    """A streaming model on the host: `step(frame)` feeds one frame, keeps the state tensors
+    between calls (each `<s>_out` fed back as `<s>_in`; integer states are dequantized with the
+    output's parameters and requantized with the input's, which differ after int8 calibration).
 
-    runner = Interpreter(model_content=flatbuffer, num_threads=threads).get_signature_runner()
-    ins, outs = runner.get_input_details(), runner.get_output_details()
-    states = {name: np.zeros(d["shape"], np.float32) for name, d in ins.items() if name != "frame"}
-    feedback = {name: name.removesuffix("_in") + "_out" for name in states}  # state input <- output
-    out = []
-    for frame in frames:
-        feed = {name: _to_dtype(x, ins[name]) for name, x in {"frame": frame[None], **states}.items()}
-        result = runner(**feed)
-        states = {name: _to_float(result[o], outs[o]) for name, o in feedback.items()}
-        out.append(_to_float(result["logits"], outs["logits"])[0])
-    return np.stack(out)
+    Example:
+        >>> runner = StreamRunner(flatbuffer)            # doctest: +SKIP
+        >>> logits = [runner.step(f) for f in frames]    # doctest: +SKIP
+    """
+
+    def __init__(self, flatbuffer: bytes, *, threads: int = 2):
+        from ai_edge_litert.interpreter import Interpreter
+
+        try:
+            self.runner = Interpreter(model_content=flatbuffer, num_threads=threads).get_signature_runner()
+        except (ValueError, RuntimeError) as e:
+            raise ConversionError(f"not a loadable streaming model: {e}") from e
+        self.inputs, self.outputs = self.runner.get_input_details(), self.runner.get_output_details()
+        if "frame" not in self.inputs or "logits" not in self.outputs:
+            raise UsageError(f"not a tfkit streaming model: its signature has inputs {sorted(self.inputs)} and "
+                             f"outputs {sorted(self.outputs)}; expected 'frame' and 'logits' plus '<state>_in/_out'")
+        self.feedback = {name: name.removesuffix("_in") + "_out" for name in self.inputs if name != "frame"}
+        self.reset()
+
+    def reset(self, states: dict[str, np.ndarray] | None = None) -> None:
+        """Zero state (a new stream), or the given float states {"<s>_in": array}, checked by name and shape."""
+        self.states = {name: np.zeros(d["shape"], np.float32) for name, d in self.inputs.items() if name != "frame"}
+        for name, value in (states or {}).items():
+            if name not in self.states:
+                raise UsageError(f"unknown state tensor {name!r}; this model's states are {sorted(self.states)}")
+            self._check(name, np.asarray(value))
+            self.states[name] = np.asarray(value, np.float32)
+
+    def _check(self, name: str, x: np.ndarray) -> None:
+        want = tuple(int(d) for d in self.inputs[name]["shape"])
+        if tuple(x.shape) != want:
+            raise UsageError(f"stream input {name!r} has shape {tuple(x.shape)}, the model expects {want}")
+
+    def step(self, frame: np.ndarray) -> np.ndarray:
+        """One float frame (H, W, 3) or (1, H, W, 3) -> float logits (classes,)."""
+        frame = np.asarray(frame, np.float32)
+        frame = frame[None] if frame.ndim == 3 else frame
+        self._check("frame", frame)
+        feed = {name: _to_dtype(x, self.inputs[name]) for name, x in {"frame": frame, **self.states}.items()}
+        result = self.runner(**feed)
+        self.states = {name: _to_float(result[o], self.outputs[o]) for name, o in self.feedback.items()}
+        return _to_float(result["logits"], self.outputs["logits"])[0]
+
+
+def run_stream_tflite(flatbuffer: bytes, frames: np.ndarray, *, threads: int = 2) -> np.ndarray:
+    """Run a streaming model frame by frame from zero state (see `StreamRunner`); returns
+    (T, num_classes) float logits."""
+    runner = StreamRunner(flatbuffer, threads=threads)
+    return np.stack([runner.step(frame) for frame in frames])

@@ -43,7 +43,7 @@ class VideoModelSpec:
         checks = {
             "num_classes": self.num_classes >= 2,
             "frames": self.frames >= 1,
-            "size": self.size >= 32 and self.size % 8 == 0,
+            "size": self.size >= 32 and self.size % 4 == 0,
             "alpha": 0.0 < self.alpha <= 2.0,
             "depth": 0.0 < self.depth <= 2.0,
             "stages": 1 <= self.stages <= 7,
@@ -60,7 +60,7 @@ class VideoModelSpec:
             name = bad[0]
             raise UsageError(
                 f"invalid model spec: {name}={getattr(self, name)!r} "
-                "(num_classes>=2, frames>=1, size>=32 and a multiple of 8, 0<alpha<=2, 0<depth<=2, "
+                "(num_classes>=2, frames>=1, size>=32 and a multiple of 4, 0<alpha<=2, 0<depth<=2, "
                 f"0<=compound<=7, temporal in {TEMPORAL_MODULES}, temporal_kernel>=2, "
                 "0<=early_exit<stages, shift_div>=2, 0<=dropout<1)"
             )
@@ -75,7 +75,10 @@ class VideoModelSpec:
 
     @property
     def resolution(self) -> int:
-        """Input height and width: `size` scaled by the compound coefficient, a multiple of 8."""
+        """Input height and width: `size`, or with a compound coefficient `size` scaled and
+        rounded to a multiple of 8."""
+        if not self.compound:
+            return self.size
         return max(32, round(self.size * COMPOUND_RESOLUTION ** self.compound / 8) * 8)
 
     @property
