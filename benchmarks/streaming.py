@@ -64,6 +64,7 @@ def measure_streaming(out: Path, *, epochs: int = 20, footage: Path = FOOTAGE, f
     from tfkit.data import generate_motion_dataset, load_dataset, normalize, read_frames, resize_crop
     from tfkit.data.synthetic import MOTION_SYMMETRIES
     from tfkit.models import build, run_stream, to_streaming
+    from tfkit.models.io import save_model
     from tfkit.models.streaming import stream_calibration
     from tfkit.pipeline import DEMO_MODEL
     from tfkit.train import TrainConfig, train_classifier
@@ -77,6 +78,7 @@ def measure_streaming(out: Path, *, epochs: int = 20, footage: Path = FOOTAGE, f
     model = build(spec)
     trained = train_classifier(model, ds.train, ds.val, TrainConfig(epochs=epochs), progress=False,
                                symmetries=MOTION_SYMMETRIES)
+    save_model(model, out / "clip_model.keras")  # benchmarks/zoo.py fine-tunes it with QAT
     stream = to_streaming(model, spec)
 
     # stream == clip over 16 frames: the weights do not depend on T; the stream's averaging window
@@ -129,13 +131,13 @@ def measure_streaming(out: Path, *, epochs: int = 20, footage: Path = FOOTAGE, f
     states = state_quantization(flat["stream_int8"])
     partitions = {name: TFLiteModel(fb).xnnpack_partitions() for name, fb in flat.items()}
     result = {
-        "classes": list(ds.classes), "epochs": epochs, "val_clips": int(len(val_y)),
+        "classes": list(ds.classes), "epochs": epochs, "val_clips": len(val_y),
         "keras_clip_val_accuracy": trained.val_accuracy,
         "stream_vs_clip_max_abs_logit_diff_16_frames": stream_vs_clip,
         "accuracy": accuracy,
         "int8_minus_float32_accuracy": {"clip": accuracy["clip_int8"] - accuracy["clip_float32"],
                                         "stream": accuracy["stream_int8"] - accuracy["stream_float32"]},
-        "footage": str(footage), "footage_frames": int(len(real)),
+        "footage": str(footage), "footage_frames": len(real),
         "stream_int8_vs_float32_top1_agreement_on_footage": agreement,
         "latency_p50_ms": latency, "threads": threads,
         "stream_step_over_clip_T8": {"float32": latency["stream_float32"] / latency["clip_float32"],

@@ -7,13 +7,15 @@
    frames; int8 vs float top-1 agreement over >= 300 streamed frames of real footage (an mp4 that
    Debian's python3-imageio ships); int8 accuracy drop of the clip and streaming forms (through
    LiteRT); one streaming step over one T=8 clip inference.
-2. Sweep: every zoo backbone x temporal module, clip and streaming forms, in every precision
+2. QAT: a short TFMOT fine-tune of that model, int8 accuracy next to post-training int8; and QAT
+   on every zoo model (all layers wrapped, full int8, float activations, partitions).
+3. Sweep: every zoo backbone x temporal module, clip and streaming forms, in every precision
    (quick: float32, float16, int8): builtin-only ops, float16 GPU analyzer verdict, XNNPACK
    partitions, float32/int8 size and latency. Untrained weights with BatchNorm statistics from
    real footage (sizes, ops and latency do not depend on training).
-3. Generation: frame interpolation and x2/x4 super-resolution trained self-supervised on real
+4. Generation: frame interpolation and x2/x4 super-resolution trained self-supervised on real
    footage; float32 and int8 PSNR on held-out footage against linear blend / bicubic.
-4. Anchor: our default streaming model at 172x172 per frame (1 thread, float32 and int8) over the
+5. Anchor: our default streaming model at 172x172 per frame (1 thread, float32 and int8) over the
    MoViNet-A0-Stream architecture's (benchmarks/movinet_anchor.py; null with the reason when its
    TF Model Garden dependencies are not installed: benchmarks/setup_movinet_anchor.sh).
 
@@ -65,20 +67,75 @@ def per_frame_ms(flatbuffer: bytes, frames: int = 60, threads: int = 1) -> dict:
 
 
 def sweep_part(quick: bool, footage: Path, log) -> dict:
-    from tfkit.convert.sweep import summarize, sweep_model, zoo_specs
+    from tfkit.convert.sweep import summarize, sweep_zoo, zoo_specs
     from tfkit.models import VideoModelSpec
 
     if quick:
-        base = VideoModelSpec(num_classes=7, frames=4, size=64, alpha=0.5, stages=5, causal=True)
+        base = VideoModelSpec(num_classes=7, frames=4, size=64, alpha=0.5, stages=4, causal=True)
         precisions = ["float32", "float16", "int8"]
     else:  # the whole backbones at full width
         base = VideoModelSpec(num_classes=7, frames=8, size=128, alpha=1.0, stages=7, causal=True)
         precisions = None  # every registered precision
     clips = footage_clips(footage, base.frames, base.size, 8)
-    rows = []
-    for spec in zoo_specs(base):
-        rows += sweep_model(spec, clips, precisions=precisions, threads=1, latency_runs=30 if quick else 100, log=log)
+    rows = sweep_zoo(zoo_specs(base), clips, precisions=precisions, workers=2, threads=1,
+                     latency_runs=30 if quick else 100, log=log)
     return {"base_spec": base.to_dict(), "rows": rows, **summarize(rows), "models": sorted({r["model"] for r in rows})}
+
+
+def qat_part(streaming_dir: Path, streaming: dict | None, quick: bool, log) -> dict:
+    """QAT (TFMOT, tfkit's layer rules) on the trained default clip model: int8 accuracy through
+    LiteRT after a short QAT fine-tune, next to post-training int8; then QAT on every zoo model
+    (untrained, tiny): every layer wrapped, full int8 with no float activations, XNNPACK partitions."""
+    from tfkit.convert.parity import TFLiteModel
+    from tfkit.convert.qat import (
+        convert_qat,
+        inspect_int8,
+        quantize_aware,
+        quantized_layer_coverage,
+        train_qat,
+    )
+    from tfkit.convert.sweep import calibrate_batchnorm, zoo_specs
+    from tfkit.data import load_dataset, normalize
+    from tfkit.data.synthetic import MOTION_SYMMETRIES
+    from tfkit.models import VideoModelSpec, build
+    from tfkit.models.io import load_model
+    from tfkit.train import TrainConfig
+    from tfkit.types import ClipSpec
+
+    result: dict = {}
+    model_file = streaming_dir / "clip_model.keras"
+    if model_file.is_file():
+        model = load_model(model_file)
+        ds = load_dataset(streaming_dir / "videos", ClipSpec(frames=8, size=32), progress=False)
+        epochs = 2 if quick else 4
+        qat = quantize_aware(model)
+        trained = train_qat(qat, ds.train, ds.val, TrainConfig(epochs=epochs, learning_rate=2e-4, augment=True),
+                            progress=False, symmetries=MOTION_SYMMETRIES)
+        train_x, val_x = normalize(ds.train.x, "symmetric"), normalize(ds.val.x, "symmetric")
+        calib = train_x[np.random.default_rng(0).permutation(len(train_x))[:48]]
+        tfl = TFLiteModel(convert_qat(qat, calibration=[c[None] for c in calib]))
+        acc = float(np.mean([np.argmax(tfl(c[None])) == y for c, y in zip(val_x, ds.val.y)]))
+        result["default_model"] = {
+            "qat_epochs": epochs, "qat_keras_val_accuracy": trained.val_accuracy, "qat_int8_accuracy": acc,
+            "ptq_int8_accuracy": (streaming or {}).get("accuracy", {}).get("clip_int8"),
+            "float32_accuracy": (streaming or {}).get("accuracy", {}).get("clip_float32"),
+            "xnnpack_partitions": tfl.xnnpack_partitions(), "float_activation_tensors": tfl.float_activation_count()}
+        log(f"[qat] default model: QAT int8 accuracy {acc:.3f}")
+    else:
+        result["default_model"] = None
+        result["default_model_reason"] = f"no trained model at {model_file} (run the streaming part first)"
+    tiny = VideoModelSpec(num_classes=7, frames=4, size=32, alpha=0.35, stages=4, causal=True)
+    rows = []
+    for spec in zoo_specs(tiny):
+        clips = np.random.default_rng(1).uniform(-1, 1, (6, *spec.input_shape)).astype(np.float32)
+        qat = quantize_aware(calibrate_batchnorm(build(spec), clips))
+        coverage = quantized_layer_coverage(qat)
+        summary = inspect_int8(convert_qat(qat, calibration=[c[None] for c in clips], strict=False)).summary()
+        rows.append({"model": spec.name, **{k: len(v) for k, v in coverage.items()},
+                     **{k: summary[k] for k in ("bytes", "float_activations", "xnnpack_partitions")}})
+        log(f"[qat] {spec.name}: {rows[-1]}")
+    result["zoo"] = rows
+    return result
 
 
 def anchor_part(streaming_spec, footage: Path, quick: bool, skip: bool, timeout: int, log) -> dict:
@@ -122,15 +179,15 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=None, help="training epochs (default 12 quick, 20 full)")
     ap.add_argument("--no-anchor", action="store_true", help="do not build/run MoViNet-A0-Stream")
     ap.add_argument("--anchor-timeout", type=int, default=900)
-    ap.add_argument("--only", choices=["streaming", "sweep", "generation", "anchor"], action="append",
+    ap.add_argument("--only", choices=["streaming", "qat", "sweep", "generation", "anchor"], action="append",
                     help="run only these parts (repeatable)")
     args = ap.parse_args()
     if not args.footage.is_file():
         raise SystemExit(f"no real footage at {args.footage}: apt-get install python3-imageio, or pass --footage VIDEO")
-    parts = set(args.only or ["streaming", "sweep", "generation", "anchor"])
+    parts = set(args.only or ["streaming", "qat", "sweep", "generation", "anchor"])
     out = args.out or Path(tempfile.mkdtemp(prefix="tfkit-zoo-"))
     t_start = time.perf_counter()
-    log = lambda msg: print(msg, flush=True)  # noqa: E731
+    log = lambda msg: print(msg, flush=True)
     result: dict = {"quick": args.quick, "footage": str(args.footage), "seconds": {}}
 
     def timed(name, fn):
@@ -158,6 +215,8 @@ def main() -> None:
             "stream_step_over_clip_latency": max(s["stream_step_over_clip_T8"].values()),
             "streaming": s,
         })
+    if "qat" in parts:
+        result["qat"] = timed("qat", lambda: qat_part(out / "streaming", result.get("streaming"), args.quick, log))
     if "sweep" in parts:
         sweep = timed("sweep", lambda: sweep_part(args.quick, args.footage, log))
         result.update({k: sweep[k] for k in ("min_int8_size_reduction", "max_int8_xnnpack_partitions",

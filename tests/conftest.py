@@ -25,7 +25,7 @@ def tiny_demo_config():
 
 
 @pytest.fixture(scope="session")
-def tiny_demo(tmp_path_factory, tiny_demo_config) -> "tfkit.pipeline.DemoResult":  # noqa: F821
+def tiny_demo(tmp_path_factory, tiny_demo_config) -> tfkit.pipeline.DemoResult:  # noqa: F821
     """The demo pipeline on tiny settings (4 frames of 32 px, 2 epochs): every step, real files."""
     from tfkit.pipeline import demo
     from tfkit.steps.base import RunContext

@@ -7,6 +7,7 @@ Example:
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -59,6 +60,10 @@ def evaluate_accuracy(model, x_uint8: np.ndarray, y: np.ndarray, normalization, 
 TRANSFORMS = ("hflip", "vflip", "transpose", "reverse")
 
 
+def _identity(x):
+    return x
+
+
 def _augmenter(symmetries: dict, classes: list[str]):
     """A tf.data map applying each declared transform with p=0.5 and remapping the label."""
     from tfkit._compat.keras import tf
@@ -67,8 +72,20 @@ def _augmenter(symmetries: dict, classes: list[str]):
     unknown = sorted(set(symmetries) - set(TRANSFORMS))
     if unknown:
         raise UsageError(f"unknown symmetry transform(s) {unknown}; known: {list(TRANSFORMS)}")
-    ops = {"hflip": lambda x: x[:, :, ::-1], "vflip": lambda x: x[:, ::-1],
-           "transpose": lambda x: T.transpose(x, [0, 2, 1, 3]), "reverse": lambda x: x[::-1]}
+    # Named functions, not lambdas on one line: autograph cannot tell such lambdas apart and warns.
+    def hflip(x):
+        return x[:, :, ::-1]
+
+    def vflip(x):
+        return x[:, ::-1]
+
+    def transpose(x):
+        return T.transpose(x, [0, 2, 1, 3])
+
+    def reverse(x):
+        return x[::-1]
+
+    ops = {"hflip": hflip, "vflip": vflip, "transpose": transpose, "reverse": reverse}
     index = {c: i for i, c in enumerate(classes)}
     tables = []
     for name, mapping in sorted(symmetries.items()):
@@ -81,7 +98,7 @@ def _augmenter(symmetries: dict, classes: list[str]):
     def augment(x, y):
         for op, perm in tables:
             flip = T.random.uniform(()) < 0.5
-            x = T.cond(flip, lambda op=op, x=x: op(x), lambda x=x: x)
+            x = T.cond(flip, functools.partial(op, x), functools.partial(_identity, x))
             y = T.where(flip, T.gather(perm, y), y)
         return x, y
 

@@ -115,3 +115,26 @@ def test_streaming_conversion_records_the_state_layout(tmp_path, tiny_data, tiny
     states = spec["stream"]["states"]
     assert {s["kind"] for s in states} == {"shift", "window", "count"}
     assert all(s["quantization"]["dtype"] == "int8" for s in states)
+
+
+def test_int8_with_qat_and_with_layers_kept_float(tmp_path, tiny_data, tiny_trained):
+    """`--qat-epochs` fine-tunes with TFMOT before converting; `--keep-float N` keeps the N worst
+    layers (QuantizationDebugger) in float. Both record what they did; bad combinations are
+    usage errors before any work."""
+    d = tiny_data.path
+    assert_usage_error(invoke("convert", tiny_trained.path, "--data", d, "--qat-epochs", 1, "--out", tmp_path / "x"),
+                       "int8")
+    assert_usage_error(invoke("convert", tiny_trained.path, "--data", d, "--precision", "int8", "--qat-epochs", 1,
+                              "--keep-float", 1, "--out", tmp_path / "x"), "not both")
+    common = ["--data", d, "--precision", "int8", "--calibration-clips", 8, "--parity-clips", 8,
+              "--min-top1-agreement", 0.0, "-q"]
+    r = invoke("convert", tiny_trained.path, *common, "--qat-epochs", 1, "--out", tmp_path / "q")
+    assert r.exit_code == 0, r.output
+    m = json.loads((tmp_path / "q" / "manifest.json").read_text())["history"][-1]["metrics"]
+    assert m["qat"]["epochs"] == 1 and m["qat"]["layers"]["wrapped"] > 10
+    assert m["float_activation_tensors"] == 0
+    r = invoke("convert", tiny_trained.path, *common, "--keep-float", 1, "--out", tmp_path / "k")
+    assert r.exit_code == 0, r.output
+    m = json.loads((tmp_path / "k" / "manifest.json").read_text())["history"][-1]["metrics"]
+    assert len(m["selective"]["kept_float"]) == 1
+    assert m["selective"]["selective"]["float_activations"] > m["selective"]["full_int8"]["float_activations"]

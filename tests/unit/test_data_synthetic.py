@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from tests.helpers import content_shift
-
 from tfkit.data.folder import scan
 from tfkit.data.synthetic import MOTION_CLASSES, generate_motion_dataset, motion_video
 from tfkit.data.video import probe, read_frames

@@ -100,8 +100,9 @@ def test_load_rejects_garbage(tmp_path):
 def test_tfmot_can_prune_every_weighted_layer(tiny_model):
     """No Lambda and only registered layer types with weights: TFMOT wraps each one and the
     pruned model still runs (the custom time layers carry no weights and stay as they are)."""
-    from tfkit._compat.keras import keras, tfmot
     from tensorflow_model_optimization.python.core.sparsity.keras.prune_registry import PruneRegistry
+
+    from tfkit._compat.keras import keras, tfmot
 
     weighted = [l for l in tiny_model.layers if l.weights]
     assert all(PruneRegistry.supports(l) for l in weighted), [l.name for l in weighted if not PruneRegistry.supports(l)]

@@ -25,10 +25,9 @@ def test_staged_dir_is_atomic(tmp_path):
     with staged_dir(final) as stage:
         (stage / "a.txt").write_text("one")
     assert (final / "a.txt").read_text() == "one"
-    with pytest.raises(RuntimeError):
-        with staged_dir(final) as stage:
-            (stage / "a.txt").write_text("two")
-            raise RuntimeError("step failed")
+    with pytest.raises(RuntimeError), staged_dir(final) as stage:
+        (stage / "a.txt").write_text("two")
+        raise RuntimeError("step failed")
     assert (final / "a.txt").read_text() == "one"  # the old result survives a failed rerun
     assert (tmp_path / "01-step.failed" / "a.txt").read_text() == "two"  # kept for inspection
     assert oct(final.stat().st_mode & 0o777) != oct(0o700)

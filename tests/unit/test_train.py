@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
+from tests.helpers import content_shift
 from tfkit.data import MOTION_CLASSES, MOTION_SYMMETRIES, motion_video
 from tfkit.errors import UsageError
-from tests.helpers import content_shift
 from tfkit.train import TrainConfig, _augmenter
 
 

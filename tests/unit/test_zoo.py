@@ -66,7 +66,7 @@ def test_compound_coefficient_scales_width_depth_resolution():
     assert scaled.resolution == 88 and scaled.input_shape == (2, 88, 88, 3)
     assert scaled.width_multiplier == pytest.approx(base.width_multiplier * 1.21)
     assert build(scaled).count_params() > build(base).count_params()
-    blocks = lambda m: {l.name.split("_")[0] for l in m.layers if l.name.endswith("_dw")}  # noqa: E731
+    blocks = lambda m: {l.name.split("_")[0] for l in m.layers if l.name.endswith("_dw")}
     assert len(blocks(build(scaled))) > len(blocks(build(base)))
     with pytest.raises(UsageError, match="compound"):
         VideoModelSpec(compound=-1)
@@ -85,8 +85,8 @@ def test_early_exit_head_shares_weights_and_answers_confident_clips():
     clips = np.random.RandomState(3).rand(6, 4, 32, 32, 3).astype(np.float32)
     full_out = model(clips, training=False)
     np.testing.assert_allclose(np.asarray(cheap(clips, training=False)), np.asarray(full_out[1]), atol=1e-5)
-    full_fn = lambda x: np.asarray(model(x, training=False)[0])  # noqa: E731
-    exit_fn = lambda x: np.asarray(cheap(x, training=False))  # noqa: E731
+    full_fn = lambda x: np.asarray(model(x, training=False)[0])
+    exit_fn = lambda x: np.asarray(cheap(x, training=False))
     preds, exited = early_exit_predict(exit_fn, full_fn, clips, threshold=1.0)
     assert not exited.any() and (preds == np.argmax(np.asarray(full_out[0]), -1)).all()
     preds, exited = early_exit_predict(exit_fn, full_fn, clips, threshold=1e-9)

@@ -17,7 +17,7 @@ from types import ModuleType
 from tfkit.errors import ToolNotFoundError
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def tf() -> ModuleType:
     """Import TensorFlow with legacy Keras selected (tf.keras is tf_keras afterwards)."""
     # Must precede the first TensorFlow import; setdefault respects a caller's explicit choice.
@@ -32,7 +32,7 @@ def tf() -> ModuleType:
     return tensorflow
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def keras() -> ModuleType:
     """The tf_keras module (Keras 2), the one TFMOT accepts."""
     tf()
@@ -45,7 +45,7 @@ def keras() -> ModuleType:
     return tf_keras
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def tfmot() -> ModuleType:
     keras()
     import tensorflow_model_optimization as mot

@@ -11,7 +11,6 @@ from tfkit.steps.bench import BenchStepConfig
 from tfkit.steps.data import DataConfig
 from tfkit.train import TrainConfig
 
-
 # Model options are prefixed (--model-alpha ...) so they never clash with data options (--frames).
 model_options = config_options(VideoModelSpec, exclude=("num_classes", "frames", "size"), prefix="model-",
                                rename={"family": ""}, defaults=DEMO_MODEL)

@@ -5,8 +5,18 @@ from pathlib import Path
 
 import click
 
-from tfkit.cli.common import (HOW_BENCH, HOW_DATA, HOW_MODEL, HOW_TFLITE, context, done, force_option,
-                              load_artifact, out_option, quiet_option)
+from tfkit.cli.common import (
+    HOW_BENCH,
+    HOW_DATA,
+    HOW_MODEL,
+    HOW_TFLITE,
+    context,
+    done,
+    force_option,
+    load_artifact,
+    out_option,
+    quiet_option,
+)
 from tfkit.cli.options import config_from, config_options
 from tfkit.models.spec import VideoModelSpec
 from tfkit.steps.bench import BenchStepConfig, ReportConfig

@@ -26,7 +26,6 @@ Example:
 from __future__ import annotations
 
 import functools
-import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -282,53 +281,32 @@ class QatConversion:
                 "xnnpack_partitions": self.xnnpack_partitions, "ops": self.op_counts}
 
 
-def convert_qat(qat_model, *, integer_io: bool = True, calibration: Iterable[np.ndarray] | None = None,
+def convert_qat(qat_model, *, calibration: Iterable[np.ndarray] | None = None,
                 strict: bool = True) -> bytes:
     """Convert a QAT model to full-integer int8 TFLite (batch 1).
 
     The fake-quant ranges learned in QAT give every layer output its scale, so plain conv/TSM
     models (mobilenet_v2, efficientnet_lite) need no representative dataset. Tensors *inside* a
     layer get no QAT range: HardSwish/HardSigmoid's x/6 and x+3 (mobilenet_v3), the MUL of a BN
-    that follows no conv (2plus1d's BN after RowsToTime), WindowMean's mean. Those need
+    that follows no conv, WindowMean's mean. Those need
     `calibration` (float arrays (1, ...) or dicts by input name): it ranges only the tensors QAT
     left open, and makes the converter refuse any float op. `strict` raises ConversionError when
     the result still has float activations.
 
-    tfkit.convert.tflite.convert_keras(qat_model, "int8", calibration=...) gives the same model:
+    This is tfkit.convert.tflite.convert_keras(qat_model, "int8", ...) plus the strict check:
     calibration never overrides a QAT range.
 
     Example:
         >>> fb = convert_qat(quantize_aware(model))  # doctest: +SKIP
     """
-    from tfkit._compat.keras import tf
     from tfkit.convert.parity import TFLiteModel
-    from tfkit.convert.tflite import _fixed_batch
+    from tfkit.convert.tflite import convert_keras
 
-    T = tf()
-    fixed = _fixed_batch(qat_model)
-    converter = T.lite.TFLiteConverter.from_keras_model(fixed)
-    converter.optimizations = [T.lite.Optimize.DEFAULT]
     if calibration is not None:
-        samples = list(calibration)
-        if not samples:
+        calibration = list(calibration)
+        if not calibration:
             raise UsageError("convert_qat got an empty calibration set; pass clips or calibration=None")
-        name = fixed.inputs[0].name.split(":")[0]
-        converter.representative_dataset = lambda: (
-            {k: np.asarray(v, np.float32) for k, v in s.items()} if isinstance(s, dict)
-            else {name: np.asarray(s, np.float32)} for s in samples)
-        # Only with a representative dataset: without one the converter refuses INT8-only ops.
-        converter.target_spec.supported_ops = [T.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    if integer_io:
-        converter.inference_input_type = T.int8
-        converter.inference_output_type = T.int8
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated.*")
-            warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected.*")
-            flatbuffer = converter.convert()
-    except Exception as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConversionError(f"QAT int8 conversion of {qat_model.name!r} failed: {first}") from e
+    flatbuffer = convert_keras(qat_model, "int8", calibration=calibration)  # int8 in and out
     if strict:
         floats = TFLiteModel(flatbuffer).float_activation_count()
         if floats:

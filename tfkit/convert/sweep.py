@@ -62,7 +62,7 @@ def p50_ms(fn: Callable[[], object], runs: int = 50, warmup: int = 5) -> float:
 
 def is_builtin(op_name: str) -> bool:
     """False for Flex (select TF) ops and custom ops, which stock LiteRT runtimes lack."""
-    return not (op_name.startswith("Flex") or op_name == "CUSTOM" or op_name.startswith("Custom"))
+    return not (op_name == "CUSTOM" or op_name.startswith(("Flex", "Custom")))
 
 
 def size_breakdown(flatbuffer: bytes) -> dict:
@@ -104,8 +104,8 @@ def describe_flatbuffer(flatbuffer: bytes, *, precision: str, threads: int = 2, 
 
     tfl = TFLiteModel(flatbuffer, threads=threads)
     ops = tfl.op_counts()
-    row = {"size_bytes": len(flatbuffer), "size_breakdown": size_breakdown(flatbuffer), "ops": ops, "builtin_only": all(is_builtin(o) for o in ops),
-           "xnnpack_partitions": tfl.xnnpack_partitions(), "float_activation_tensors": tfl.float_activation_count()}
+    row = {"size_bytes": len(flatbuffer), "size_breakdown": size_breakdown(flatbuffer), "ops": ops,
+           "builtin_only": all(is_builtin(o) for o in ops), "xnnpack_partitions": tfl.xnnpack_partitions(), "float_activation_tensors": tfl.float_activation_count()}
     if precision == "float16":
         row["gpu_analyzer"] = analyze_gpu(flatbuffer).to_dict()
     timed = Interpreter(model_content=flatbuffer, num_threads=threads)
@@ -117,19 +117,19 @@ def describe_flatbuffer(flatbuffer: bytes, *, precision: str, threads: int = 2, 
     return row
 
 
-def sweep_model(spec: VideoModelSpec, clips: np.ndarray, *, precisions: Iterable[str] | None = None,
-                forms: Iterable[str] = FORMS, model=None, threads: int = 2, latency_runs: int = 50,
-                log: Callable[[str], None] = lambda _: None) -> list[dict]:
-    """One row per (form, precision) for `spec` (or the given trained `model` built from it; else
-    an untrained one with BN statistics from `clips`).
-    `clips` (N, T, H, W, 3) float, normalized as the model expects, calibrate the int8 forms."""
+def convert_model(spec: VideoModelSpec, clips: np.ndarray, *, precisions: Iterable[str] | None = None,
+                  forms: Iterable[str] = FORMS, model=None) -> list[tuple[dict, bytes | None]]:
+    """Convert `spec` (or the given trained `model` built from it; else an untrained one with BN
+    statistics from `clips`) in every (form, precision): [(row, flatbuffer)], where a conversion the
+    converter refuses has flatbuffer None and the reason in row["error"]. `clips` (N, T, H, W, 3)
+    float, normalized as the model expects, calibrate the int8 forms."""
     from tfkit.convert.tflite import convert_keras
     from tfkit.models import build, to_streaming
     from tfkit.models.streaming import stream_calibration
 
     model = model if model is not None else calibrate_batchnorm(build(spec), clips)
     stream = to_streaming(model, spec) if "stream" in forms else None
-    rows = []
+    out = []
     for form in forms:
         source = model if form == "clip" else stream
         for precision in precisions or VARIANTS.names():
@@ -138,18 +138,64 @@ def sweep_model(spec: VideoModelSpec, clips: np.ndarray, *, precisions: Iterable
             calibration = ((c[None] for c in clips) if form == "clip"
                            else stream_calibration(stream, clips, every=2))
             t0 = time.perf_counter()
+            flatbuffer = None
             try:
                 flatbuffer = convert_keras(source, precision, calibration=calibration)
-                row.update(describe_flatbuffer(flatbuffer, precision=precision, threads=threads,
-                                               latency_runs=latency_runs))
-            except TfkitError as e:  # refused by the converter or the runtime: say which and why
+            except TfkitError as e:  # refused by the converter: say which and why
                 row["error"] = str(e)
             row["convert_seconds"] = round(time.perf_counter() - t0, 2)
-            log(f"[sweep] {spec.name} {form} {precision}: "
-                + (row["error"] or f"{row['size_bytes']} B, {row['xnnpack_partitions']} XNNPACK partition(s), "
-                   f"p50 {row['latency_p50_ms']:.2f} ms"))
-            rows.append(row)
-    return rows
+            out.append((row, flatbuffer))
+    return out
+
+
+def describe_row(row: dict, flatbuffer: bytes | None, *, threads: int = 2, latency_runs: int = 50,
+                 log: Callable[[str], None] = lambda _: None) -> dict:
+    """`row` completed with `describe_flatbuffer`; a model the runtime refuses gets the reason."""
+    if flatbuffer is not None:
+        try:
+            row.update(describe_flatbuffer(flatbuffer, precision=row["precision"], threads=threads,
+                                           latency_runs=latency_runs))
+        except TfkitError as e:
+            row["error"] = str(e)
+    log(f"[sweep] {row['model']} {row['form']} {row['precision']}: "
+        + (row["error"] or f"{row['size_bytes']} B, {row['xnnpack_partitions']} XNNPACK partition(s), "
+           f"p50 {row['latency_p50_ms']:.2f} ms"))
+    return row
+
+
+def sweep_model(spec: VideoModelSpec, clips: np.ndarray, *, precisions: Iterable[str] | None = None,
+                forms: Iterable[str] = FORMS, model=None, threads: int = 2, latency_runs: int = 50,
+                log: Callable[[str], None] = lambda _: None) -> list[dict]:
+    """One described row per (form, precision) of one model (see `convert_model`)."""
+    return [describe_row(row, fb, threads=threads, latency_runs=latency_runs, log=log)
+            for row, fb in convert_model(spec, clips, precisions=precisions, forms=forms, model=model)]
+
+
+def _convert_in_worker(spec: dict, clips: np.ndarray, precisions, forms) -> list[tuple[dict, bytes | None]]:
+    return convert_model(VideoModelSpec.from_dict(spec), clips, precisions=precisions, forms=forms)
+
+
+def sweep_zoo(specs: Iterable[VideoModelSpec], clips: np.ndarray, *, precisions: Iterable[str] | None = None,
+              forms: Iterable[str] = FORMS, workers: int = 2, threads: int = 1, latency_runs: int = 50,
+              log: Callable[[str], None] = lambda _: None) -> list[dict]:
+    """`sweep_model` over many specs: conversions run in `workers` processes (the TFLite converter
+    is mostly single-threaded), then every flatbuffer is described and timed here, one at a time,
+    so no latency is measured while a conversion shares the CPU."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    specs, precisions, forms = list(specs), list(precisions or VARIANTS.names()), list(forms)
+    if workers <= 1:
+        converted = [convert_model(s, clips, precisions=precisions, forms=forms) for s in specs]
+    else:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(_convert_in_worker, s.to_dict(), clips, precisions, forms) for s in specs]
+            converted = []
+            for spec, future in zip(specs, futures):
+                converted.append(future.result())
+                log(f"[sweep] {spec.name}: converted")
+    return [describe_row(row, fb, threads=threads, latency_runs=latency_runs, log=log)
+            for pairs in converted for row, fb in pairs]
 
 
 def summarize(rows: list[dict]) -> dict:

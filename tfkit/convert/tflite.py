@@ -36,7 +36,7 @@ def convert_keras(model, precision: str, *, calibration: Iterable[np.ndarray] | 
 
     `calibration` yields float input arrays of shape (1, ...), or for multi-input models dicts
     {input name: array} (the representative dataset); the calibrated precisions (int8, int16x8)
-    require it."""
+    require it, except for a QAT model (tfkit.convert.qat), whose learned ranges suffice."""
     from tfkit._compat.keras import tf
 
     T = tf()
@@ -47,7 +47,10 @@ def convert_keras(model, precision: str, *, calibration: Iterable[np.ndarray] | 
         converter.optimizations = [T.lite.Optimize.DEFAULT]
     if variant.float16_weights:
         converter.target_spec.supported_types = [T.float16]
-    if variant.needs_calibration:
+    # A QAT model carries its own activation ranges: calibration only fills tensors QAT left open.
+    learned_ranges = any(type(layer).__name__.startswith("QuantizeWrapper") for layer in model.layers)
+    calibrate = variant.needs_calibration and not (learned_ranges and calibration is None)
+    if calibrate:
         if calibration is None:
             raise UsageError(f"precision {precision!r} needs calibration clips (a dataset)")
         samples = list(calibration)
@@ -64,7 +67,8 @@ def convert_keras(model, precision: str, *, calibration: Iterable[np.ndarray] | 
         converter.representative_dataset = representative
     converter.target_spec.supported_ops = {
         "builtins": [T.lite.OpsSet.TFLITE_BUILTINS],
-        "int8": [T.lite.OpsSet.TFLITE_BUILTINS_INT8],
+        # Without a representative dataset the converter refuses INT8-only op sets.
+        "int8": [T.lite.OpsSet.TFLITE_BUILTINS_INT8 if calibrate else T.lite.OpsSet.TFLITE_BUILTINS],
         "int16x8": [T.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8],
     }[variant.ops]
     if variant.integer_io:
@@ -76,6 +80,6 @@ def convert_keras(model, precision: str, *, calibration: Iterable[np.ndarray] | 
             warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated.*")
             warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected.*")
             return converter.convert()
-    except Exception as e:  # noqa: BLE001 - the converter raises many unrelated types
+    except Exception as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConversionError(f"TFLite conversion to {precision} failed: {first}") from e

@@ -17,7 +17,7 @@ import functools
 from tfkit._compat.keras import keras, tf
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def custom_objects() -> dict[str, type]:
     """The layer classes, created on first use so that importing this module loads no TensorFlow."""
     K, T = keras(), tf()

@@ -8,7 +8,6 @@ Example:
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, fields
 
 from tfkit.errors import UsageError

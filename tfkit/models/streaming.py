@@ -16,7 +16,6 @@ from tfkit.models.spec import VideoModelSpec
 from tfkit.models.temporal import StateSpec
 
 
-
 def _kind(state: str) -> str:
     for suffix, kind in (("_window", "window"), ("_count", "count"), ("_temporal", "buffer")):
         if state.endswith(suffix):

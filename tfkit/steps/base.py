@@ -13,12 +13,20 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, is_dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import ClassVar
 
-from tfkit.artifacts import (MANIFEST, Artifact, FileDigest, Manifest, StepRecord, sha256_json,
-                             staged_dir, write_text_atomic)
+from tfkit.artifacts import (
+    MANIFEST,
+    Artifact,
+    FileDigest,
+    Manifest,
+    StepRecord,
+    sha256_json,
+    staged_dir,
+    write_text_atomic,
+)
 from tfkit.errors import UsageError
 from tfkit.registry import Registry
 from tfkit.types import ArtifactKind
@@ -122,7 +130,7 @@ def run_step(step: Step, inputs: Sequence[Artifact], out_dir: Path, ctx: RunCont
         except UsageError:
             pass  # unreadable old folder: rebuild it
     ctx.log(f"[{step.name}] -> {out_dir}")
-    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    started = datetime.now(UTC).isoformat(timespec="seconds")
     t0 = time.perf_counter()
     with staged_dir(out_dir) as stage:
         out = step.run(inputs, stage, ctx)

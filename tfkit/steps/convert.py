@@ -30,6 +30,8 @@ class ConvertConfig:
     parity_clips: int = 64  # drawn from the validation split
     max_abs_logit_diff: float | None = None  # parity bars; None = the precision's default
     min_top1_agreement: float | None = None
+    qat_epochs: int = 0  # int8 only: fine-tune with quantization-aware training (TFMOT) first
+    keep_float: int = 0  # int8 only: keep the N layers with the worst int8 error (QuantizationDebugger) in float
     seed: int = 0
 
     def __post_init__(self):
@@ -38,6 +40,12 @@ class ConvertConfig:
             raise UsageError(f"unknown form {self.form!r}; choose one of {', '.join(FORMS)}")
         if self.calibration_clips < 1 or self.parity_clips < 1:
             raise UsageError("calibration_clips and parity_clips must be >= 1")
+        if self.qat_epochs < 0 or self.keep_float < 0:
+            raise UsageError("qat_epochs and keep_float must be >= 0")
+        if (self.qat_epochs or self.keep_float) and (self.precision != "int8" or self.form != "clip"):
+            raise UsageError("qat_epochs and keep_float apply to --precision int8 --form clip only")
+        if self.qat_epochs and self.keep_float:
+            raise UsageError("choose one of qat_epochs (QAT) and keep_float (selective int8), not both")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -75,8 +83,19 @@ class ConvertStep(Step):
         parity = normalize(_pick(ClipSet.load_npz(data_art.file("val")), c.parity_clips, c.seed), norm)
         ctx.log(f"[convert] {c.precision} {c.form}: converting"
                 + (f" (calibrating on {len(calibration)} clips)" if VARIANTS.get(c.precision).needs_calibration else ""))
+        extra = {}
+        if c.qat_epochs:
+            model, extra["qat"] = _quantization_aware(model, data_art, c, ctx)
         if c.form == "stream":
             flatbuffer, report, stream_spec = _convert_stream(model, model_art, c, calibration, parity)
+        elif c.keep_float:
+            from tfkit.convert.selective import convert_selective
+
+            flatbuffer, selective = convert_selective(model, [x[None] for x in calibration], keep_float=c.keep_float,
+                                                      eval_clips=[x[None] for x in parity])
+            extra["selective"] = {k: selective[k] for k in ("kept_float", "full_int8", "selective")}
+            ctx.log(f"[convert] int8: kept in float: {[k['tensor_name'] for k in selective['kept_float']]}")
+            report, stream_spec = check_parity(model, flatbuffer, parity, c.precision, **c.parity_bars()), None
         else:
             flatbuffer = convert_keras(model, c.precision, calibration=(x[None] for x in calibration))
             report, stream_spec = check_parity(model, flatbuffer, parity, c.precision, **c.parity_bars()), None
@@ -95,14 +114,31 @@ class ConvertStep(Step):
         # that needs Flex fails conversion with the converter's own message.
         metrics = {"size_bytes": len(flatbuffer), "parity": report.to_dict(), "ops": tfl.op_counts(),
                    "float_activation_tensors": tfl.float_activation_count(),
-                   "xnnpack_partitions": tfl.xnnpack_partitions(), "gpu_analyzer": analyze_gpu(flatbuffer).to_dict()}
+                   "xnnpack_partitions": tfl.xnnpack_partitions(), "gpu_analyzer": analyze_gpu(flatbuffer).to_dict(),
+                   **extra}
         return StepOutput(ArtifactKind.TFLITE_MODEL, {"model": TFLITE_FILE}, spec, metrics, versions())
+
+
+def _quantization_aware(model, data_art, c: ConvertConfig, ctx: RunContext):
+    """TFMOT quantization-aware fine-tuning of `model` on the dataset (a copy; the input is kept)."""
+    from tfkit.convert.qat import quantize_aware, quantized_layer_coverage, train_qat
+    from tfkit.train import TrainConfig
+
+    qat = quantize_aware(model)
+    train, val = ClipSet.load_npz(data_art.file("train")), ClipSet.load_npz(data_art.file("val"))
+    norm = data_art.manifest.spec["clip"]["normalization"]
+    ctx.log(f"[convert] int8: quantization-aware training, {c.qat_epochs} epoch(s)")
+    result = train_qat(qat, train, val, TrainConfig(epochs=c.qat_epochs, learning_rate=2e-4, normalization=norm,
+                                                    seed=c.seed),
+                       progress=ctx.progress, symmetries=data_art.manifest.spec.get("symmetries"))
+    coverage = {k: len(v) for k, v in quantized_layer_coverage(qat).items()}
+    return qat, {"epochs": c.qat_epochs, "val_accuracy": result.val_accuracy, "layers": coverage}
 
 
 def _convert_stream(model, model_art, c: ConvertConfig, calibration, parity):
     """The streaming form: calibrated on states met while streaming real clips, judged by its
     logits after the last frame against the Keras clip model's, with the state layout recorded."""
-    from tfkit.convert.parity import first_output, compare_logits, run_stream_tflite, state_quantization
+    from tfkit.convert.parity import compare_logits, first_output, run_stream_tflite, state_quantization
     from tfkit.convert.tflite import convert_keras
     from tfkit.models import VideoModelSpec, stream_states, to_streaming
     from tfkit.models.streaming import stream_calibration
