@@ -228,7 +228,7 @@ def main() -> None:
     if "generation" in parts:
         from tfkit.gen import run_generation_benchmark
 
-        gen = timed("generation", lambda: run_generation_benchmark(quick=args.quick, epochs=4 if args.quick else None))
+        gen = timed("generation", lambda: run_generation_benchmark(quick=args.quick))
         result.update({k: gen.get(k) for k in ("interp_psnr_float_db", "interp_psnr_int8_db", "interp_psnr_baseline_db",
                                                "sr_psnr_float_db", "sr_psnr_int8_db", "sr_psnr_baseline_db")})
         result["generation"] = gen

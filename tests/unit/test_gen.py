@@ -16,8 +16,8 @@ from tfkit.gen.footage import (
 )
 
 # Builtin ops the generation graphs may use; anything else (Flex/custom, HARD_SWISH...) is a regression.
-ALLOWED_OPS = {"ADD", "MUL", "CONCATENATION", "CONV_2D", "DEPTH_TO_SPACE", "RESIZE_BILINEAR",
-               "QUANTIZE", "DEQUANTIZE"}
+ALLOWED_OPS = {"ADD", "SUB", "MUL", "CONCATENATION", "CONV_2D", "DEPTHWISE_CONV_2D", "DEPTH_TO_SPACE",
+               "RESIZE_BILINEAR", "SOFTMAX", "QUANTIZE", "DEQUANTIZE"}
 
 
 def _texture(n=5, h=40, w=48, shift=1, seed=0):
@@ -122,22 +122,39 @@ def test_untrained_models_start_at_their_baselines_and_have_no_lambda():
     from tfkit.gen.models import GEN_MODELS, has_lambda
 
     assert GEN_MODELS.names() == ["interp", "sr_x2", "sr_x4"]
-    frames = _texture(n=3, h=16, w=24)
-    interp = GEN_MODELS.get("interp")(size=(16, 24), channels=8)
-    assert not has_lambda(interp)
-    out = interp([frames[:1], frames[2:]]).numpy()
-    assert out.shape == (1, 16, 24, 3)
-    # the residual branch starts near zero (1e-3 init), so the untrained model is the blend
-    np.testing.assert_allclose(out, blend_baseline(frames[:1], frames[2:]), atol=0.03)
     for scale in (2, 4):
         sr = GEN_MODELS.get(f"sr_x{scale}")(size=(4, 6), channels=8)
         assert not has_lambda(sr)
-        lr = frames[:1, :4, :6]
+        lr = _texture(n=1, h=4, w=6)
         up = sr(lr).numpy()
         assert up.shape == (1, 4 * scale, 6 * scale, 3)
         np.testing.assert_allclose(up, tf().image.resize(lr, (4 * scale, 6 * scale)).numpy(), atol=0.03)
         np.testing.assert_allclose(bilinear_upsample(lr, scale), tf().image.resize(lr, (4 * scale, 6 * scale)),
                                    atol=1e-5)
+
+
+def test_untrained_interpolator_follows_motion_the_blend_smears():
+    """Block matching is built in: on a texture moving 1 px per frame the untrained model finds the
+    motion path and beats the blend by far; with no motion it returns the frame itself."""
+    from tfkit.gen.models import GEN_MODELS, has_lambda
+
+    interp = GEN_MODELS.get("interp")(size=(32, 48), channels=8)
+    assert not has_lambda(interp)
+    frames = _texture(n=3, h=32, w=48, shift=1, seed=3)
+    inner = (slice(None), slice(6, -6), slice(6, -6))  # away from the zero-padded borders
+    out = interp([frames[:1], frames[2:]]).numpy()
+    assert out.shape == (1, 32, 48, 3)
+    blend = blend_baseline(frames[:1], frames[2:])
+    assert psnr(out[inner], frames[1:2][inner]) > psnr(blend[inner], frames[1:2][inner]) + 6.0
+    still = interp([frames[:1], frames[:1]]).numpy()
+    assert psnr(still[inner], frames[:1][inner]) > 40.0  # the zero-cost path wins (a slight blur remains)
+
+
+def test_interpolator_rejects_bad_kernels():
+    from tfkit.gen.models import build_interpolator
+
+    with pytest.raises(UsageError, match="odd number"):
+        build_interpolator(size=(16, 16), kernel=4)
 
 
 @pytest.mark.parametrize("name", ["interp", "sr_x2"])
@@ -160,8 +177,8 @@ def test_converts_to_builtin_float32_and_full_int8(name):
         inputs = {"low_res": area_downscale(frames[:1], 2)}
         calib = [np.clip(inputs["low_res"] + rng.normal(0, 0.05, (1, 8, 8, 3)), 0, 1) for _ in range(4)]
         expected = np.asarray(model(inputs["low_res"]))
-    # a residual of a few percent, as after training, so int8 has a real correction to carry
-    last = model.get_layer("subpixel")
+    # weights moved a few percent, as after training, so int8 has a real correction to carry
+    last = model.get_layer("kernel_logits" if name == "interp" else "subpixel")
     last.set_weights([w + rng.normal(0, 0.01, w.shape).astype(np.float32) for w in last.get_weights()])
     keras_out = np.asarray(model([inputs[k] for k in INTERP_INPUTS] if name == "interp" else inputs["low_res"]))
     assert 0.005 < np.abs(keras_out - expected).mean() < 0.2
@@ -178,6 +195,32 @@ def test_converts_to_builtin_float32_and_full_int8(name):
         assert got.shape == keras_out.shape
         # float32 matches Keras; int8 stays within a few 8-bit steps of it
         assert np.abs(got - keras_out).max() < (1e-4 if precision == "float32" else 0.05)
+
+
+@pytest.mark.parametrize("name", ["interp", "sr_x2"])
+def test_generation_models_are_qat_able_to_full_int8(name):
+    """TFMOT wraps every layer (fixed-kernel convs, softmax, depth-to-space, bilinear upsampling);
+    the QAT model converts to int8 in and out with no float activation left."""
+    from tfkit.convert.qat import convert_qat, inspect_int8, quantize_aware, quantized_layer_coverage
+    from tfkit.gen.models import GEN_MODELS, INTERP_INPUTS
+
+    frames = _texture(n=3, h=16, w=16, seed=5)
+    if name == "interp":
+        model = GEN_MODELS.get(name)(size=(16, 16), channels=8)
+        batch = [frames[:1], frames[2:]]
+        calib = [dict(zip(INTERP_INPUTS, batch))]
+    else:
+        model = GEN_MODELS.get(name)(size=(8, 8), channels=8)
+        batch = area_downscale(frames[:1], 2)
+        calib = [batch]
+    qat = quantize_aware(model)
+    coverage = quantized_layer_coverage(qat)
+    assert all(entry.endswith("(InputLayer)") for entry in coverage["plain"]), coverage["plain"]
+    for _ in range(2):  # let the fake-quant ranges see data
+        qat(batch, training=True)
+    summary = inspect_int8(convert_qat(qat, calibration=calib)).summary()
+    assert summary["float_activations"] == 0
+    assert not any(op.startswith(("CUSTOM", "Flex")) for op in summary["ops"])
 
 
 # --- training ----------------------------------------------------------------------------------

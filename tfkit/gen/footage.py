@@ -141,13 +141,13 @@ def sample_triplets(frames: np.ndarray, n: int, patch: int, rng: np.random.Gener
                     augment: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """`n` random (a, b, middle) patches of `patch` px; augmented by flips, transposes and time
     reversal (a <-> b), which leave the middle frame the right answer."""
-    a_all, b_all, m_all = triplets(frames)
+    triplets(frames[:3])  # the shape check, without copying the whole footage three times
     h, w = frames.shape[1:3]
     out = np.empty((3, n, patch, patch, frames.shape[-1]), np.float32)
     for i in range(n):
-        t = int(rng.integers(0, len(m_all)))
+        t = int(rng.integers(1, len(frames) - 1))  # the middle frame
         y, x = _corner(rng, h, w, patch)
-        crop = [v[t:t + 1, y:y + patch, x:x + patch] for v in (a_all, b_all, m_all)]
+        crop = [frames[s:s + 1, y:y + patch, x:x + patch] for s in (t - 1, t + 1, t)]
         if augment:
             crop = _augment(rng, *crop)
             if rng.random() < 0.5:

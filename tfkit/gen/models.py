@@ -3,7 +3,8 @@
 Both predict a residual on top of a fixed, parameter-free baseline built into the graph, so an
 untrained model already (nearly) equals the baseline and int8 only has to carry a small correction:
 
-- "interp": two frames -> the middle one = 0.5 * (a + b) + a small U-Net's correction.
+- "interp": two frames -> the middle one, each pixel a learned convex combination of its 5x5
+  neighbourhoods in both frames (predicted by a small U-Net; centred, it is 0.5 * (a + b)).
 - "sr_x2", "sr_x4": low-res -> high-res = bilinear upsampling (RESIZE_BILINEAR) + a residual
   computed at low resolution (a linear 5x5 path plus a small conv body) and moved to high
   resolution by DEPTH_TO_SPACE. `tfkit.gen.train.fit_linear_path` solves the linear path in
@@ -21,6 +22,8 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable
+
+import numpy as np
 
 from tfkit.errors import UsageError
 from tfkit.registry import Registry
@@ -55,16 +58,45 @@ def _zero_conv(K, channels: int, name: str):
                            kernel_initializer=K.initializers.RandomNormal(stddev=1e-3, seed=0))
 
 
-@GEN_MODELS.register("interp")
-def build_interpolator(size: int | tuple[int, int] | None = None, channels: int = 24, *,
-                       name: str = "interp"):
-    """(frame_a, frame_b) in [0, 1] -> the frame halfway between them.
+def tap_kernels(kernel: int, groups: int, *, mirrored: bool = False):
+    """One-hot (k, k, groups, k*k) depthwise kernels: output channel g*k*k + t is input channel g
+    at offset d_t = (t // k - k//2, t % k - k//2) from each pixel (-d_t when `mirrored`)."""
+    taps = kernel * kernel
+    eye = np.eye(taps, dtype=np.float32).reshape(kernel, kernel, 1, taps)
+    if mirrored:
+        eye = eye[::-1, ::-1]
+    return np.repeat(eye, groups, axis=2)
 
-    A U-Net on 1/2, 1/4 and 1/8 resolution (strided convs down, DEPTH_TO_SPACE up) sees about
-    70 px around each pixel, enough to follow motion of several pixels, and predicts a correction
-    to the linear blend; a last DEPTH_TO_SPACE brings it to full resolution. Nothing runs at full
-    resolution but that sub-pixel step and the two ADDs. `size` (H, W) must be divisible by 8;
-    None builds a fully convolutional model for training on patches.
+
+def _sum_groups(K, groups: int, size: int, name: str):
+    """A fixed 1x1 conv adding, for each t < size, channels t, size + t, ... (groups of `size`)."""
+    conv = K.layers.Conv2D(size, 1, use_bias=False, name=name)
+    return conv, [np.tile(np.eye(size, dtype=np.float32), (groups, 1))[None, None]]
+
+
+def _channel_blocks(K, block: int, blocks: int, name: str):
+    """A fixed 1x1 conv adding each block of `block` consecutive channels into one output."""
+    conv = K.layers.Conv2D(blocks, 1, use_bias=False, name=name)
+    return conv, [np.kron(np.eye(blocks, dtype=np.float32), np.ones((block, 1), np.float32))[None, None]]
+
+
+@GEN_MODELS.register("interp")
+def build_interpolator(size: int | tuple[int, int] | None = None, channels: int = 24, *, kernel: int = 5,
+                       sharpness: float = 30.0, cost_cap: float = 1.0, name: str = "interp"):
+    """(frame_a, frame_b) in [0, 1] -> the frame halfway between them, by motion-compensated blending.
+
+    For each of the k*k offsets d (|d| <= k//2 px per half-step) the candidate middle pixel is
+    0.5 * (a[p + d] + b[p - d]), the blend along a straight motion path through p, and its cost is
+    |a[p + d] - b[p - d]| summed over colours (a cost volume, as in block matching). Per-pixel
+    weights over the candidates are a softmax of logits = -(sharpness) x the cost averaged over
+    5x5 px (a trainable depthwise conv: block matching at the start of training) + a U-Net's
+    correction (1/2, 1/4, 1/8 resolution, strided convs down, DEPTH_TO_SPACE up, near zero at
+    init) that sees both frames and the cost volume. The output is the weighted sum of the
+    candidates, so the model moves pixels instead of painting them.
+
+    Every op is an int8 builtin: offsets come from fixed one-hot DEPTHWISE_CONV_2D kernels, |x| from
+    two RELUs, colour sums and the weighted sum from fixed 1x1 CONV_2Ds and MUL. `size` (H, W)
+    must be divisible by 8; None builds a fully convolutional model for training on patches.
     """
     from tfkit._compat.keras import keras
     from tfkit.models.layers import layer
@@ -72,14 +104,41 @@ def build_interpolator(size: int | tuple[int, int] | None = None, channels: int 
     K = keras()
     if channels < 4:
         raise UsageError(f"channels must be >= 4, got {channels}")
+    if kernel < 1 or kernel % 2 == 0:
+        raise UsageError(f"kernel must be an odd number of pixels >= 1, got {kernel}")
     h, w = _hw(size, 8, "the interpolator")
-    c, c2 = int(channels), 2 * int(channels)
+    c, c2, taps = int(channels), 2 * int(channels), kernel * kernel
     a = K.Input((h, w, 3), name=INTERP_INPUTS[0])
     b = K.Input((h, w, 3), name=INTERP_INPUTS[1])
-    blend = K.layers.Average(name="blend")([a, b])
-    x = K.layers.Concatenate(name="pair")([a, b])
-    e1 = _conv(K, c, "down2", strides=2)(x)
-    e1 = _conv(K, c, "enc2")(e1)
+    fixed = []  # (layer, weights) set once the graph is built
+
+    def offsets(x, mirrored, name):
+        conv = K.layers.DepthwiseConv2D(kernel, padding="same", depth_multiplier=taps, use_bias=False, name=name)
+        fixed.append((conv, [tap_kernels(kernel, 3, mirrored=mirrored)]))
+        return conv(x)  # (H, W, 3 * taps), channel colour * taps + t
+
+    na, nb = offsets(a, False, "offsets_a"), offsets(b, True, "offsets_b")
+    candidates = K.layers.Average(name="candidates")([na, nb])
+    absdiff = K.layers.Add(name="abs_diff")([
+        K.layers.ReLU(name="diff_pos")(K.layers.Subtract(name="a_minus_b")([na, nb])),
+        K.layers.ReLU(name="diff_neg")(K.layers.Subtract(name="b_minus_a")([nb, na]))])
+    # cost = min(sum over colours of |a[p + d] - b[p - d]|, cost_cap), stored as 6 * cost / cost_cap
+    # (a CONV_2D with a fused RELU6): beyond the cap a candidate is simply wrong, and the bounded
+    # range keeps int8 logits fine-grained (an uncapped cost spreads them over ~100 units).
+    colour_sum, weights = _sum_groups(K, 3, taps, "cost")
+    fixed.append((colour_sum, [weights[0] * (6.0 / cost_cap)]))
+    cost = K.layers.ReLU(6.0, name="cost_capped")(colour_sum(absdiff))  # (H, W, taps)
+    box = np.full((5, 5, taps, 1), -sharpness * cost_cap / 6.0 / 25.0, np.float32)
+    match = K.layers.DepthwiseConv2D(5, padding="same", name="block_match",
+                                     depthwise_initializer=K.initializers.Constant(box))(cost)
+
+    # Frames and cost volume enter the U-Net by separate convs: a CONCATENATION would make the
+    # int8 converter give both one scale, and the frames (and so the model's inputs) would get the
+    # cost's 6x coarser one.
+    pair = K.layers.Concatenate(name="pair")([a, b])
+    e1 = K.layers.Add(name="down2")([_conv(K, c, "down2_frames", strides=2, relu=False)(pair),
+                                     _conv(K, c, "down2_cost", strides=2, relu=False)(cost)])
+    e1 = _conv(K, c, "enc2")(K.layers.ReLU(name="down2_relu")(e1))
     e2 = _conv(K, c2, "down4", strides=2)(e1)
     e2 = _conv(K, c2, "enc4")(e2)
     e3 = _conv(K, c2, "down8", strides=2)(e2)
@@ -89,10 +148,19 @@ def build_interpolator(size: int | tuple[int, int] | None = None, channels: int 
     d2 = _conv(K, c2, "dec4")(K.layers.Add(name="skip4")([u2, e2]))
     u1 = layer("DepthToSpace")(2, name="up2")(_conv(K, 4 * c, "up2_conv", kernel=1)(d2))
     d1 = _conv(K, c, "dec2")(K.layers.Add(name="skip2")([u1, e1]))
-    sub = _zero_conv(K, 12, "subpixel")(d1)
-    residual = layer("DepthToSpace")(2, name="to_full")(sub)
-    out = K.layers.Add(name="middle")([blend, residual])
-    return K.Model([a, b], out, name=name)
+    correction = K.layers.Conv2D(4 * taps, 1, name="kernel_logits",
+                                 kernel_initializer=K.initializers.RandomNormal(stddev=1e-3, seed=0))(d1)
+    logits = K.layers.Add(name="logits")([match, layer("DepthToSpace")(2, name="to_full")(correction)])
+    weights = K.layers.Softmax(axis=-1, name="kernel_weights")(logits)
+    tiled = K.layers.Concatenate(name="weights_per_colour")([weights, weights, weights])
+    weighted = K.layers.Multiply(name="weighted")([candidates, tiled])
+    total, total_weights = _channel_blocks(K, taps, 3, "middle")
+    out = total(weighted)
+    model = K.Model([a, b], out, name=name)
+    for conv, value in [*fixed, (total, total_weights)]:
+        conv.set_weights(value)
+        conv.trainable = False
+    return model
 
 
 def build_super_resolution(scale: int = 2, size: int | tuple[int, int] | None = None, channels: int = 32,

@@ -116,13 +116,17 @@ def train_interpolator(model, frames: np.ndarray, config: GenTrainConfig = GenTr
     return _fit(model, sample, config, "training interp", progress)
 
 
-def fit_linear_path(model, frames: np.ndarray, scale: int, *, max_frames: int = 24, ridge: float = 1e-3) -> float:
+def fit_linear_path(model, frames: np.ndarray, scale: int, *, max_frames: int = 24,
+                    ridge_per_pixel: float = 2e-3) -> float:
     """Set the SR model's linear 5x5 path ("linear" layer) to the least-squares answer on the
     training frames: the best linear correction to bilinear upsampling, in closed form. Returns
     the fraction of the bilinear residual's energy it removes on those frames.
 
     This is the training objective solved exactly for the linear part (a ridge regression over
-    every low-res pixel of up to `max_frames` frames); gradient descent then trains the rest."""
+    every low-res pixel of up to `max_frames` frames); gradient descent then trains the rest.
+    The ridge (`ridge_per_pixel` x the pixel count) keeps the 5x5 weights small: the unregularized
+    answer is a large, sign-alternating kernel whose per-channel int8 rounding cost 0.29 dB of
+    int8 PSNR on held-out footage (0.04 dB with the ridge, same float PSNR within 0.04 dB)."""
     from tfkit.gen.evaluate import bilinear_upsample
     from tfkit.gen.footage import sr_pairs
 
@@ -141,6 +145,7 @@ def fit_linear_path(model, frames: np.ndarray, scale: int, *, max_frames: int = 
     cols = [padded[:, i:i + lh, j:j + lw, :] for i in range(k) for j in range(k)]
     x = np.concatenate([*cols, np.ones((n, lh, lw, 1), np.float32)], -1).reshape(-1, k * k * c + 1)
     x64 = x.astype(np.float64)
+    ridge = ridge_per_pixel * len(x64)
     solution = np.linalg.solve(x64.T @ x64 + ridge * np.eye(x.shape[1]), x64.T @ target)
     # the other (non-linear) branch's bias is folded in: the model's output for this path is exact
     conv.set_weights([solution[:-1].reshape(k, k, c, -1).astype(np.float32),
