@@ -78,13 +78,21 @@ def run_stream(stream_model, frames: np.ndarray) -> np.ndarray:
 
 
 def stream_calibration(stream_model, clips: np.ndarray, *, every: int = 1):
-    """Representative inputs for converting a streaming model: each clip (T, H, W, 3) is streamed
-    through the float model from zero state, and every `every`-th step yields the frame with the
-    *real* states it meets there (calibrating state on zeros gives it a useless range)."""
+    """Representative inputs for converting a streaming model: the clips (each (T, H, W, 3)) are
+    streamed through the float model in pairs, back to back from zero state (clip i, then clip
+    i+1), and every `every`-th step yields the frame with the *real* states it meets there.
+
+    Calibrating state on zeros gives it a useless range, and streaming each clip alone from zero
+    state never reaches the steady state of a camera stream: the frame count then tops out at
+    T-1, int8 clips it there, and every later frame's pooled features come out T/(T-1) too large
+    (measured: 0.97 int8/float top-1 agreement over 300 frames of real footage). A pair covers
+    the start of a stream and T frames of steady state."""
     names = ["frame", *[s.input_name for s in stream_states(stream_model)]]
-    for clip in clips:
+    clips = list(clips)
+    for i, clip in enumerate(clips):
+        stream = np.concatenate([clip, clips[(i + 1) % len(clips)]]) if len(clips) > 1 else np.concatenate([clip, clip])
         states = initial_states(stream_states(stream_model))
-        for t, frame in enumerate(clip):
+        for t, frame in enumerate(stream):
             x = [frame[None].astype(np.float32), *states]
             if t % every == 0:
                 yield dict(zip(names, x))
