@@ -106,12 +106,13 @@ def _augmenter(symmetries: dict, classes: list[str]):
 
 
 def train_classifier(model, train, val, config: TrainConfig = TrainConfig(), *, progress: bool = True,
-                     symmetries: dict | None = None) -> TrainResult:
+                     symmetries: dict | None = None, callbacks: list | None = None) -> TrainResult:
     """Train `model` (tf_keras, logits out) on `train` (ClipSet: uint8 x, int y); returns a new
     result with the held-out accuracy on `val`. Cosine-decayed AdamW; the model is trained in place.
 
     `symmetries` ({transform: {class: class}}) enables label-aware augmentation when
-    `config.augment` is set; clips must be square for "transpose"."""
+    `config.augment` is set; clips must be square for "transpose". `callbacks` are extra Keras
+    callbacks (TFMOT's UpdatePruningStep for pruning)."""
     from tfkit._compat.keras import keras, tf
     from tfkit.progress import progress_bar
 
@@ -160,7 +161,7 @@ def train_classifier(model, train, val, config: TrainConfig = TrainConfig(), *, 
             self.advance(0, epoch=epoch + 1, loss=float(logs["loss"]), acc=float(logs[accuracy_key]))
 
     with progress_bar("training", total=total, enabled=progress) as advance:
-        hist = model.fit(ds, epochs=config.epochs, verbose=0, callbacks=[Bar(advance)])
+        hist = model.fit(ds, epochs=config.epochs, verbose=0, callbacks=[Bar(advance), *(callbacks or ())])
     val_accuracy = evaluate_accuracy(model, val.x, val.y, config.normalization)
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     return TrainResult(model, val_accuracy, history[accuracy_key][-1], history)

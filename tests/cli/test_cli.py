@@ -138,3 +138,24 @@ def test_int8_with_qat_and_with_layers_kept_float(tmp_path, tiny_data, tiny_trai
     m = json.loads((tmp_path / "k" / "manifest.json").read_text())["history"][-1]["metrics"]
     assert len(m["selective"]["kept_float"]) == 1
     assert m["selective"]["selective"]["float_activations"] > m["selective"]["full_int8"]["float_activations"]
+
+
+def test_prune_then_sparse_int8(tmp_path, tiny_data, tiny_trained):
+    """`tfkit prune` fine-tunes to the target sparsity and records it; its zeros survive `convert
+    --precision int8`, and the gzip size is recorded. A ratio outside (0, 1) is refused first."""
+    d = tiny_data.path
+    r = invoke("prune", tiny_trained.path, "--data", d, "--sparsity", 1.5, "--out", tmp_path / "x")
+    assert_usage_error(r, "sparsity must be in (0, 1), got 1.5")
+    assert not (tmp_path / "x").exists()
+    r = invoke("prune", tiny_trained.path, "--data", d, "--sparsity", 0.5, "--schedule", "constant",
+               "--epochs", 1, "--batch-size", 8, "--frequency", 1, "--out", tmp_path / "p", "-q")
+    assert r.exit_code == 0, r.output
+    history = json.loads((tmp_path / "p" / "manifest.json").read_text())["history"]
+    m = history[-1]["metrics"]
+    assert history[-1]["step"] == "prune" and 0.45 <= m["sparsity"]["overall"] <= 0.55
+    assert m["sparsity_before"] < 0.01 and "val_accuracy_before" in m
+    r = invoke("convert", tmp_path / "p", "--data", d, "--precision", "int8", "--calibration-clips", 8,
+               "--parity-clips", 8, "--min-top1-agreement", 0.0, "--out", tmp_path / "c", "-q")
+    assert r.exit_code == 0, r.output
+    metrics = json.loads((tmp_path / "c" / "manifest.json").read_text())["history"][-1]["metrics"]
+    assert 0 < metrics["gzip_bytes"] < metrics["size_bytes"]

@@ -17,6 +17,7 @@ COMMANDS = {
     "data": ("tfkit.cli.steps:data", "Decode videos (built-in set or root/<class>/<video>) into clip sets."),
     "build": ("tfkit.cli.steps:build", "Build a zoo model (untrained) as a Keras artifact."),
     "train": ("tfkit.cli.steps:train", "Train a Keras model artifact on a dataset artifact."),
+    "prune": ("tfkit.cli.steps:prune", "Magnitude-prune a trained Keras model (TFMOT) with fine-tuning."),
     "convert": ("tfkit.cli.steps:convert", "Convert a Keras model to TFLite in one precision, with a parity check."),
     "bench": ("tfkit.cli.steps:bench", "Benchmark .tflite artifacts on a device (latency, memory, accuracy)."),
     "report": ("tfkit.cli.steps:report", "Write report.json/.md/.html and a plot from a benchmark artifact."),

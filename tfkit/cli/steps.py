@@ -19,6 +19,7 @@ from tfkit.cli.common import (
 )
 from tfkit.cli.options import config_from, config_options
 from tfkit.models.spec import VideoModelSpec
+from tfkit.optimize.prune import PruneConfig
 from tfkit.steps.bench import BenchStepConfig, ReportConfig
 from tfkit.steps.convert import ConvertConfig
 from tfkit.steps.data import DataConfig
@@ -77,6 +78,26 @@ def train(model, data_dir, out, quiet, force, **kw):
     data_art = load_artifact(data_dir, ArtifactKind.DATASET, how=HOW_DATA)
     cfg = config_from(TrainConfig, kw, normalization=data_art.manifest.spec["clip"]["normalization"])
     done(run_step(TrainStep(cfg), [model_art, data_art], out, context(quiet), force=force))
+
+
+@click.command()
+@click.argument("model", type=ARTIFACT)
+@click.option("--data", "data_dir", type=ARTIFACT, required=True, help="Dataset artifact to fine-tune on.")
+@config_options(PruneConfig)
+@out_option
+@quiet_option
+@force_option
+def prune(model, data_dir, out, quiet, force, **kw):
+    """Magnitude-prune MODEL (a trained Keras artifact) while fine-tuning; records per-layer
+    sparsity and validation accuracy before and after. Zeros survive `tfkit convert --precision
+    int8`; add --sparse there to store them in TFLite's sparse format."""
+    from tfkit.steps import run_step
+    from tfkit.steps.optimize import PruneStep
+
+    cfg = config_from(PruneConfig, kw)  # a ratio outside (0, 1) fails here, before TensorFlow loads
+    model_art = load_artifact(model, ArtifactKind.KERAS_MODEL, how=HOW_MODEL)
+    data_art = load_artifact(data_dir, ArtifactKind.DATASET, how=HOW_DATA)
+    done(run_step(PruneStep(cfg), [model_art, data_art], out, context(quiet), force=force))
 
 
 @click.command()

@@ -219,20 +219,24 @@ def annotate(model):
     return annotated
 
 
-def quantize_aware(model):
+def quantize_aware(model, *, preserve_sparsity: bool = False):
     """A new QAT model (fake-quantized weights and activations) from a float tf_keras model;
-    `model` is not modified.
+    `model` is not modified. `preserve_sparsity` uses TFMOT's prune-preserving scheme (PQAT): the
+    zeros of a pruned model stay zero through QAT fine-tuning and so through int8.
 
     Example:
         >>> qat = quantize_aware(build(VideoModelSpec(frames=4, size=32)))  # doctest: +SKIP
     """
     from tfkit._compat.keras import tfmot
 
-    Q = tfmot().quantization.keras
+    mot = tfmot()
+    Q = mot.quantization.keras
     annotated = annotate(model)
+    scheme = (mot.experimental.combine.Default8BitPrunePreserveQuantizeScheme() if preserve_sparsity
+              else Q.default_8bit.Default8BitQuantizeScheme())
     with Q.quantize_scope(scope_objects(annotated)):
         try:
-            return Q.quantize_apply(annotated)
+            return Q.quantize_apply(annotated, scheme)
         except (RuntimeError, ValueError) as e:
             raise UsageError(f"TFMOT could not quantize {model.name!r}: {str(e).splitlines()[0]} "
                              "Register a config for the layer with tfkit.convert.qat.register_quantize_config.") from e

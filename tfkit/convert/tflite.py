@@ -31,20 +31,26 @@ def _fixed_batch(model):
     return K.Model(inputs, named if len(named) > 1 else named[0], name=f"{model.name}_b1")
 
 
-def convert_keras(model, precision: str, *, calibration: Iterable[np.ndarray] | None = None) -> bytes:
+def convert_keras(model, precision: str, *, calibration: Iterable[np.ndarray] | None = None,
+                  sparse: bool = False) -> bytes:
     """Convert a tf_keras model to a TFLite flatbuffer in the given precision.
 
     `calibration` yields float input arrays of shape (1, ...), or for multi-input models dicts
     {input name: array} (the representative dataset); the calibrated precisions (int8, int16x8)
-    require it, except for a QAT model (tfkit.convert.qat), whose learned ranges suffice."""
+    require it, except for a QAT model (tfkit.convert.qat), whose learned ranges suffice.
+    `sparse` stores pruned weights in TFLite's sparse tensor format (Optimize.EXPERIMENTAL_SPARSITY):
+    smaller files where a kernel is mostly zeros, decoded back to dense at load."""
     from tfkit._compat.keras import tf
 
     T = tf()
     variant = VARIANTS.get(precision)
     fixed = _fixed_batch(model)
     converter = T.lite.TFLiteConverter.from_keras_model(fixed)
-    if variant.optimize:
-        converter.optimizations = [T.lite.Optimize.DEFAULT]
+    optimizations = [T.lite.Optimize.DEFAULT] if variant.optimize else []
+    if sparse:
+        optimizations.append(T.lite.Optimize.EXPERIMENTAL_SPARSITY)
+    if optimizations:
+        converter.optimizations = optimizations
     if variant.float16_weights:
         converter.target_spec.supported_types = [T.float16]
     # A QAT model carries its own activation ranges: calibration only fills tensors QAT left open.

@@ -32,6 +32,7 @@ class ConvertConfig:
     min_top1_agreement: float | None = None
     qat_epochs: int = 0  # int8 only: fine-tune with quantization-aware training (TFMOT) first
     keep_float: int = 0  # int8 only: keep the N layers with the worst int8 error (QuantizationDebugger) in float
+    sparse: bool = False  # store pruned (mostly zero) kernels in TFLite's sparse format
     seed: int = 0
 
     def __post_init__(self):
@@ -44,6 +45,8 @@ class ConvertConfig:
             raise UsageError("qat_epochs and keep_float must be >= 0")
         if (self.qat_epochs or self.keep_float) and (self.precision != "int8" or self.form != "clip"):
             raise UsageError("qat_epochs and keep_float apply to --precision int8 --form clip only")
+        if self.sparse and (self.form != "clip" or self.keep_float):
+            raise UsageError("sparse applies to --form clip without keep_float")
         if self.qat_epochs and self.keep_float:
             raise UsageError("choose one of qat_epochs (QAT) and keep_float (selective int8), not both")
 
@@ -74,6 +77,7 @@ class ConvertStep(Step):
         from tfkit.convert.tflite import convert_keras
         from tfkit.delegates.gpu import analyze_gpu
         from tfkit.models.io import load_model
+        from tfkit.optimize.prune import gzip_bytes
 
         c: ConvertConfig = self.config
         model_art, data_art = inputs
@@ -97,7 +101,7 @@ class ConvertStep(Step):
             ctx.log(f"[convert] int8: kept in float: {[k['tensor_name'] for k in selective['kept_float']]}")
             report, stream_spec = check_parity(model, flatbuffer, parity, c.precision, **c.parity_bars()), None
         else:
-            flatbuffer = convert_keras(model, c.precision, calibration=(x[None] for x in calibration))
+            flatbuffer = convert_keras(model, c.precision, calibration=(x[None] for x in calibration), sparse=c.sparse)
             report, stream_spec = check_parity(model, flatbuffer, parity, c.precision, **c.parity_bars()), None
         write_bytes_atomic(workdir / TFLITE_FILE, flatbuffer)
         ctx.log(f"[convert] {c.precision} {c.form}: parity ok ({report.threshold})")
@@ -112,7 +116,8 @@ class ConvertStep(Step):
             spec["stream"] = stream_spec
         # Builtin ops only by construction: the converter is never given SELECT_TF_OPS, so a layer
         # that needs Flex fails conversion with the converter's own message.
-        metrics = {"size_bytes": len(flatbuffer), "parity": report.to_dict(), "ops": tfl.op_counts(),
+        metrics = {"size_bytes": len(flatbuffer), "gzip_bytes": gzip_bytes(flatbuffer), "parity": report.to_dict(),
+                   "ops": tfl.op_counts(),
                    "float_activation_tensors": tfl.float_activation_count(),
                    "xnnpack_partitions": tfl.xnnpack_partitions(), "gpu_analyzer": analyze_gpu(flatbuffer).to_dict(),
                    **extra}

@@ -1,0 +1,155 @@
+"""Magnitude pruning (tfkit.optimize.prune) on a tiny zoo model: schedules reach their target,
+2:4 structure holds, the input model is untouched, zeros survive int8, bad configs are refused."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tfkit.data.folder import ClipSet
+from tfkit.errors import UsageError
+from tfkit.models import VideoModelSpec, build
+from tfkit.optimize.prune import PruneConfig
+
+SPEC = VideoModelSpec(num_classes=3, frames=2, size=32, alpha=0.35, stages=2, head_channels=32,
+                      frame_stack=True, dropout=0.0)
+
+
+def _clips(n: int, seed: int) -> ClipSet:
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 256, (n, *SPEC.input_shape), dtype=np.uint8)
+    return ClipSet(x, rng.integers(0, 3, n).astype(np.int64), tuple(f"c{i}" for i in range(n)), ("a", "b", "c"))
+
+
+@pytest.fixture(scope="module")
+def model():
+    from tfkit._compat.keras import keras
+
+    keras().utils.set_random_seed(0)
+    return build(SPEC)
+
+
+@pytest.fixture(scope="module")
+def pruned(model):
+    from tfkit.optimize.prune import prune_magnitude
+
+    before = [w.copy() for w in model.get_weights()]
+    result = prune_magnitude(model, _clips(16, 0), _clips(6, 1),
+                             PruneConfig(sparsity=0.6, schedule="constant", epochs=2, batch_size=8, frequency=1),
+                             progress=False)
+    return result, before
+
+
+def test_constant_schedule_reaches_its_target_and_leaves_the_input_alone(model, pruned):
+    from tfkit.optimize.prune import kernel_sparsity
+
+    result, before = pruned
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True))
+    assert kernel_sparsity(model, result.pruned_layers)["overall"] < 0.01
+    assert result.pruned_layers and "logits" in result.pruned_layers
+    layers = result.sparsity["layers"]
+    assert set(layers) == set(result.pruned_layers)
+    assert all(0.55 <= s <= 0.65 for s in layers.values()), layers
+    assert not any(type(layer).__name__.startswith("PruneLowMagnitude") for layer in result.model.layers)
+    assert result.model.count_params() == model.count_params()  # zeros, not removed weights
+
+
+def test_zeros_survive_int8_and_shrink_the_gzip(model, pruned):
+    from tfkit.convert.parity import TFLiteModel
+    from tfkit.convert.tflite import convert_keras
+    from tfkit.optimize.prune import gzip_bytes
+
+    result, _ = pruned
+    calib = [np.random.default_rng(i).uniform(-1, 1, (1, *SPEC.input_shape)).astype(np.float32) for i in range(4)]
+    dense = convert_keras(model, "int8", calibration=calib)
+    sparse = convert_keras(result.model, "int8", calibration=calib)
+    interp = TFLiteModel(sparse).interpreter
+    kernel = next(t for t in interp.get_tensor_details() if "logits" in t["name"] and t["dtype"] == np.int8
+                  and len(t["shape"]) == 2)
+    weights = interp.get_tensor(kernel["index"])
+    assert 0.55 <= np.mean(weights == 0) <= 0.65
+    # This model is tiny: int8 quantization parameters (which do not compress) dominate its file.
+    assert gzip_bytes(sparse) < gzip_bytes(dense)
+    dense_f32, sparse_f32 = convert_keras(model, "float32"), convert_keras(result.model, "float32")
+    assert gzip_bytes(sparse_f32) < 0.85 * gzip_bytes(dense_f32)
+    packed = convert_keras(result.model, "float32", sparse=True)
+    assert len(packed) < len(sparse_f32)  # the sparse tensor format
+    assert TFLiteModel(packed)(calib[0]).shape == (1, 3)
+
+
+def test_two_of_four_structure(model):
+    from tensorflow_model_optimization.python.core.sparsity.keras import pruning_utils
+
+    from tfkit.optimize.prune import prune_magnitude
+
+    result = prune_magnitude(model, _clips(8, 2), _clips(4, 3),
+                             PruneConfig(m_by_n="2:4", epochs=1, batch_size=8, frequency=1), progress=False)
+    layers = [result.model.get_layer(n) for n in result.pruned_layers]
+    assert layers and all(type(layer).__name__ in ("Conv2D", "Dense") for layer in layers)
+    checked = 0
+    for layer in layers:
+        kernel = layer.kernel
+        if kernel.shape[-2] % 4 == 0:  # m-by-n groups run along the input channels
+            assert bool(pruning_utils.is_pruned_m_by_n(kernel, m_by_n=(2, 4))), layer.name
+            checked += 1
+    assert checked >= 2
+
+
+def test_xnnpack_policy_prunes_only_pointwise_convs(model):
+    from tfkit.optimize.prune import prunable_layers, xnnpack_sparse_check
+
+    names = prunable_layers(model, PruneConfig(policy="xnnpack"))
+    assert names and all(tuple(model.get_layer(n).kernel_size) == (1, 1) for n in names)
+    assert "logits" not in names
+    assert xnnpack_sparse_check(model) != "ok"  # time folding: outside XNNPACK's sparse NCHW path
+
+
+@pytest.mark.parametrize("kw,needle", [
+    ({"sparsity": 1.0}, "sparsity must be in (0, 1), got 1.0"),
+    ({"sparsity": 0.0}, "got 0.0"),
+    ({"schedule": "cubic"}, "unknown pruning schedule 'cubic'"),
+    ({"m_by_n": "4:2"}, "M < N"),
+    ({"m_by_n": "two:four"}, "m_by_n must look like"),
+    ({"block": "1x4", "m_by_n": "2:4"}, "not both"),
+    ({"policy": "gpu"}, "unknown pruning policy"),
+    ({"initial_sparsity": 0.7, "sparsity": 0.5}, "initial_sparsity"),
+])
+def test_bad_configs_name_the_value(kw, needle):
+    with pytest.raises(UsageError) as e:
+        PruneConfig(**kw)
+    assert needle in str(e.value)
+
+
+def test_lambda_and_subclassed_models_are_refused():
+    from tfkit._compat.keras import keras
+    from tfkit.optimize.prune import wrap_for_pruning
+
+    K = keras()
+    x = inp = K.Input((8, 8, 3))
+    x = K.layers.Conv2D(4, 3, name="conv")(x)
+    x = K.layers.Lambda(lambda t: t * 2.0, name="double")(x)
+    with pytest.raises(UsageError, match="Lambda layer 'double'"):
+        wrap_for_pruning(K.Model(inp, x), PruneConfig(), 10)
+
+    class Sub(K.Model):
+        def call(self, t):
+            return t
+
+    with pytest.raises(UsageError, match="subclassed"):
+        wrap_for_pruning(Sub(), PruneConfig(), 10)
+
+
+def test_prune_preserving_qat_keeps_the_zeros(pruned):
+    """Plain QAT fine-tuning refills pruned weights; TFMOT's prune-preserving scheme does not."""
+    from tfkit.convert.qat import quantize_aware, train_qat
+    from tfkit.train import TrainConfig
+
+    result, _ = pruned
+    config = TrainConfig(epochs=1, batch_size=8, learning_rate=5e-3, augment=False)
+    zeros = {}
+    for preserve in (False, True):
+        qat = quantize_aware(result.model, preserve_sparsity=preserve)
+        train_qat(qat, _clips(16, 4), _clips(4, 5), config, progress=False)
+        kernel = np.asarray(next(layer for layer in qat.layers if getattr(layer, "layer", layer).name == "logits")
+                            .layer.kernel)
+        zeros[preserve] = float(np.mean(kernel == 0))
+    assert zeros[True] >= 0.55 and zeros[False] < 0.1, zeros

@@ -1,0 +1,2 @@
+"""Model compression: one module per technique (prune.py: TFMOT magnitude pruning). Importing
+this package loads no TensorFlow."""

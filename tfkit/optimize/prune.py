@@ -1,0 +1,239 @@
+"""Magnitude pruning with TFMOT for tfkit's video models and user tf_keras models: constant or
+polynomial sparsity schedules, block sparsity, m-by-n (2:4) sparsity, and an XNNPACK-sparse
+policy (1x1 convolutions only); per-layer sparsity and gzip size reports.
+
+TFMOT's whole-model `prune_low_magnitude` refuses any model with a layer it does not know (tfkit's
+time-folding and temporal-shift layers, a user's Rescaling...). Here the model is cloned with fresh
+layers, the prunable ones wrapped and the rest left as they are, and the trained weights copied by
+layer name: the input model is never modified (wrapping the original layer objects would prune
+their weights in place).
+
+Pruning zeroes weights; it does not make a model faster on its own (see tfkit.optimize.structured
+for channel and block removal). Zeros survive post-training int8 exactly (symmetric weight
+quantization maps 0 to 0); for QAT after pruning use `quantize_aware(..., preserve_sparsity=True)`.
+
+Example:
+    >>> result = prune_magnitude(model, data.train, data.val, PruneConfig(sparsity=0.5))  # doctest: +SKIP
+    >>> result.sparsity["overall"], result.val_accuracy
+"""
+from __future__ import annotations
+
+import gzip
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from tfkit.errors import UsageError
+
+SCHEDULES = ("constant", "polynomial")
+POLICIES = ("all", "xnnpack")
+
+
+def _parse_pair(text: str, sep: str, what: str) -> tuple[int, int] | None:
+    if not text:
+        return None
+    try:
+        a, b = (int(v) for v in text.lower().split(sep))
+    except ValueError:
+        raise UsageError(f"{what} must look like 'A{sep}B' with integers, got {text!r}") from None
+    if a < 1 or b < 1:
+        raise UsageError(f"{what} needs positive sizes, got {text!r}")
+    return a, b
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    """What to prune and how long to fine-tune. `m_by_n` ("2:4": at most 2 non-zeros in every 4
+    consecutive input-channel weights) replaces the sparsity target; `block` ("1x4") prunes weight
+    blocks instead of single weights; policy "xnnpack" prunes only 1x1 convolutions, the layers
+    XNNPACK's sparse inference speeds up."""
+
+    sparsity: float = 0.5
+    schedule: str = "polynomial"
+    initial_sparsity: float = 0.0  # polynomial schedule: where it starts
+    m_by_n: str = ""
+    block: str = ""
+    policy: str = "all"
+    epochs: int = 4
+    learning_rate: float = 5e-4
+    batch_size: int = 16
+    frequency: int = 5  # prune every N training steps
+    augment: bool = True
+    seed: int = 0
+
+    def __post_init__(self):
+        if not 0.0 < self.sparsity < 1.0:
+            raise UsageError(f"sparsity must be in (0, 1), got {self.sparsity}")
+        if not 0.0 <= self.initial_sparsity < self.sparsity:
+            raise UsageError(f"initial_sparsity must be in [0, sparsity={self.sparsity}), got {self.initial_sparsity}")
+        if self.schedule not in SCHEDULES:
+            raise UsageError(f"unknown pruning schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+        if self.policy not in POLICIES:
+            raise UsageError(f"unknown pruning policy {self.policy!r}; choose one of {', '.join(POLICIES)}")
+        pair = _parse_pair(self.m_by_n, ":", "m_by_n")
+        if pair and pair[0] >= pair[1]:
+            raise UsageError(f"m_by_n keeps M of every N weights and needs M < N, got {self.m_by_n!r}")
+        _parse_pair(self.block, "x", "block")
+        if pair and self.block:
+            raise UsageError("choose one of m_by_n and block sparsity, not both")
+        if self.epochs < 1 or self.batch_size < 1 or self.frequency < 1 or not self.learning_rate > 0:
+            raise UsageError("epochs, batch_size and frequency must be >= 1 and learning_rate > 0")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    model: object  # stripped of pruning wrappers: a plain tf_keras model with zeroed weights
+    val_accuracy: float
+    train_accuracy: float
+    sparsity: dict  # {"overall": fraction, "layers": {name: fraction}} over pruned kernels
+    pruned_layers: list[str] = field(default_factory=list)
+    xnnpack_sparse_check: str = ""  # TFMOT's XNNPACK-sparse graph check: "ok" or why not
+
+
+def _is_pointwise(layer) -> bool:
+    return (type(layer).__name__ == "Conv2D" and tuple(layer.kernel_size) == (1, 1)
+            and tuple(layer.strides) == (1, 1) and layer.groups == 1)
+
+
+def prunable_layers(model, config: PruneConfig = PruneConfig()) -> list[str]:
+    """Names of the layers `config` prunes: those with a kernel TFMOT prunes (Conv, Dense, ...;
+    TFMOT lists DepthwiseConv2D and BatchNormalization with no prunable weight, and applies m_by_n
+    to Conv2D/Dense only)."""
+    from tensorflow_model_optimization.python.core.sparsity.keras import prune_registry
+
+    from tfkit._compat.keras import tfmot
+
+    tfmot()
+    names = []
+    for layer in model.layers:
+        registry = prune_registry.PruneRegistry
+        if not layer.weights or not registry.supports(layer) or not registry._LAYERS_WEIGHTS_MAP.get(type(layer)):
+            continue
+        kind = type(layer).__name__
+        if config.policy == "xnnpack" and not _is_pointwise(layer):
+            continue
+        if config.m_by_n and kind not in ("Conv2D", "Dense"):
+            continue
+        names.append(layer.name)
+    return names
+
+
+def _check_functional(model) -> None:
+    from tfkit._compat.keras import keras
+
+    K = keras()
+    if not isinstance(model, K.Model):
+        raise UsageError(f"pruning needs a tf_keras model, got {type(model).__name__} (a Keras 3 model? "
+                         "TFMOT works on tf_keras only)")
+    if not getattr(model, "_is_graph_network", False):
+        raise UsageError(f"{model.name!r} is a subclassed model; pruning needs a Functional or Sequential "
+                         "tf_keras model whose layers it can see")
+    for layer in model.layers:
+        if isinstance(layer, K.layers.Lambda):
+            raise UsageError(f"Lambda layer {layer.name!r} cannot be cloned safely for pruning; replace it "
+                             "with a named layer class")
+
+
+def _schedule(config: PruneConfig, total_steps: int):
+    from tfkit._compat.keras import tfmot
+
+    S = tfmot().sparsity.keras
+    end = max(int(total_steps * 0.75), 1)  # reach the target, then fine-tune at it
+    if config.schedule == "constant":
+        return S.ConstantSparsity(config.sparsity, begin_step=0, frequency=config.frequency)
+    return S.PolynomialDecay(config.initial_sparsity, config.sparsity, begin_step=0, end_step=end,
+                             frequency=config.frequency)
+
+
+def wrap_for_pruning(model, config: PruneConfig, total_steps: int):
+    """A clone of `model` with every prunable layer wrapped for TFMOT magnitude pruning (the
+    weights copied; `model` untouched). Returns (clone, names of wrapped layers)."""
+    from tfkit._compat.keras import keras, tfmot
+    from tfkit.models.layers import custom_objects
+
+    _check_functional(model)
+    K, S = keras(), tfmot().sparsity.keras
+    names = set(prunable_layers(model, config))
+    if not names:
+        raise UsageError(f"{model.name!r} has no layer this pruning config can prune (policy {config.policy!r})")
+    kw: dict = {"pruning_schedule": _schedule(config, total_steps)}
+    if config.m_by_n:
+        kw["sparsity_m_by_n"] = _parse_pair(config.m_by_n, ":", "m_by_n")
+    if config.block:
+        kw["block_size"] = _parse_pair(config.block, "x", "block")
+
+    def clone(layer):
+        fresh = type(layer).from_config(layer.get_config())
+        if layer.name not in names:
+            return fresh
+        layer_kw = dict(kw)
+        if config.block and type(layer).__name__ not in ("Conv2D", "Dense"):
+            layer_kw.pop("block_size")  # block sparsity is defined for 2-D kernels only
+        return S.prune_low_magnitude(fresh, **layer_kw)
+
+    with K.utils.custom_object_scope(custom_objects()):
+        wrapped = K.models.clone_model(model, clone_function=clone)
+    for layer in wrapped.layers:
+        inner = getattr(layer, "layer", layer)
+        source = model.get_layer(inner.name)
+        if source.weights:
+            inner.set_weights(source.get_weights())
+    return wrapped, sorted(names)
+
+
+def kernel_sparsity(model, names: list[str] | None = None) -> dict:
+    """Fraction of exactly-zero weights in each named layer's kernel (default: every layer with
+    a kernel) and over all of them together."""
+    layers = {}
+    zeros = total = 0
+    for layer in model.layers:
+        kernel = getattr(layer, "depthwise_kernel", None) if type(layer).__name__ == "DepthwiseConv2D" else None
+        kernel = kernel if kernel is not None else getattr(layer, "kernel", None)
+        if kernel is None or (names is not None and layer.name not in names):
+            continue
+        w = np.asarray(kernel)
+        layers[layer.name] = round(float(np.mean(w == 0)), 4)
+        zeros += int(np.sum(w == 0))
+        total += w.size
+    return {"overall": round(zeros / total, 4) if total else 0.0, "layers": layers}
+
+
+def xnnpack_sparse_check(model) -> str:
+    """Whether TFMOT's XNNPACK latency policy accepts the graph ("ok"), else its reason. XNNPACK
+    runs sparse 1x1 convolutions fast only inside an NCHW-able chain from a 3x3 stride-2 conv to a
+    global average pool; video models with time folding and shifts fall outside it."""
+    from tfkit._compat.keras import tfmot
+
+    try:
+        tfmot().sparsity.keras.PruneForLatencyOnXNNPack().ensure_model_supports_pruning(model)
+    except ValueError as e:
+        return str(e).splitlines()[0]
+    return "ok"
+
+
+def prune_magnitude(model, train, val, config: PruneConfig = PruneConfig(), *, progress: bool = True,
+                    symmetries: dict | None = None) -> PruneResult:
+    """Prune `model` to `config` while fine-tuning on `train` (a ClipSet), then strip the wrappers.
+    Returns a new model; `model` is not modified."""
+    from tfkit._compat.keras import tfmot
+    from tfkit.train import TrainConfig, train_classifier
+
+    S = tfmot().sparsity.keras
+    steps = int(np.ceil(len(train.y) / config.batch_size)) * config.epochs
+    wrapped, names = wrap_for_pruning(model, config, steps)
+    trained = train_classifier(
+        wrapped, train, val,
+        TrainConfig(epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,
+                    augment=config.augment, seed=config.seed, weight_decay=0.0),
+        progress=progress, symmetries=symmetries, callbacks=[S.UpdatePruningStep()])
+    stripped = S.strip_pruning(trained.model)
+    return PruneResult(stripped, trained.val_accuracy, trained.train_accuracy, kernel_sparsity(stripped, names),
+                       names, xnnpack_sparse_check(model) if config.policy == "xnnpack" else "")
+
+
+def gzip_bytes(data: bytes) -> int:
+    """Size after gzip -9: what a sparse or clustered flatbuffer costs to download."""
+    return len(gzip.compress(data, compresslevel=9))
