@@ -193,10 +193,11 @@ def scope_objects(model=None) -> dict[str, type]:
 def annotate(model):
     """A clone of `model` with every layer annotated for QAT (BN and inputs left for TFMOT's
     folding); the original is never touched. Weights are copied by layer name."""
-    from tfkit._compat.keras import keras, tfmot
+    from tfkit._compat.keras import tfmot
+    from tfkit.models.clone import clone_wrapped
 
     _check_model(model)
-    K, Q = keras(), tfmot().quantization.keras
+    Q = tfmot().quantization.keras
     from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
         default_8bit_quantize_registry,
     )
@@ -204,19 +205,12 @@ def annotate(model):
     registry = default_8bit_quantize_registry.Default8BitQuantizeRegistry()
     plan = {layer.name: _config_for(layer, registry) for layer in model.layers}
 
-    def clone(layer):
-        fresh = type(layer).from_config(layer.get_config())
-        config = plan[layer.name]
+    def wrap(fresh, original):
+        config = plan[original.name]
         return fresh if isinstance(config, str) else Q.quantize_annotate_layer(fresh, config)
 
     with Q.quantize_scope(scope_objects(model)):
-        annotated = K.models.clone_model(model, clone_function=clone)
-    for layer in annotated.layers:
-        inner = getattr(layer, "layer", layer)
-        source = model.get_layer(inner.name)
-        if source.weights:
-            inner.set_weights(source.get_weights())
-    return annotated
+        return clone_wrapped(model, wrap)
 
 
 def quantize_aware(model, *, preserve_sparsity: bool = False):

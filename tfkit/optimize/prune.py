@@ -151,11 +151,12 @@ def _schedule(config: PruneConfig, total_steps: int):
 def wrap_for_pruning(model, config: PruneConfig, total_steps: int):
     """A clone of `model` with every prunable layer wrapped for TFMOT magnitude pruning (the
     weights copied; `model` untouched). Returns (clone, names of wrapped layers)."""
-    from tfkit._compat.keras import keras, tfmot
+    from tfkit._compat.keras import tfmot
+    from tfkit.models.clone import clone_wrapped
     from tfkit.models.layers import custom_objects
 
     _check_functional(model)
-    K, S = keras(), tfmot().sparsity.keras
+    S = tfmot().sparsity.keras
     names = set(prunable_layers(model, config))
     if not names:
         raise UsageError(f"{model.name!r} has no layer this pruning config can prune (policy {config.policy!r})")
@@ -165,22 +166,15 @@ def wrap_for_pruning(model, config: PruneConfig, total_steps: int):
     if config.block:
         kw["block_size"] = _parse_pair(config.block, "x", "block")
 
-    def clone(layer):
-        fresh = type(layer).from_config(layer.get_config())
-        if layer.name not in names:
+    def wrap(fresh, original):
+        if original.name not in names:
             return fresh
         layer_kw = dict(kw)
-        if config.block and type(layer).__name__ not in ("Conv2D", "Dense"):
+        if config.block and type(original).__name__ not in ("Conv2D", "Dense"):
             layer_kw.pop("block_size")  # block sparsity is defined for 2-D kernels only
         return S.prune_low_magnitude(fresh, **layer_kw)
 
-    with K.utils.custom_object_scope(custom_objects()):
-        wrapped = K.models.clone_model(model, clone_function=clone)
-    for layer in wrapped.layers:
-        inner = getattr(layer, "layer", layer)
-        source = model.get_layer(inner.name)
-        if source.weights:
-            inner.set_weights(source.get_weights())
+    wrapped = clone_wrapped(model, wrap, custom_objects())
     return wrapped, sorted(names)
 
 
