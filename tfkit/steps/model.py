@@ -16,6 +16,15 @@ from tfkit.types import ArtifactKind
 MODEL_FILE = "model.keras"
 
 
+def load_model_and_clips(inputs):
+    """[keras model artifact, dataset artifact] -> (model, train ClipSet, val ClipSet)."""
+    from tfkit.models.io import load_model
+
+    model_art, data_art = inputs
+    return (load_model(model_art.file("model")), ClipSet.load_npz(data_art.file("train")),
+            ClipSet.load_npz(data_art.file("val")))
+
+
 def _versions() -> dict:
     from tfkit._compat.keras import versions
 
@@ -49,12 +58,11 @@ class TrainStep(Step):
     config: TrainConfig
 
     def run(self, inputs, workdir: Path, ctx: RunContext) -> StepOutput:
-        from tfkit.models.io import load_model, save_model
+        from tfkit.models.io import save_model
         from tfkit.train import train_classifier
 
         model_art, data_art = inputs
-        model = load_model(model_art.file("model"))
-        train, val = ClipSet.load_npz(data_art.file("train")), ClipSet.load_npz(data_art.file("val"))
+        model, train, val = load_model_and_clips(inputs)
         result = train_classifier(model, train, val, self.config, progress=ctx.progress,
                                   symmetries=data_art.manifest.spec.get("symmetries"))
         ctx.log(f"[train] validation accuracy {result.val_accuracy:.3f} on {len(val.y)} clips")

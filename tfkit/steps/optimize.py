@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tfkit.data import ClipSet
 from tfkit.optimize.prune import PruneConfig
 from tfkit.steps.base import STEPS, RunContext, Step, StepOutput
-from tfkit.steps.model import MODEL_FILE, _versions
+from tfkit.steps.model import MODEL_FILE, _versions, load_model_and_clips
 from tfkit.types import ArtifactKind
 
 
@@ -24,14 +23,13 @@ class PruneStep(Step):
     config: PruneConfig
 
     def run(self, inputs, workdir: Path, ctx: RunContext) -> StepOutput:
-        from tfkit.models.io import load_model, save_model
+        from tfkit.models.io import save_model
         from tfkit.optimize.prune import kernel_sparsity, prune_magnitude
         from tfkit.train import evaluate_accuracy
         from tfkit.types import Normalization
 
         model_art, data_art = inputs
-        model = load_model(model_art.file("model"))
-        train, val = ClipSet.load_npz(data_art.file("train")), ClipSet.load_npz(data_art.file("val"))
+        model, train, val = load_model_and_clips(inputs)
         norm = Normalization(data_art.manifest.spec["clip"]["normalization"])
         before = evaluate_accuracy(model, val.x, val.y, norm)
         c: PruneConfig = self.config
