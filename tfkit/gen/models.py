@@ -1,17 +1,18 @@
 """Small video generation models: frame interpolation and x2/x4 super-resolution.
 
-Both predict a residual on top of a fixed, parameter-free baseline built into the graph, so an
-untrained model already (nearly) equals the baseline and int8 only has to carry a small correction:
+Both start from a fixed, parameter-free method built into the graph (block matching; bilinear
+upsampling), so an untrained model already works and training and int8 only refine it:
 
-- "interp": two frames -> the middle one, each pixel a learned convex combination of its 5x5
-  neighbourhoods in both frames (predicted by a small U-Net; centred, it is 0.5 * (a + b)).
+- "interp": two frames -> the middle one, each pixel a convex combination of the blends
+  0.5 * (a[p + d] + b[p - d]) along the motion paths d of a 5x5 window, weighted by built-in
+  block matching that a small U-Net refines.
 - "sr_x2", "sr_x4": low-res -> high-res = bilinear upsampling (RESIZE_BILINEAR) + a residual
   computed at low resolution (a linear 5x5 path plus a small conv body) and moved to high
   resolution by DEPTH_TO_SPACE. `tfkit.gen.train.fit_linear_path` solves the linear path in
   closed form on the training footage.
 
-tf_keras Functional, no Lambda layers, ReLU only (fused into the convs); every op is a TFLite
-int8 builtin that XNNPACK takes. Fully convolutional: build with `size=None` to train on patches,
+tf_keras Functional, no Lambda layers; every op is a TFLite int8 builtin (the interpolator's
+int8 SOFTMAX runs outside XNNPACK: 2 partitions). Fully convolutional: build with `size=None` to train on patches,
 then `with_size()` gives the static-shape copy the TFLite converter needs.
 
 Example:
