@@ -11,8 +11,9 @@ upsampling), so an untrained model already works and training and int8 only refi
   resolution by DEPTH_TO_SPACE. `tfkit.gen.train.fit_linear_path` solves the linear path in
   closed form on the training footage.
 
-tf_keras Functional, no Lambda layers; every op is a TFLite int8 builtin (the interpolator's
-int8 SOFTMAX runs outside XNNPACK: 2 partitions). Fully convolutional: build with `size=None` to train on patches,
+tf_keras Functional, no Lambda layers; every op is a TFLite int8 builtin (XNNPACK takes the
+interpolator's int8 graph in 2 partitions, the others' in 1). Fully convolutional: build with
+`size=None` to train on patches,
 then `with_size()` gives the static-shape copy the TFLite converter needs.
 
 Example:
