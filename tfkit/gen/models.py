@@ -13,8 +13,8 @@ upsampling), so an untrained model already works and training and int8 only refi
 
 tf_keras Functional, no Lambda layers; every op is a TFLite int8 builtin (XNNPACK takes the
 interpolator's int8 graph in 2 partitions, the others' in 1). Fully convolutional: build with
-`size=None` to train on patches,
-then `with_size()` gives the static-shape copy the TFLite converter needs.
+`size=None` to train on patches, then `with_size()` gives the static-shape copy the TFLite
+converter needs.
 
 Example:
     >>> model = GEN_MODELS.get("sr_x2")(size=(120, 160))  # doctest: +SKIP
