@@ -105,6 +105,24 @@ def _augmenter(symmetries: dict, classes: list[str]):
     return augment
 
 
+def clip_batches(clips, config: TrainConfig, symmetries: dict | None = None):
+    """A shuffled, augmented (when `config.augment` and the dataset declares `symmetries`),
+    normalized tf.data pipeline of (float clips, int labels) batches: what every trainer feeds."""
+    from tfkit._compat.keras import tf
+
+    T = tf()
+    scale, offset = config.normalization.scale_offset()
+
+    def prep(x, y):
+        return T.cast(x, T.float32) * scale + offset, y
+
+    ds = (T.data.Dataset.from_tensor_slices((clips.x, clips.y.astype(np.int64)))
+          .shuffle(len(clips.y), seed=config.seed, reshuffle_each_iteration=True))
+    if config.augment and symmetries:
+        ds = ds.map(_augmenter(symmetries, list(clips.classes)), num_parallel_calls=2)
+    return ds.batch(config.batch_size).map(prep, num_parallel_calls=2).prefetch(2)
+
+
 def train_classifier(model, train, val, config: TrainConfig = TrainConfig(), *, progress: bool = True,
                      symmetries: dict | None = None, callbacks: list | None = None) -> TrainResult:
     """Train `model` (tf_keras, logits out) on `train` (ClipSet: uint8 x, int y); returns a new
@@ -137,17 +155,12 @@ def train_classifier(model, train, val, config: TrainConfig = TrainConfig(), *, 
     accuracy_key = f"{heads[0]}_accuracy" if len(heads) > 1 else "accuracy"
     if int(np.max(train.y)) >= num_classes:
         raise UsageError(f"labels go up to {int(np.max(train.y))} but the model has {num_classes} outputs")
-    scale, offset = config.normalization.scale_offset()
 
-    def prep(x, y):
+    def targets(x, y):
         target = T.one_hot(y, num_classes)
-        return T.cast(x, T.float32) * scale + offset, ({h: target for h in heads} if len(heads) > 1 else target)
+        return x, ({h: target for h in heads} if len(heads) > 1 else target)
 
-    ds = (T.data.Dataset.from_tensor_slices((train.x, train.y.astype(np.int64)))
-          .shuffle(len(train.y), seed=config.seed, reshuffle_each_iteration=True))
-    if config.augment and symmetries:
-        ds = ds.map(_augmenter(symmetries, list(train.classes)), num_parallel_calls=2)
-    ds = ds.batch(config.batch_size).map(prep, num_parallel_calls=2).prefetch(2)
+    ds = clip_batches(train, config, symmetries).map(targets)
 
     class Bar(K.callbacks.Callback):
         def __init__(self, advance):

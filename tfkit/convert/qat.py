@@ -213,21 +213,31 @@ def annotate(model):
         return clone_wrapped(model, wrap)
 
 
-def quantize_aware(model, *, preserve_sparsity: bool = False):
+def quantize_aware(model, *, preserve_sparsity: bool = False, preserve_clusters: bool = False):
     """A new QAT model (fake-quantized weights and activations) from a float tf_keras model;
     `model` is not modified. `preserve_sparsity` uses TFMOT's prune-preserving scheme (PQAT): the
     zeros of a pruned model stay zero through QAT fine-tuning and so through int8.
+    `preserve_clusters` uses TFMOT's cluster-preserving scheme (CQAT, for a model from
+    tfkit.optimize.cluster): Conv2D and Dense kernels stay on their shared values (trained
+    centroids) through QAT fine-tuning; TFMOT does not preserve DepthwiseConv2D clusters. Both
+    flags together give prune- and cluster-preserving QAT (PCQAT) for a pruned, then clustered model.
 
     Example:
         >>> qat = quantize_aware(build(VideoModelSpec(frames=4, size=32)))  # doctest: +SKIP
+        >>> cqat = quantize_aware(clustered.model, preserve_clusters=True)  # doctest: +SKIP
     """
     from tfkit._compat.keras import tfmot
 
     mot = tfmot()
     Q = mot.quantization.keras
     annotated = annotate(model)
-    scheme = (mot.experimental.combine.Default8BitPrunePreserveQuantizeScheme() if preserve_sparsity
-              else Q.default_8bit.Default8BitQuantizeScheme())
+    combine = mot.experimental.combine
+    if preserve_clusters:
+        scheme = combine.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=preserve_sparsity)
+    elif preserve_sparsity:
+        scheme = combine.Default8BitPrunePreserveQuantizeScheme()
+    else:
+        scheme = Q.default_8bit.Default8BitQuantizeScheme()
     with Q.quantize_scope(scope_objects(annotated)):
         try:
             return Q.quantize_apply(annotated, scheme)

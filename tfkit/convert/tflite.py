@@ -17,10 +17,11 @@ from tfkit.errors import ConversionError, UsageError
 
 def _fixed_batch(model):
     """`model` with batch size 1, so every tensor shape is static (no dynamic reshapes); output
-    names are kept, since they become the TFLite signature's output names."""
+    names are kept, since they become the TFLite signature's output names. A model whose inputs
+    already have a fixed batch (a block cut out of a time-folded model: batch T) is kept as it is."""
     from tfkit._compat.keras import keras
 
-    if all(t.shape[0] == 1 for t in model.inputs):
+    if all(t.shape[0] is not None for t in model.inputs):
         return model
     K = keras()
     inputs = [K.Input(shape=t.shape[1:], batch_size=1, name=t.name.split(":")[0], dtype=t.dtype)

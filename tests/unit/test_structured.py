@@ -1,0 +1,220 @@
+"""Structured pruning (tfkit.optimize.channels / blocks / distill / cost): channel groups follow
+residual adds, depthwise convs and squeeze-excite; removing channels or blocks whose outputs are
+exactly zero leaves the model's outputs unchanged (so the surgery copies every kept weight to the
+right place); user models from keras.applications prune; bad input is refused by name."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tfkit.errors import UsageError
+from tfkit.models import VideoModelSpec, build
+
+SPEC = VideoModelSpec(num_classes=3, frames=2, size=32, alpha=0.5, stages=3, head_channels=32, dropout=0.0)
+V3 = VideoModelSpec(family="mobilenet_v3", num_classes=3, frames=2, size=32, alpha=0.5, stages=5, head_channels=32,
+                    dropout=0.0, temporal="2plus1d")
+
+
+def _x(model, seed=0):
+    shape = [1 if d is None else int(d) for d in model.inputs[0].shape]
+    return np.random.default_rng(seed).normal(size=(2, *shape[1:])).astype(np.float32)
+
+
+def _zero_half(model, cg, rng):
+    """Zero gamma and beta of half the channels of every BatchNorm in each group that has BNs:
+    those channels are exactly 0 downstream. Returns the keep map of the other half."""
+    keep = {}
+    for g in cg.prunable():
+        bns = [n for n in cg.groups[g].channelwise if type(model.get_layer(n)).__name__ == "BatchNormalization"]
+        if not bns:
+            continue
+        size = cg.groups[g].size
+        kept = np.sort(rng.permutation(size)[:max(1, size // 2)])
+        dead = np.setdiff1d(np.arange(size), kept)
+        for name in bns:
+            w = model.get_layer(name).get_weights()
+            w[0][dead] = 0.0
+            w[1][dead] = 0.0
+            model.get_layer(name).set_weights(w)
+        keep[g] = kept
+    return keep
+
+
+@pytest.mark.parametrize("spec", [SPEC, V3], ids=["tsm_mobilenet_v2", "2plus1d_mobilenet_v3_se"])
+def test_removing_dead_channels_is_exact_on_zoo_models(spec):
+    from tfkit.optimize.channels import ChannelGraph, apply_channels
+
+    model = build(spec)
+    cg = ChannelGraph(model)
+    keep = _zero_half(model, cg, np.random.default_rng(0))
+    assert len(keep) >= 4
+    x = _x(model)
+    before = np.asarray(model(x))
+    pruned = apply_channels(cg, keep)
+    assert pruned.count_params() < 0.75 * model.count_params()
+    np.testing.assert_allclose(np.asarray(pruned(x)), before, atol=1e-4)
+
+
+def test_groups_follow_residual_adds_and_outputs_stay_fixed():
+    from tfkit.optimize.channels import ChannelGraph
+
+    cg = ChannelGraph(build(SPEC))
+    by_producer = {p: g for g in cg.roots() for p in cg.groups[g].producers}
+    # a stage's blocks add into one residual stream: their project convs share one group
+    assert by_producer["s2b0_project_conv"] == by_producer["s2b1_project_conv"] == by_producer["s2b2_project_conv"]
+    assert by_producer["s2b1_expand_conv"] != by_producer["s2b2_expand_conv"]
+    assert "s2b1_dw" in cg.groups[by_producer["s2b1_expand_conv"]].channelwise
+    assert cg.groups[by_producer["logits"]].fixed == ["a model output"]
+    assert by_producer["logits"] not in cg.prunable()
+
+
+def test_input_model_is_untouched_and_criteria_differ():
+    from tfkit.optimize.channels import ChannelConfig, prune_channels
+
+    model = build(SPEC)
+    before = [w.copy() for w in model.get_weights()]
+    kept = {}
+    for criterion in ("l1", "l2", "activation"):
+        r = prune_channels(model, ChannelConfig(ratio=0.5, criterion=criterion, scope="uniform"), data=_x(model))
+        assert r.params_after < r.params_before
+        assert all(g["kept"] <= g["total"] for g in r.groups.values())
+        kept[criterion] = r
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True))
+    r = prune_channels(model, ChannelConfig(ratio=0.5, layer_ratios={"s2b1_expand_conv": 0.75}, scope="uniform"))
+    total = r.groups["s2b1_expand_conv"]["total"]
+    assert r.groups["s2b1_expand_conv"]["kept"] == total // 4 and r.groups["s2b2_expand_conv"]["kept"] == total // 2
+
+
+@pytest.mark.parametrize("name", ["MobileNetV2", "ResNet50", "EfficientNetB0"])
+def test_keras_applications_prune_exactly(name):
+    from tfkit._compat.keras import keras
+    from tfkit.optimize.channels import ChannelConfig, ChannelGraph, apply_channels, prune_channels
+
+    model = getattr(keras().applications, name)(weights=None, input_shape=(32, 32, 3), classes=4)
+    r = prune_channels(model, ChannelConfig(ratio=0.4, criterion="l2"))
+    assert r.params_after < 0.8 * r.params_before
+    assert r.model(_x(model)).shape == (2, 4)
+    cg = ChannelGraph(model)
+    keep = _zero_half(model, cg, np.random.default_rng(1))
+    x = _x(model)
+    np.testing.assert_allclose(np.asarray(apply_channels(cg, keep)(x)), np.asarray(model(x)), atol=1e-4)
+
+
+def test_removing_zeroed_blocks_is_exact_including_chained_ones():
+    from tfkit.optimize.blocks import find_blocks, remove_blocks
+
+    model = build(SPEC)
+    blocks = find_blocks(model)
+    assert [b.name for b in blocks] == ["s1b1_add", "s2b1_add", "s2b2_add"]
+    assert blocks[2].shortcut == ("s2b1_add", 0) and "s2b2_shift" in blocks[2].layers
+    x = _x(model)
+    for name in ("s2b1_project_bn", "s2b2_project_bn"):
+        w = model.get_layer(name).get_weights()
+        model.get_layer(name).set_weights([np.zeros_like(w[0]), np.zeros_like(w[1]), *w[2:]])
+    smaller = remove_blocks(model, ["s2b1_add", "s2b2_add"])
+    assert len(smaller.layers) == len(model.layers) - 2 * (len(blocks[1].layers) + 1)
+    full = np.asarray(model(x))
+    np.testing.assert_allclose(np.asarray(smaller(x)), full, rtol=1e-4, atol=1e-4 * np.abs(full).max())
+    live = np.asarray(remove_blocks(model, ["s1b1_add"])(x))  # a block that does contribute
+    assert np.abs(live - full).max() > 1e-3 * np.abs(full).max()
+    with pytest.raises(UsageError, match="s9b9_add"):
+        remove_blocks(model, ["s9b9_add"])
+
+
+def test_block_latency_split_times_each_block_at_each_width():
+    from tfkit.bench.devices.base import BenchConfig
+    from tfkit.optimize.blocks import block_latency_split, find_blocks, fit_split
+
+    split = fit_split("b", (1.0, 0.5), (3.0, 2.0))
+    assert split.fixed_ms == pytest.approx(1.0) and split.width_ms == pytest.approx(2.0)
+    assert split.fixed_fraction == pytest.approx(1 / 3)
+    model = build(SPEC)
+    splits = block_latency_split(model, find_blocks(model)[:1], _x(model)[:1], widths=(1.0, 0.5),
+                                 bench_config=BenchConfig(threads=1, warmup=2, runs=5))
+    assert len(splits) == 1 and len(splits[0].latency_ms) == 2
+    assert splits[0].fixed_ms >= 0 and splits[0].full_ms > 0
+
+
+def test_bad_input_is_refused_by_name():
+    from tfkit._compat.keras import keras
+    from tfkit.optimize.channels import ChannelConfig, prune_channels
+    from tfkit.optimize.structured import StructuredConfig
+
+    K = keras()
+    for bad in (0.0, 1.0, 1.5):
+        with pytest.raises(UsageError, match="ratio"):
+            ChannelConfig(ratio=bad)
+    with pytest.raises(UsageError, match="criterion|importance"):
+        ChannelConfig(criterion="entropy")
+    with pytest.raises(UsageError, match="nothing to prune"):
+        StructuredConfig(ratio=0.0, blocks=False)
+    x = K.Input((8, 8, 3))
+    y = K.layers.Conv2D(8, 3)(x)
+    lam = K.Model(x, K.layers.Dense(2)(K.layers.Lambda(lambda t: t * 2, name="double")(y)))
+    with pytest.raises(UsageError, match="double"):
+        prune_channels(lam)
+
+    class Odd(K.layers.Layer):
+        def call(self, t):
+            return t[..., ::-1]
+
+    odd = K.Model(x, K.layers.Dense(2)(Odd(name="odd_flip")(y)))
+    with pytest.raises(UsageError, match="odd_flip.*register_channel_rule"):
+        prune_channels(odd)
+
+    class Sub(K.Model):
+        def call(self, t):
+            return t
+
+    with pytest.raises(UsageError, match="subclassed"):
+        prune_channels(Sub())
+
+
+def test_count_macs_counts_convolutions_exactly():
+    from tfkit._compat.keras import keras
+    from tfkit.optimize.cost import count_macs
+
+    K = keras()
+    x = K.Input((16, 16, 3))
+    y = K.layers.Conv2D(8, 3, padding="same")(x)  # 16*16*8 * 3*3*3
+    y = K.layers.DepthwiseConv2D(3, strides=2, padding="same")(y)  # 8*8*8 * 9
+    y = K.layers.Dense(5)(K.layers.GlobalAveragePooling2D()(y))  # 8 * 5
+    assert count_macs(K.Model(x, y)) == 16 * 16 * 8 * 27 + 8 * 8 * 8 * 9 + 8 * 5
+
+
+def test_distillation_pulls_the_student_toward_the_teacher():
+    from tfkit.data.folder import ClipSet
+    from tfkit.optimize.distill import DistillConfig, distill
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (24, *SPEC.input_shape), dtype=np.uint8)
+    clips = ClipSet(x, rng.integers(0, 3, 24).astype(np.int64), tuple(f"c{i}" for i in range(24)), ("a", "b", "c"))
+    from tfkit._compat.keras import keras
+
+    teacher, student = build(SPEC), build(SPEC)
+    xf = x.astype(np.float32) / 127.5 - 1.0
+    # a fresh model's logits are ~1e-4; give the teacher a head with logits of order 1
+    feats = np.asarray(keras().Model(teacher.inputs, teacher.get_layer("temporal_pool").output)(xf))
+    head = teacher.get_layer("logits")
+    kernel = rng.normal(size=head.get_weights()[0].shape) / (feats.std() * np.sqrt(feats.shape[-1]))
+    head.set_weights([kernel.astype(np.float32), np.zeros(3, np.float32)])
+
+    def gap():  # in training mode: a few dozen steps do not settle BatchNorm's moving statistics
+        t, s = np.asarray(teacher(xf)), np.asarray(student(xf, training=True))
+        return float(np.mean(np.abs(t - s))), float(np.mean(t.argmax(1) == s.argmax(1)))
+
+    before, agree_before = gap()
+    result = distill(student, teacher, clips, clips,
+                     DistillConfig(alpha=1.0, temperature=1.0, epochs=10, learning_rate=3e-3, batch_size=8,
+                                   augment=False), progress=False)
+    assert result.model is student and 0.0 <= result.val_accuracy <= 1.0
+    after, agree_after = gap()
+    assert after < 0.7 * before and agree_after > max(agree_before, 0.8), (before, after, agree_before, agree_after)
+    # feature pairs of different widths learn a projection alongside
+    distill(build(SPEC), teacher, clips, clips, DistillConfig(epochs=1, batch_size=8, augment=False,
+                                                              features=(("s2b2_add", "s2b1_expand_act"),)),
+            progress=False)
+    with pytest.raises(UsageError, match="alpha"):
+        DistillConfig(alpha=1.5)
+    with pytest.raises(UsageError, match="no layer 'nope'"):
+        distill(student, teacher, clips, clips, DistillConfig(features=(("nope", "logits"),)), progress=False)

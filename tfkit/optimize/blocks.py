@@ -1,0 +1,211 @@
+"""Residual-block removal driven by start-up latency (after Li, Li & Meng, J. Real-Time Image
+Processing 21:116, 2024): a block's latency has a part that shrinks with its width and a fixed
+part that does not (op dispatch, data movement around the convolutions). Channel pruning only
+reaches the first; removing the whole block removes both.
+
+- `find_blocks`: every identity residual block (an Add whose other input is computed from the
+  shortcut by layers nothing else reads).
+- `block_latency_split`: each block cut out into its own TFLite model at several widths of its
+  inner channels, timed on a device (this host by default), and fitted as fixed + slope * width.
+- `remove_blocks`: the model rebuilt with the chosen blocks replaced by their shortcut.
+- `plan_block_removal` (stage 1, Global Constraint): blocks ranked by latency saved per unit of
+  accuracy lost when each is removed alone, removed under a latency target and an accuracy bound.
+  Stage 2 (channel pruning of what remains) and fine-tuning are in tfkit.optimize.structured.
+
+Example:
+    >>> blocks = find_blocks(model)                                   # doctest: +SKIP
+    >>> splits = block_latency_split(model, blocks, sample)           # doctest: +SKIP
+    >>> smaller = remove_blocks(model, [b.name for b in blocks[:2]])  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tfkit.errors import UsageError
+from tfkit.optimize.graph import Graph, LayerNode, TensorRef, rebuild
+
+
+@dataclass(frozen=True)
+class Block:
+    name: str  # the Add layer
+    shortcut: TensorRef
+    layers: tuple[str, ...]  # the residual branch, in order (the Add not included)
+
+
+def find_blocks(model, graph: Graph | None = None) -> list[Block]:
+    """Identity residual blocks, in model order."""
+    graph = graph or Graph.of(model, "block pruning")
+    blocks = []
+    for name in graph.order:
+        node = graph.nodes[name]
+        if node.class_name != "Add" or len(node.inputs) != 2:
+            continue
+        for shortcut, tip in (node.inputs, node.inputs[::-1]):
+            ancestors = graph.ancestors(tip)
+            if shortcut[0] not in ancestors:
+                continue
+            branch = [n for n in graph.order if n in ancestors and n != shortcut[0]
+                      and shortcut[0] in graph.ancestors((n, 0))]
+            inside = {*branch, name}
+            clean = all(set(graph.consumers((n, 0))) <= inside for n in branch) and all(
+                r == shortcut or r[0] in inside for n in branch for r in graph.nodes[n].inputs)
+            if clean and branch:
+                blocks.append(Block(name, shortcut, tuple(branch)))
+                break
+    return blocks
+
+
+def remove_blocks(model, names, graph: Graph | None = None):
+    """A copy of `model` with the named blocks (their Add layers' names) replaced by their
+    shortcut; every other weight kept."""
+    graph = graph or Graph.of(model, "block pruning")
+    by_name = {b.name: b for b in find_blocks(model, graph)}
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        raise UsageError(f"no removable residual block named {unknown[0]!r}; blocks: {', '.join(by_name) or 'none'}")
+    replaced: dict[TensorRef, TensorRef] = {}  # a removed Add -> the tensor now in its place
+    for name in names:
+        block = by_name[name]
+        shortcut = block.shortcut
+        while shortcut in replaced:  # the block before it was removed too
+            shortcut = replaced[shortcut]
+        graph.replace_input((name, 0), shortcut)
+        replaced[(name, 0)] = shortcut
+        graph.remove([*block.layers, name])
+    return rebuild(graph, model)
+
+
+def block_model(model, block: Block, input_shape: tuple[int, ...], graph: Graph | None = None):
+    """The block alone: a model from a tensor of `input_shape` (fixed batch) to the block's Add."""
+    graph = graph or Graph.of(model, "block pruning")
+    keep = [*block.layers, block.name]
+    source = "block_input"
+    nodes = [LayerNode(**vars(graph.nodes[n])) for n in keep]  # copies: inputs are reassigned below
+    for node in nodes:
+        node.inputs = [(source, 0) if r == block.shortcut else r for r in node.inputs]
+    sub = Graph({**graph.model_config, "input_layers": [[source, 0, 0]]}, nodes, [(block.name, 0)])
+    sub.insert_before(keep[0], LayerNode(source, "InputLayer", {
+        "batch_input_shape": [int(d) for d in input_shape], "dtype": "float32", "sparse": False, "ragged": False},
+        [], {}))
+    return rebuild(sub, model, name=f"block_{block.name}")
+
+
+def tensor_shapes(model, refs: list[TensorRef], sample: np.ndarray) -> dict[TensorRef, tuple[int, ...]]:
+    """Actual shapes (batch 1 input) of the given tensors: folded-time models have batch T inside."""
+    from tfkit._compat.keras import keras
+
+    probe = keras().Model(model.inputs, [model.get_layer(r[0]).output for r in refs])
+    outs = probe(np.asarray(sample[:1], np.float32), training=False)
+    outs = outs if isinstance(outs, list | tuple) else [outs]
+    return {r: tuple(int(d) for d in o.shape) for r, o in zip(refs, outs, strict=True)}
+
+
+@dataclass(frozen=True)
+class LatencySplit:
+    block: str
+    widths: tuple[float, ...]  # fraction of the block's inner channels kept
+    latency_ms: tuple[float, ...]  # p50 at each width, the empty model's p50 subtracted
+    fixed_ms: float  # intercept: what stays however thin the block gets
+    width_ms: float  # slope x full width: what channel pruning can remove
+    fixed_fraction: float
+
+    @property
+    def full_ms(self) -> float:
+        return self.fixed_ms + self.width_ms
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "full_ms": self.full_ms}
+
+
+def _time_tflite(flatbuffer: bytes, name: str, device, config) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"{name}.tflite"
+        path.write_bytes(flatbuffer)
+        return float(device.run(path, config=config, name=name, precision="float32").latency_ms.p50)
+
+
+def fit_split(block: str, widths, latencies) -> LatencySplit:
+    """Least-squares line through (width, latency); the intercept is the fixed part."""
+    w, lat = np.asarray(widths, float), np.asarray(latencies, float)
+    slope, intercept = np.polyfit(w, lat, 1)
+    fixed = float(np.clip(intercept, 0.0, lat.max()))
+    width_ms = float(max(lat.max() - fixed, 0.0)) if slope <= 0 else float(slope)
+    return LatencySplit(block, tuple(float(v) for v in w), tuple(float(v) for v in lat), fixed, width_ms,
+                        fixed / max(fixed + width_ms, 1e-9))
+
+
+def block_latency_split(model, blocks: list[Block], sample: np.ndarray, *, widths=(1.0, 0.75, 0.5, 0.25),
+                        device=None, bench_config=None, progress: Callable[[str], None] | None = None) -> list[LatencySplit]:
+    """Time each block alone at several inner widths on `device` (default: this host) in float32
+    and split its latency into fixed and width-dependent parts. `sample`: one model input."""
+    from tfkit._compat.keras import keras
+    from tfkit.bench.devices.base import BenchConfig
+    from tfkit.bench.devices.local import LocalDevice
+    from tfkit.convert.tflite import convert_keras
+    from tfkit.optimize.channels import ChannelConfig, ChannelGraph, prune_channels
+
+    if not blocks:
+        return []
+    device = device or LocalDevice()
+    bench_config = bench_config or BenchConfig(threads=1, warmup=10, runs=100)
+    graph = Graph.of(model, "block pruning")
+    shapes = tensor_shapes(model, [b.shortcut for b in blocks], sample)
+    empty_cache: dict[tuple, float] = {}
+    splits = []
+    for block in blocks:
+        shape = shapes[block.shortcut]
+        if shape not in empty_cache:  # the cost of invoking a model at all, subtracted below
+            K = keras()
+            x = K.Input(batch_shape=shape)
+            empty_cache[shape] = _time_tflite(convert_keras(K.Model(x, K.layers.ReLU()(x)), "float32"), "empty",
+                                              device, bench_config)
+        base = block_model(model, block, shape, graph)
+        shrinkable = bool(ChannelGraph(base).prunable())
+        latencies = []
+        for width in widths if shrinkable else (1.0,):
+            sub = base if width >= 1.0 else prune_channels(
+                base, ChannelConfig(ratio=1.0 - width, scope="uniform", round_to=1, min_channels=1)).model
+            latencies.append(max(_time_tflite(convert_keras(sub, "float32"), f"{block.name}_{width:g}", device,
+                                              bench_config) - empty_cache[shape], 0.0))
+        if progress:
+            progress(f"{block.name}: {', '.join(f'{v:.3f}' for v in latencies)} ms")
+        splits.append(fit_split(block.name, widths[:len(latencies)] if shrinkable else (1.0, 0.0),
+                                latencies if shrinkable else (latencies[0], latencies[0])))
+    return splits
+
+
+@dataclass(frozen=True)
+class BlockPlan:
+    removed: tuple[str, ...]
+    candidates: dict  # {block: {"accuracy_drop_alone": d, "saves_ms": ms, "score": s}}
+    estimated_saving_ms: float
+
+
+def plan_block_removal(model, blocks: list[Block], splits: list[LatencySplit], accuracy_of: Callable[[object], float],
+                       *, target_saving_ms: float, max_drop_alone: float = 0.2,
+                       max_blocks: int | None = None) -> BlockPlan:
+    """Stage 1: rank blocks by latency saved (fixed + width part) per accuracy lost when each is
+    removed alone (`accuracy_of(model)`, no fine-tuning), then remove the best ones until
+    `target_saving_ms` is reached; a block whose removal alone costs more than `max_drop_alone`
+    is kept."""
+    base = accuracy_of(model)
+    saves = {s.block: s.full_ms for s in splits}
+    candidates = {}
+    for block in blocks:
+        drop = max(base - accuracy_of(remove_blocks(model, [block.name])), 0.0)
+        candidates[block.name] = {"accuracy_drop_alone": round(drop, 4), "saves_ms": round(saves[block.name], 4),
+                                  "score": saves[block.name] / (drop + 0.01)}
+    chosen, saved = [], 0.0
+    for name in sorted(candidates, key=lambda n: -candidates[n]["score"]):
+        if saved >= target_saving_ms or (max_blocks is not None and len(chosen) >= max_blocks):
+            break
+        if candidates[name]["accuracy_drop_alone"] <= max_drop_alone:
+            chosen.append(name)
+            saved += saves[name]
+    order = [b.name for b in blocks]
+    return BlockPlan(tuple(sorted(chosen, key=order.index)), candidates, saved)
