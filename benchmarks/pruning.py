@@ -128,7 +128,9 @@ def measure(out: Path, p: dict, *, only: str | None = None, quick: bool = True) 
     if only in (None, "structured"):
         result.update(_structured(reference, ds, bench, base, p))
     if only in (None, "techniques"):
-        result.setdefault("techniques", []).extend(_techniques(reference, ds, bench, base, p, spec))
+        summary, rows = _techniques(reference, ds, bench, base, p, spec)
+        result.update(summary)
+        result.setdefault("techniques", []).extend(rows)
     result["total_s"] = round(time.perf_counter() - t0, 1)
     return result
 
@@ -196,8 +198,101 @@ def _structured(reference, ds, bench: Bench, base: dict, p: dict) -> dict:
     }
 
 
-def _techniques(reference, ds, bench: Bench, base: dict, p: dict, spec) -> list[dict]:
-    return []
+def _techniques(reference, ds, bench: Bench, base: dict, p: dict, spec) -> tuple[dict, list[dict]]:
+    from tfkit.convert.qat import quantize_aware, train_qat
+    from tfkit.data.synthetic import MOTION_SYMMETRIES
+    from tfkit.models import build
+    from tfkit.optimize.cluster import ClusterConfig, cluster_weights
+    from tfkit.optimize.distill import DistillConfig, distill
+    from tfkit.optimize.lowrank import LowRankConfig, factorize
+    from tfkit.optimize.prune import PruneConfig, prune_magnitude
+    from tfkit.train import TrainConfig, train_classifier
+
+    sym, rows, summary = MOTION_SYMMETRIES, [], {}
+    qat_config = TrainConfig(epochs=2, learning_rate=2e-4, augment=False)
+
+    # magnitude 50% -> sparsity-preserving QAT -> int8; gzip against the float32 reference
+    pruned = prune_magnitude(reference, ds.train, ds.val, PruneConfig(sparsity=0.5, epochs=p["finetune"] // 2 + 1),
+                             progress=False, symmetries=sym)
+    pqat = train_qat(quantize_aware(pruned.model, preserve_sparsity=True), ds.train, ds.val, qat_config,
+                     progress=False).model
+    sparse = bench.row(pruned.model, "magnitude50_pqat", qat_int8=pqat)
+    summary["sparse_int8_gzip_reduction"] = round(base["float32"]["gzip_bytes"] / sparse["int8"]["gzip_bytes"], 3)
+    summary["sparse_int8_accuracy_drop"] = round(base["float32"]["accuracy"] - sparse["int8"]["accuracy"], 4)
+    summary["sparse_kernel_sparsity"] = pruned.sparsity["overall"]
+    rows.append(_technique("magnitude 50% + sparsity-preserving QAT int8", base, sparse,
+                           sparsity=pruned.sparsity["overall"]))
+
+    # clustering (16 shared values per kernel) -> cluster-preserving QAT -> int8
+    clustered = cluster_weights(reference, ds.train, ds.val, ClusterConfig(clusters=16, epochs=2), progress=False,
+                                symmetries=sym)
+    cqat = train_qat(quantize_aware(clustered.model, preserve_clusters=True), ds.train, ds.val, qat_config,
+                     progress=False).model
+    rows.append(_technique("clustering 16 + cluster-preserving QAT int8", base,
+                           bench.row(clustered.model, "cluster16_cqat", qat_int8=cqat),
+                           max_unique_values=clustered.unique_values.get("max")))
+
+    # low-rank SVD of the 1x1 convolutions and the classifier at half their MACs, then fine-tuned
+    lowrank = factorize(reference, LowRankConfig(macs_budget=0.5))
+    tuned = train_classifier(lowrank.model, ds.train, ds.val, TrainConfig(epochs=2, learning_rate=3e-4),
+                             progress=False, symmetries=sym).model
+    rows.append(_technique("low-rank SVD (1x1 convs at 50% MACs, fine-tuned)", base, bench.row(tuned, "lowrank"),
+                           factorized_layers=len(lowrank.layers)))
+
+    # distillation: a half-width zoo model, trained from scratch vs distilled from the reference
+    small_spec = replace(spec, alpha=spec.alpha / 2)
+    epochs = p["finetune"] * 2
+    scratch = train_classifier(build(small_spec), ds.train, ds.val, TrainConfig(epochs=epochs), progress=False,
+                               symmetries=sym).model
+    student = distill(build(small_spec), reference, ds.train, ds.val,
+                      DistillConfig(epochs=epochs, learning_rate=2e-3, alpha=0.7, temperature=4.0), progress=False,
+                      symmetries=sym).model
+    scratch_row = bench.row(scratch, "small_scratch", precisions=("float32",))
+    rows.append(_technique(f"distillation into alpha={small_spec.alpha:g} ({epochs} epochs)", base,
+                           bench.row(student, "small_distilled"),
+                           same_student_from_scratch_accuracy=scratch_row["float32"]["accuracy"]))
+    rows.append(_dynamic_exit(reference, ds, bench, base, p))
+    return summary, rows
+
+
+def _dynamic_exit(reference, ds, bench: Bench, base: dict, p: dict) -> dict:
+    """Dynamic block skipping: an exit after the middle residual stage; clips it is sure of skip the rest."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from tfkit.data import normalize
+    from tfkit.data.synthetic import MOTION_SYMMETRIES
+    from tfkit.optimize.blocks import find_blocks
+    from tfkit.optimize.exits import choose_threshold, run_dynamic, split_for_exit, train_exit
+
+    blocks = find_blocks(reference)
+    at = blocks[len(blocks) // 2 - 1].name
+    parts = train_exit(split_for_exit(reference, at, bench.test[0][:1]), ds.train, ds.val, epochs=4, progress=False,
+                       symmetries=MOTION_SYMMETRIES)
+    head_fb, tail_fb = bench.flatbuffer(parts.head, "float32"), bench.flatbuffer(parts.tail, "float32")
+    head_it, tail_it = Interpreter(model_content=head_fb), Interpreter(model_content=tail_fb)
+    head_run, tail_run = head_it.get_signature_runner(), tail_it.get_signature_runner()
+    head_in = next(iter(head_run.get_input_details()))
+    tail_in = next(iter(tail_run.get_input_details()))
+
+    def head_fn(clip):
+        out = head_run(**{head_in: clip.astype(np.float32)})
+        return out["exit_logits"], out[at]
+
+    def tail_fn(features):
+        return next(iter(tail_run(**{tail_in: features}).values()))
+
+    val_x = normalize(ds.val.x, "symmetric")
+    threshold, table = choose_threshold(head_fn, tail_fn, val_x, ds.val.y, max_drop=0.01)
+    preds, exited = run_dynamic(head_fn, tail_fn, bench.test[0], threshold)
+    head_t, tail_t = bench.time(head_fb, "exit_head"), bench.time(tail_fb, "exit_tail")
+    rate = float(np.mean(exited))
+    expected = head_t["p50_ms"] + (1.0 - rate) * tail_t["p50_ms"]
+    row = {"macs": None, "params": int(parts.head.count_params() + parts.tail.count_params()),
+           "float32": {"accuracy": float(np.mean(preds == bench.test[1])), "size_bytes": len(head_fb) + len(tail_fb),
+                       "p50_ms": expected}}
+    return _technique(f"dynamic early exit after {at} (threshold {threshold:g} chosen on validation)", base, row,
+                      exit_rate=round(rate, 4), head_ms=head_t["p50_ms"], tail_ms=tail_t["p50_ms"],
+                      validation_table={str(k): v for k, v in table.items()})
 
 
 if __name__ == "__main__":

@@ -159,3 +159,25 @@ def test_prune_then_sparse_int8(tmp_path, tiny_data, tiny_trained):
     assert r.exit_code == 0, r.output
     metrics = json.loads((tmp_path / "c" / "manifest.json").read_text())["history"][-1]["metrics"]
     assert 0 < metrics["gzip_bytes"] < metrics["size_bytes"]
+
+
+def test_structured_then_convert_and_the_other_compressors(tmp_path, tiny_data, tiny_trained):
+    """`tfkit structured` times blocks, removes what it chose plus channels, distills, and records
+    params/MACs before and after; the result converts. `lowrank` and `distill` run as steps too."""
+    d = tiny_data.path
+    r = invoke("structured", tiny_trained.path, "--data", d, "--ratio", 1.5, "--out", tmp_path / "x")
+    assert_usage_error(r, "channel ratio must be in [0, 1)")
+    r = invoke("structured", tiny_trained.path, "--data", d, "--ratio", 0.5, "--max-blocks", 1, "--epochs", 1, "--timing-runs", 10,
+               "--batch-size", 8, "--out", tmp_path / "s", "-q")
+    assert r.exit_code == 0, r.output
+    m = json.loads((tmp_path / "s" / "manifest.json").read_text())["history"][-1]["metrics"]
+    assert m["params"] < m["params_before"] and m["macs"] > 0
+    assert len(m["removed_blocks"]) <= 1 and all(s["fixed_ms"] >= 0 for s in m["latency_split"])
+    r = invoke("convert", tmp_path / "s", "--data", d, "--precision", "float32", "--parity-clips", 4,
+               "--out", tmp_path / "c", "-q")
+    assert r.exit_code == 0, r.output
+    r = invoke("distill", tmp_path / "s", "--teacher", tiny_trained.path, "--data", d, "--epochs", 1,
+               "--batch-size", 8, "--out", tmp_path / "d", "-q")
+    assert r.exit_code == 0, r.output
+    m = json.loads((tmp_path / "d" / "manifest.json").read_text())["history"][-1]["metrics"]
+    assert 0.0 <= m["val_accuracy"] <= 1.0 and "teacher_val_accuracy" in m

@@ -218,3 +218,25 @@ def test_distillation_pulls_the_student_toward_the_teacher():
         DistillConfig(alpha=1.5)
     with pytest.raises(UsageError, match="no layer 'nope'"):
         distill(student, teacher, clips, clips, DistillConfig(features=(("nope", "logits"),)), progress=False)
+
+
+def test_exit_split_recomposes_the_model_and_refuses_cuts_across_a_skip():
+    from tfkit.optimize.exits import choose_threshold, split_for_exit
+
+    model = build(SPEC)
+    x = _x(model)[:1]
+    parts = split_for_exit(model, "s2b1_add", x)
+    logits, features = parts.head(x)
+    assert logits.shape == (1, 3) and tuple(features.shape) == (2, 4, 4, 16)
+    np.testing.assert_allclose(np.asarray(parts.tail(features)), np.asarray(model(x)), rtol=1e-5, atol=1e-6)
+    assert "exit_logits" not in [layer.name for layer in model.layers]  # the input model is unchanged
+    with pytest.raises(UsageError, match="s2b2_add.*s2b1_add"):
+        split_for_exit(model, "s2b2_expand_conv", x)
+
+    def head_fn(c):
+        out = parts.head(c)
+        return np.asarray(out[0]), out[1]
+
+    y = np.array([0])
+    threshold, table = choose_threshold(head_fn, lambda f: np.asarray(parts.tail(f)), x, y, max_drop=1.0)
+    assert threshold == min(table) and table[1.0][1] == 0.0  # nothing is certain enough to exit at 1.0

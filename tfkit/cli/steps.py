@@ -19,7 +19,11 @@ from tfkit.cli.common import (
 )
 from tfkit.cli.options import config_from, config_options
 from tfkit.models.spec import VideoModelSpec
+from tfkit.optimize.cluster import ClusterConfig
+from tfkit.optimize.distill import DistillConfig
+from tfkit.optimize.lowrank import LowRankConfig
 from tfkit.optimize.prune import PruneConfig
+from tfkit.optimize.structured import StructuredConfig
 from tfkit.steps.bench import BenchStepConfig, ReportConfig
 from tfkit.steps.convert import ConvertConfig
 from tfkit.steps.data import DataConfig
@@ -98,6 +102,55 @@ def prune(model, data_dir, out, quiet, force, **kw):
     model_art = load_artifact(model, ArtifactKind.KERAS_MODEL, how=HOW_MODEL)
     data_art = load_artifact(data_dir, ArtifactKind.DATASET, how=HOW_DATA)
     done(run_step(PruneStep(cfg), [model_art, data_art], out, context(quiet), force=force))
+
+
+def _compression_command(config_cls, step: str, doc: str, *, exclude: tuple[str, ...] = (), teacher: bool = False):
+    """A command MODEL --data DATA [--teacher TEACHER] + the config's options -> one compression step."""
+
+    def command(model, data_dir, out, quiet, force, teacher_dir=None, **kw):
+        import importlib
+
+        from tfkit.steps import run_step
+
+        cfg = config_from(config_cls, kw)  # bad values fail here, before TensorFlow loads
+        arts = [load_artifact(model, ArtifactKind.KERAS_MODEL, how=HOW_MODEL)]
+        if teacher:
+            arts.append(load_artifact(teacher_dir, ArtifactKind.KERAS_MODEL, how=HOW_MODEL))
+        arts.append(load_artifact(data_dir, ArtifactKind.DATASET, how=HOW_DATA))
+        step_cls = getattr(importlib.import_module("tfkit.steps.optimize"), step)
+        done(run_step(step_cls(cfg), arts, out, context(quiet), force=force))
+
+    command.__doc__ = doc
+    for decorate in reversed([
+        click.command(),
+        click.argument("model", type=ARTIFACT),
+        click.option("--data", "data_dir", type=ARTIFACT, required=True, help="Dataset artifact to fine-tune on."),
+        *([click.option("--teacher", "teacher_dir", type=ARTIFACT, required=True,
+                        help="Trained Keras artifact to learn from.")] if teacher else []),
+        config_options(config_cls, exclude=exclude), out_option, quiet_option, force_option]):
+        command = decorate(command)
+    return command
+
+
+structured = _compression_command(
+    StructuredConfig, "StructuredStep",
+    """Make MODEL faster: time each residual block on this host at several widths, split its latency
+    into a fixed and a width-dependent part, remove the blocks that save most per accuracy lost
+    (--block-target of the latency), then remove --ratio of the channels by importance, and distill
+    from the original. --no-blocks is channel pruning alone.""",
+    exclude=("widths", "channel_options"))
+cluster = _compression_command(
+    ClusterConfig, "ClusterStep",
+    """Cluster MODEL's weights (N shared values per kernel) while fine-tuning; gzip shrinks, int8 keeps
+    the clusters per channel with cluster-preserving QAT.""")
+lowrank = _compression_command(
+    LowRankConfig, "LowRankStep",
+    """Factorize MODEL's Dense and 1x1 convolutions by truncated SVD (rank by kept --energy or a
+    --macs-budget), then fine-tune 2 epochs.""", exclude=("layers",))
+distill = _compression_command(
+    DistillConfig, "DistillStep",
+    """Train MODEL (the student) from --teacher's softened logits and the labels.""", exclude=("features",),
+    teacher=True)
 
 
 @click.command()

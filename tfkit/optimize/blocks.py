@@ -19,6 +19,7 @@ Example:
 """
 from __future__ import annotations
 
+import json
 import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -156,9 +157,18 @@ def block_latency_split(model, blocks: list[Block], sample: np.ndarray, *, width
     graph = Graph.of(model, "block pruning")
     shapes = tensor_shapes(model, [b.shortcut for b in blocks], sample)
     empty_cache: dict[tuple, float] = {}
+    measured: dict[str, tuple] = {}  # block signature -> latencies: same-shaped blocks are timed once
     splits = []
     for block in blocks:
         shape = shapes[block.shortcut]
+        signature = json.dumps([shape, [(graph.nodes[n].class_name, {k: v for k, v in graph.nodes[n].config.items()
+                                                                      if k != "name"}) for n in block.layers]],
+                               sort_keys=True, default=str)
+        if signature in measured:
+            latencies, shrinkable = measured[signature]
+            splits.append(fit_split(block.name, widths[:len(latencies)] if shrinkable else (1.0, 0.0),
+                                    latencies if shrinkable else (latencies[0], latencies[0])))
+            continue
         if shape not in empty_cache:  # the cost of invoking a model at all, subtracted below
             K = keras()
             x = K.Input(batch_shape=shape)
@@ -172,6 +182,7 @@ def block_latency_split(model, blocks: list[Block], sample: np.ndarray, *, width
                 base, ChannelConfig(ratio=1.0 - width, scope="uniform", round_to=1, min_channels=1)).model
             latencies.append(max(_time_tflite(convert_keras(sub, "float32"), f"{block.name}_{width:g}", device,
                                               bench_config) - empty_cache[shape], 0.0))
+        measured[signature] = (latencies, shrinkable)
         if progress:
             progress(f"{block.name}: {', '.join(f'{v:.3f}' for v in latencies)} ms")
         splits.append(fit_split(block.name, widths[:len(latencies)] if shrinkable else (1.0, 0.0),

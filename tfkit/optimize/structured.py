@@ -42,6 +42,7 @@ class StructuredConfig:
     temperature: float = 4.0
     alpha: float = 0.7
     widths: tuple = (1.0, 0.75, 0.5, 0.25)  # inner widths each block is timed at
+    timing_runs: int = 100  # timed runs per block model (after 10 warm-up runs), 1 thread
     seed: int = 0
     channel_options: dict = field(default_factory=dict)  # extra ChannelConfig fields
 
@@ -54,8 +55,8 @@ class StructuredConfig:
             raise UsageError(f"block_target must be in (0, 1), got {self.block_target}")
         if not 0.0 <= self.max_drop_alone <= 1.0:
             raise UsageError(f"max_drop_alone must be in [0, 1], got {self.max_drop_alone}")
-        if self.epochs < 0 or self.max_blocks < 0:
-            raise UsageError("epochs and max_blocks must be >= 0")
+        if self.epochs < 0 or self.max_blocks < 0 or self.timing_runs < 1:
+            raise UsageError("epochs and max_blocks must be >= 0 and timing_runs >= 1")
         if not self.blocks and not self.ratio:
             raise UsageError("nothing to prune: set ratio > 0 or blocks=True")
         if not self.widths or any(not 0.0 < w <= 1.0 for w in self.widths):
@@ -79,6 +80,12 @@ class StructuredResult:
     channel_groups: dict
     model_latency_ms: float  # the unpruned model's float32 p50 on the device (stage 1's reference)
     notes: list = field(default_factory=list)
+
+
+def _timing(config: StructuredConfig):
+    from tfkit.bench.devices.base import BenchConfig
+
+    return BenchConfig(threads=1, warmup=10, runs=config.timing_runs)
 
 
 def tflite_p50(model, device=None, bench_config=None, precision: str = "float32", calibration=None) -> float:
@@ -111,7 +118,7 @@ def structured_prune(model, train, val, config: StructuredConfig = StructuredCon
     scale, offset = norm.scale_offset()
     sample = sample * scale + offset
     student, removed, candidates, splits, notes = model, (), {}, [], []
-    model_ms = tflite_p50(model, device, bench_config)
+    model_ms = tflite_p50(model, device, bench_config or _timing(config))
     if config.blocks:
         blocks = find_blocks(model)
         if not blocks:
@@ -119,7 +126,8 @@ def structured_prune(model, train, val, config: StructuredConfig = StructuredCon
         else:
             log(f"[structured] timing {len(blocks)} residual blocks at widths {list(config.widths)}")
             found = block_latency_split(model, blocks, sample, widths=tuple(config.widths), device=device,
-                                        bench_config=bench_config)
+                                        bench_config=bench_config or _timing(config),
+                                        progress=lambda line: log(f"[structured]   {line}"))
             splits = [s.to_dict() for s in found]
             plan = plan_block_removal(model, blocks, found, lambda m: evaluate_accuracy(m, val.x, val.y, norm),
                                       target_saving_ms=config.block_target * model_ms,

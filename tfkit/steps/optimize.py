@@ -8,7 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tfkit.optimize.cluster import ClusterConfig
+from tfkit.optimize.distill import DistillConfig
+from tfkit.optimize.lowrank import LowRankConfig
 from tfkit.optimize.prune import PruneConfig
+from tfkit.optimize.structured import StructuredConfig
 from tfkit.steps.base import STEPS, RunContext, Step, StepOutput
 from tfkit.steps.model import MODEL_FILE, _versions, load_model_and_clips
 from tfkit.types import ArtifactKind
@@ -48,3 +52,120 @@ class PruneStep(Step):
             metrics["xnnpack_sparse_check"] = result.xnnpack_sparse_check
         return StepOutput(ArtifactKind.KERAS_MODEL, {"model": MODEL_FILE}, model_art.manifest.spec, metrics,
                           _versions())
+
+
+def _compressed(model_art, before: float, model, metrics: dict, workdir: Path, spec=None) -> StepOutput:
+    """Save a compressed model with accuracy, params and MACs before/after beside the technique's own figures."""
+    from tfkit.models.io import save_model
+    from tfkit.optimize.cost import count_macs
+
+    save_model(model, workdir / MODEL_FILE)
+    metrics = {"val_accuracy_before": before, **metrics, "params": int(model.count_params()),
+               "macs": count_macs(model)}
+    return StepOutput(ArtifactKind.KERAS_MODEL, {"model": MODEL_FILE},
+                      model_art.manifest.spec if spec is None else spec, metrics, _versions())
+
+
+def _before(model, data_art, val) -> float:
+    from tfkit.train import evaluate_accuracy
+    from tfkit.types import Normalization
+
+    return evaluate_accuracy(model, val.x, val.y, Normalization(data_art.manifest.spec["clip"]["normalization"]))
+
+
+@STEPS.register("structured")
+class StructuredStep(Step):
+    """Residual-block removal timed on this host + channel removal + distillation. Inputs: [keras model, dataset]."""
+
+    name = "structured"
+    input_kinds = (ArtifactKind.KERAS_MODEL, ArtifactKind.DATASET)
+    config: StructuredConfig
+
+    def run(self, inputs, workdir: Path, ctx: RunContext) -> StepOutput:
+        from tfkit.optimize.structured import structured_prune
+
+        model_art, data_art = inputs
+        model, train, val = load_model_and_clips(inputs)
+        result = structured_prune(model, train, val, self.config, progress=ctx.progress,
+                                  symmetries=data_art.manifest.spec.get("symmetries"), log=ctx.log)
+        ctx.log(f"[structured] removed blocks {list(result.removed_blocks)}; validation accuracy "
+                f"{result.val_accuracy_before:.3f} -> {result.val_accuracy:.3f}")
+        # the spec no longer rebuilds this model: keep it as the origin, marked as pruned
+        spec = {**model_art.manifest.spec, "structured_pruned": True}
+        return _compressed(model_art, result.val_accuracy_before, result.model, {
+            "val_accuracy": result.val_accuracy, "removed_blocks": list(result.removed_blocks),
+            "block_candidates": result.block_candidates, "latency_split": result.latency_split,
+            "channel_groups": result.channel_groups, "model_latency_ms": result.model_latency_ms,
+            "params_before": int(model.count_params()), "notes": result.notes}, workdir, spec)
+
+
+@STEPS.register("cluster")
+class ClusterStep(Step):
+    """Weight clustering (TFMOT) with fine-tuning. Inputs: [keras model, dataset]."""
+
+    name = "cluster"
+    input_kinds = (ArtifactKind.KERAS_MODEL, ArtifactKind.DATASET)
+    config: ClusterConfig
+
+    def run(self, inputs, workdir: Path, ctx: RunContext) -> StepOutput:
+        from tfkit.optimize.cluster import cluster_weights
+
+        model_art, data_art = inputs
+        model, train, val = load_model_and_clips(inputs)
+        before = _before(model, data_art, val)
+        ctx.log(f"[cluster] {self.config.clusters} clusters per kernel, {self.config.epochs} epochs of fine-tuning")
+        result = cluster_weights(model, train, val, self.config, progress=ctx.progress,
+                                 symmetries=data_art.manifest.spec.get("symmetries"))
+        ctx.log(f"[cluster] validation accuracy {before:.3f} -> {result.val_accuracy:.3f}")
+        return _compressed(model_art, before, result.model, {
+            "val_accuracy": result.val_accuracy, "clustered_layers": result.clustered_layers,
+            "unique_values": result.unique_values}, workdir)
+
+
+@STEPS.register("lowrank")
+class LowRankStep(Step):
+    """SVD factorization of Dense and 1x1 convolutions, then a short fine-tune. Inputs: [keras model, dataset]."""
+
+    name = "lowrank"
+    input_kinds = (ArtifactKind.KERAS_MODEL, ArtifactKind.DATASET)
+    config: LowRankConfig
+
+    def run(self, inputs, workdir: Path, ctx: RunContext) -> StepOutput:
+        from tfkit.optimize.lowrank import factorize
+        from tfkit.train import TrainConfig, train_classifier
+
+        model_art, data_art = inputs
+        model, train, val = load_model_and_clips(inputs)
+        before = _before(model, data_art, val)
+        result = factorize(model, self.config)
+        ctx.log(f"[lowrank] {len(result.layers)} layers factorized; params {result.params_before} -> "
+                f"{result.params_after}; fine-tuning 2 epochs")
+        tuned = train_classifier(result.model, train, val, TrainConfig(epochs=2, learning_rate=3e-4),
+                                 progress=ctx.progress, symmetries=data_art.manifest.spec.get("symmetries"))
+        return _compressed(model_art, before, tuned.model, {
+            "val_accuracy": tuned.val_accuracy, "layers": result.layers, "skipped": result.skipped,
+            "params_before": result.params_before}, workdir, {**model_art.manifest.spec, "low_rank": True})
+
+
+@STEPS.register("distill")
+class DistillStep(Step):
+    """Knowledge distillation. Inputs: [student keras model, teacher keras model, dataset]."""
+
+    name = "distill"
+    input_kinds = (ArtifactKind.KERAS_MODEL, ArtifactKind.KERAS_MODEL, ArtifactKind.DATASET)
+    config: DistillConfig
+
+    def run(self, inputs, workdir: Path, ctx: RunContext) -> StepOutput:
+        from tfkit.models.io import load_model
+        from tfkit.optimize.distill import distill
+
+        student_art, teacher_art, data_art = inputs
+        student, train, val = load_model_and_clips([student_art, data_art])
+        teacher = load_model(teacher_art.file("model"))
+        before = _before(student, data_art, val)
+        ctx.log(f"[distill] T={self.config.temperature:g}, alpha={self.config.alpha:g}, {self.config.epochs} epochs")
+        result = distill(student, teacher, train, val, self.config, progress=ctx.progress,
+                         symmetries=data_art.manifest.spec.get("symmetries"))
+        ctx.log(f"[distill] validation accuracy {before:.3f} -> {result.val_accuracy:.3f}")
+        return _compressed(student_art, before, result.model, {
+            "val_accuracy": result.val_accuracy, "teacher_val_accuracy": _before(teacher, data_art, val)}, workdir)
