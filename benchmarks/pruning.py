@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 from _emit import emit
 
-QUICK = {"size": 32, "stages": 5, "alpha": 0.5, "depth": 2.0, "head_channels": 128, "epochs": 16, "finetune": 6,
-         "videos_per_class": 60, "test_per_class": 40, "ratios": (0.3, 0.5, 0.7), "runs": 200}
+QUICK = {"size": 32, "stages": 3, "alpha": 1.0, "depth": 2.0, "head_channels": 128, "epochs": 20, "finetune": 10,
+         "videos_per_class": 60, "test_per_class": 40, "ratios": (0.5, 0.75), "runs": 200}
 FULL = {"size": 64, "stages": 7, "alpha": 1.0, "depth": 1.0, "head_channels": 0, "epochs": 30, "finetune": 10,
         "videos_per_class": 60, "test_per_class": 40, "ratios": (0.3, 0.5, 0.7), "runs": 100}
 
@@ -110,8 +110,8 @@ def measure(out: Path, p: dict, *, only: str | None = None, quick: bool = True) 
     rng = np.random.default_rng(0)
     calib = normalize(ds.train.x[rng.permutation(len(ds.train.y))[:32]], "symmetric")
     spec = replace(DEMO_MODEL, num_classes=len(ds.classes), frames=8, size=p["size"], stages=p["stages"],
-                   alpha=p["alpha"], depth=p["depth"], head_channels=p["head_channels"], frame_stack=False)
-    ref_path = out / f"reference_{p['size']}_{p['stages']}_{p['alpha']}_{p['depth']}.keras"
+                   alpha=p["alpha"], depth=p["depth"], head_channels=p["head_channels"])
+    ref_path = out / f"reference_{p['size']}_{p['stages']}_{p['alpha']}_{p['depth']}_{p['epochs']}.keras"
     if ref_path.exists():  # a rerun in the same --out reuses the trained reference
         reference = load_model(ref_path)
     else:
@@ -157,7 +157,8 @@ def _structured(reference, ds, bench: Bench, base: dict, p: dict) -> dict:
     from tfkit.optimize.structured import StructuredConfig, structured_prune
 
     both = structured_prune(reference, ds.train, ds.val,
-                            StructuredConfig(ratio=0.5, blocks=True, block_target=0.5, epochs=p["finetune"]),
+                            StructuredConfig(ratio=0.5, blocks=True, block_target=0.6, max_drop_alone=0.5,
+                                             epochs=p["finetune"]),
                             device=bench.device, bench_config=bench.config, progress=False,
                             symmetries=MOTION_SYMMETRIES)
     cb = bench.row(both.model, "channel_block")

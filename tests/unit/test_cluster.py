@@ -173,7 +173,7 @@ def test_skip_depthwise_and_custom_layers_stay_plain(model):
     assert wrapped_names == names
     inner = {getattr(layer, "layer", layer).name: layer for layer in wrapped.layers}
     assert all(isinstance(inner[n], cluster_wrapper.ClusterWeights) for n in names)
-    assert type(inner["frame_stack"]).__name__ == "TemporalShift"
+    assert type(inner["frame_stack"]).__name__ == "FrameStack"
     assert type(inner["s0b0_dw"]).__name__ == "DepthwiseConv2D"
     with pytest.raises(UsageError, match="still wrapped for clustering"):
         unique_weight_counts(wrapped)

@@ -112,3 +112,16 @@ def test_tfmot_can_prune_every_weighted_layer(tiny_model):
         if l.weights else l.__class__.from_config(l.get_config()))
     x = np.zeros((1, *TINY.input_shape), np.float32)
     assert pruned(x).shape == (1, TINY.num_classes)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_frame_stack_equals_copies_shifted_in_time(causal):
+    """FrameStack is the one-layer form of concatenating k copies and TemporalShift(shift_div=k)."""
+    from tfkit._compat.keras import keras
+    from tfkit.models.layers import layer
+
+    K = keras()
+    x = np.random.default_rng(0).normal(size=(2 * 4, 6, 6, 3)).astype(np.float32)
+    copies = 2 if causal else 3
+    shifted = layer("TemporalShift")(frames=4, shift_div=copies, causal=causal)(K.layers.Concatenate()([x] * copies))
+    np.testing.assert_array_equal(np.asarray(layer("FrameStack")(frames=4, causal=causal)(x)), np.asarray(shifted))

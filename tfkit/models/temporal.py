@@ -80,6 +80,10 @@ class ClipTime(_Time):
     def frames(self):
         return layer("FoldTime")(name="fold_time")(self.inputs[0])
 
+    def frame_stack(self, x):
+        """[t-1, t+1, t] (causal: [t-1, t]) stacked as channels, in one layer."""
+        return layer("FrameStack")(frames=self.spec.frames, causal=self.spec.causal, name="frame_stack")(x)
+
     def shift(self, x, shift_div: int, name: str):
         s = self.spec
         return layer("TemporalShift")(frames=s.frames, shift_div=shift_div, causal=s.causal, name=name)(x)
@@ -128,6 +132,13 @@ class StreamTime(_Time):
 
     def frames(self):
         return self.frame
+
+    def frame_stack(self, x):
+        """The clip model's FrameStack for one frame: k copies, the first C channels from the
+        previous frame (the state). Only causal stacks stream."""
+        copies = 2 if self.spec.causal else 3
+        x = keras().layers.Concatenate(name="frame_copies")([x] * copies)
+        return self.shift(x, copies, "frame_stack")
 
     def shift(self, x, shift_div: int, name: str):
         fold = shift_fold(x.shape[-1], shift_div)

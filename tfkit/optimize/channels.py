@@ -40,7 +40,8 @@ CHANNEL_RULES: dict[str, str] = {
     **dict.fromkeys(("Conv2D", "Conv1D", "Dense"), CONV),
     "DepthwiseConv2D": DEPTHWISE,
     "Reshape": RESHAPE,
-    **dict.fromkeys(("InputLayer", "Flatten", "Softmax", "Conv2DTranspose", "Rescaling", "Resizing"), FIXED),
+    **dict.fromkeys(("InputLayer", "Flatten", "Softmax", "Conv2DTranspose", "Rescaling", "Resizing", "FrameStack"),
+                    FIXED),
 }
 CRITERIA = ("l1", "l2", "bn", "activation")
 SCOPES = ("global", "uniform")
@@ -64,8 +65,8 @@ class ChannelConfig:
     criterion: str = "l1"
     scope: str = "global"  # global: least important anywhere; uniform: the same fraction per group
     layer_ratios: dict = field(default_factory=dict)  # {producing layer name: ratio} overrides
-    round_to: int = 4  # kept channels per group rounded up to a multiple (SIMD-friendly widths)
-    min_channels: int = 4  # groups never shrink below this
+    round_to: int = 8  # kept channels per group rounded up to a multiple (SIMD-friendly widths, int8 above all)
+    min_channels: int = 8  # groups never shrink below this
     max_group_ratio: float = 0.9  # global scope: no group loses more than this fraction
 
     def __post_init__(self):

@@ -134,9 +134,9 @@ def wrap_for_clustering(model, config: ClusterConfig = ClusterConfig()):
     from tfkit._compat.keras import keras, tfmot
     from tfkit.models.clone import clone_wrapped
     from tfkit.models.layers import custom_objects
-    from tfkit.optimize.prune import _check_functional
+    from tfkit.optimize.graph import check_functional
 
-    _check_functional(model)
+    check_functional(model, "clustering")
     K, C = keras(), tfmot().clustering.keras
     experimental = _experimental_cluster()
     names = clusterable_layers(model, config)

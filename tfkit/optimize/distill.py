@@ -89,8 +89,11 @@ def distill(student, teacher, train, val, config: DistillConfig = DistillConfig(
                    if s.shape[-1] != t.shape[-1] else None for i, (s, t) in enumerate(zip(s_feats, t_feats))]
     tc = config.train_config()
     ds = clip_batches(train, tc, symmetries)
-    steps = int(np.ceil(len(train.y) / config.batch_size)) * config.epochs
-    schedule = K.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=max(1, steps))
+    per_epoch = int(np.ceil(len(train.y) / config.batch_size))
+    steps = per_epoch * config.epochs
+    schedule = K.optimizers.schedules.CosineDecay(  # as tfkit.train: warm up, then cosine to zero
+        0.0, decay_steps=max(1, steps - per_epoch), warmup_target=config.learning_rate,
+        warmup_steps=min(per_epoch, steps // 4))
     optimizer = K.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
     temp, alpha = float(config.temperature), float(config.alpha)
     variables = list(student.trainable_variables)

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from tfkit.errors import UnknownNameError, UsageError
-from tfkit.optimize.prune import _check_functional
+from tfkit.optimize.graph import check_functional
 
 DEFAULT_ENERGY = 0.9
 SUFFIX = "_lr"
@@ -179,7 +179,7 @@ def factorize(model, config: LowRankConfig = LowRankConfig()) -> LowRankResult:
 
     K = keras()
     graph = _as_functional(model)
-    _check_functional(graph)
+    check_functional(graph, "low-rank factorization")
     names = [layer.name for layer in graph.layers]
     for name in config.layers:
         if name not in names:

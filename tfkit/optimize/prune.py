@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from tfkit.errors import UsageError
+from tfkit.optimize.graph import check_functional
 
 SCHEDULES = ("constant", "polynomial")
 POLICIES = ("all", "xnnpack")
@@ -121,22 +122,6 @@ def prunable_layers(model, config: PruneConfig = PruneConfig()) -> list[str]:
     return names
 
 
-def _check_functional(model) -> None:
-    from tfkit._compat.keras import keras
-
-    K = keras()
-    if not isinstance(model, K.Model):
-        raise UsageError(f"pruning needs a tf_keras model, got {type(model).__name__} (a Keras 3 model? "
-                         "TFMOT works on tf_keras only)")
-    if not getattr(model, "_is_graph_network", False):
-        raise UsageError(f"{model.name!r} is a subclassed model; pruning needs a Functional or Sequential "
-                         "tf_keras model whose layers it can see")
-    for layer in model.layers:
-        if isinstance(layer, K.layers.Lambda):
-            raise UsageError(f"Lambda layer {layer.name!r} cannot be cloned safely for pruning; replace it "
-                             "with a named layer class")
-
-
 def _schedule(config: PruneConfig, total_steps: int):
     from tfkit._compat.keras import tfmot
 
@@ -155,7 +140,7 @@ def wrap_for_pruning(model, config: PruneConfig, total_steps: int):
     from tfkit.models.clone import clone_wrapped
     from tfkit.models.layers import custom_objects
 
-    _check_functional(model)
+    check_functional(model, "pruning")
     S = tfmot().sparsity.keras
     names = set(prunable_layers(model, config))
     if not names:

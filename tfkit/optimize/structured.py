@@ -36,8 +36,8 @@ class StructuredConfig:
     block_target: float = 0.4  # fraction of the model's latency stage 1 aims to remove
     max_drop_alone: float = 0.25  # keep a block whose removal alone costs more accuracy than this
     max_blocks: int = 0  # 0 = no limit
-    epochs: int = 6  # fine-tuning (distillation) epochs; 0 = none
-    learning_rate: float = 1e-3
+    epochs: int = 10  # fine-tuning (distillation) epochs; 0 = none
+    learning_rate: float = 2e-3  # measured: 10 epochs at 2e-3 bring a 50%-channel model to -1 point
     batch_size: int = 16
     temperature: float = 4.0
     alpha: float = 0.7
