@@ -30,9 +30,11 @@ from pathlib import Path
 import numpy as np
 from _emit import emit
 
-QUICK = {"size": 32, "stages": 3, "alpha": 1.0, "depth": 2.0, "head_channels": 128, "epochs": 20, "finetune": 12,
+QUICK = {"size": 32, "stages": 3, "alpha": 1.0, "depth": 2.0, "head_channels": 128, "epochs": 20, "finetune": 24,
+         "student_epochs": 10, "widths": (1.0, 0.5, 0.25),
          "videos_per_class": 60, "test_per_class": 40, "ratios": (0.5, 0.75), "runs": 200, "rounds": 5}
-FULL = {"size": 64, "stages": 7, "alpha": 1.0, "depth": 1.0, "head_channels": 0, "epochs": 30, "finetune": 10,
+FULL = {"size": 64, "stages": 7, "alpha": 1.0, "depth": 1.0, "head_channels": 0, "epochs": 30, "finetune": 24,
+        "student_epochs": 20, "widths": (1.0, 0.75, 0.5, 0.25),
         "videos_per_class": 60, "test_per_class": 40, "ratios": (0.3, 0.5, 0.7), "runs": 100, "rounds": 3}
 
 
@@ -189,7 +191,7 @@ def _structured(reference, ds, bench: Bench, base: dict, p: dict) -> dict:
 
     both = structured_prune(reference, ds.train, ds.val,
                             StructuredConfig(ratio=0.5, blocks=True, block_target=0.6, max_drop_alone=0.5,
-                                             epochs=p["finetune"]),
+                                             epochs=p["finetune"], widths=p["widths"]),
                             device=bench.device, bench_config=bench.config, progress=False,
                             symmetries=MOTION_SYMMETRIES)
     cb = bench.row(both.model, "channel_block")
@@ -244,10 +246,10 @@ def _techniques(reference, ds, bench: Bench, base: dict, p: dict, spec) -> tuple
     from tfkit.train import TrainConfig, train_classifier
 
     sym, later, summary = MOTION_SYMMETRIES, [], {}  # rows are built once the latencies are in
-    qat_config = TrainConfig(epochs=2, learning_rate=2e-4, augment=False)
+    qat_config = TrainConfig(epochs=1, learning_rate=2e-4, augment=False)
 
     # magnitude 50% -> sparsity-preserving QAT -> int8; gzip against the float32 reference
-    pruned = prune_magnitude(reference, ds.train, ds.val, PruneConfig(sparsity=0.5, epochs=4),
+    pruned = prune_magnitude(reference, ds.train, ds.val, PruneConfig(sparsity=0.5, epochs=3),
                              progress=False, symmetries=sym)
     pqat = train_qat(quantize_aware(pruned.model, preserve_sparsity=True), ds.train, ds.val, qat_config,
                      progress=False).model
@@ -269,7 +271,7 @@ def _techniques(reference, ds, bench: Bench, base: dict, p: dict, spec) -> tuple
 
     # low-rank SVD of the 1x1 convolutions and the classifier at half their MACs, then fine-tuned
     lowrank = factorize(reference, LowRankConfig(macs_budget=0.5))
-    tuned = train_classifier(lowrank.model, ds.train, ds.val, TrainConfig(epochs=2, learning_rate=3e-4),
+    tuned = train_classifier(lowrank.model, ds.train, ds.val, TrainConfig(epochs=1, learning_rate=3e-4),
                              progress=False, symmetries=sym).model
     lowrank_row = bench.row(tuned, "lowrank")
     later.append(lambda: _technique("low-rank SVD (1x1 convs at 50% MACs, fine-tuned)", base, lowrank_row,
@@ -277,7 +279,7 @@ def _techniques(reference, ds, bench: Bench, base: dict, p: dict, spec) -> tuple
 
     # distillation: a half-width zoo model, trained from scratch vs distilled from the reference
     small_spec = replace(spec, alpha=spec.alpha / 2)
-    epochs = p["finetune"]
+    epochs = p["student_epochs"]
     scratch = train_classifier(build(small_spec), ds.train, ds.val, TrainConfig(epochs=epochs), progress=False,
                                symmetries=sym).model
     student = distill(build(small_spec), reference, ds.train, ds.val,
@@ -303,7 +305,7 @@ def _dynamic_exit(reference, ds, bench: Bench, base: dict, p: dict) -> dict:
 
     blocks = find_blocks(reference)
     at = blocks[len(blocks) // 2 - 1].name
-    parts = train_exit(split_for_exit(reference, at, bench.test[0][:1]), ds.train, ds.val, epochs=4, progress=False,
+    parts = train_exit(split_for_exit(reference, at, bench.test[0][:1]), ds.train, ds.val, epochs=2, progress=False,
                        symmetries=MOTION_SYMMETRIES)
     head_fb, tail_fb = bench.flatbuffer(parts.head, "float32"), bench.flatbuffer(parts.tail, "float32")
     head_it, tail_it = Interpreter(model_content=head_fb), Interpreter(model_content=tail_fb)

@@ -163,11 +163,12 @@ def test_prune_then_sparse_int8(tmp_path, tiny_data, tiny_trained):
 
 def test_structured_then_convert_and_the_other_compressors(tmp_path, tiny_data, tiny_trained):
     """`tfkit structured` times blocks, removes what it chose plus channels, distills, and records
-    params/MACs before and after; the result converts. `lowrank` and `distill` run as steps too."""
+    params/MACs before and after; the result converts. `distill` runs as a step too."""
     d = tiny_data.path
     r = invoke("structured", tiny_trained.path, "--data", d, "--ratio", 1.5, "--out", tmp_path / "x")
     assert_usage_error(r, "channel ratio must be in [0, 1)")
-    r = invoke("structured", tiny_trained.path, "--data", d, "--ratio", 0.5, "--max-blocks", 1, "--epochs", 1, "--timing-runs", 10,
+    r = invoke("structured", tiny_trained.path, "--data", d, "--ratio", 0.5, "--max-blocks", 1, "--epochs", 1,
+               "--timing-runs", 10, "--timing-rounds", 1,
                "--batch-size", 8, "--out", tmp_path / "s", "-q")
     assert r.exit_code == 0, r.output
     m = json.loads((tmp_path / "s" / "manifest.json").read_text())["history"][-1]["metrics"]

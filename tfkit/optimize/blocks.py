@@ -141,9 +141,14 @@ def fit_split(block: str, widths, latencies) -> LatencySplit:
 
 
 def block_latency_split(model, blocks: list[Block], sample: np.ndarray, *, widths=(1.0, 0.75, 0.5, 0.25),
-                        device=None, bench_config=None, progress: Callable[[str], None] | None = None) -> list[LatencySplit]:
+                        device=None, bench_config=None, rounds: int = 3,
+                        progress: Callable[[str], None] | None = None) -> list[LatencySplit]:
     """Time each block alone at several inner widths on `device` (default: this host) in float32
-    and split its latency into fixed and width-dependent parts. `sample`: one model input."""
+    and split its latency into fixed and width-dependent parts. `sample`: one model input.
+
+    Same-shaped blocks are timed once. Every model is timed `rounds` times, interleaved in a
+    shuffled order, and the median kept: on a shared host one reading can be 40% off, which
+    would change which blocks go."""
     from tfkit._compat.keras import keras
     from tfkit.bench.devices.base import BenchConfig
     from tfkit.bench.devices.local import LocalDevice
@@ -152,41 +157,48 @@ def block_latency_split(model, blocks: list[Block], sample: np.ndarray, *, width
 
     if not blocks:
         return []
+    if rounds < 1:
+        raise UsageError(f"rounds must be >= 1, got {rounds}")
     device = device or LocalDevice()
     bench_config = bench_config or BenchConfig(threads=1, warmup=10, runs=100)
     graph = Graph.of(model, "block pruning")
     shapes = tensor_shapes(model, [b.shortcut for b in blocks], sample)
-    empty_cache: dict[tuple, float] = {}
-    measured: dict[str, tuple] = {}  # block signature -> latencies: same-shaped blocks are timed once
-    splits = []
+    K = keras()
+    models: dict[str, bytes] = {}  # what to time: "empty <shape>" and "<signature> <width>"
+    plan = []  # per block: (signature, shape, widths timed)
     for block in blocks:
         shape = shapes[block.shortcut]
         signature = json.dumps([shape, [(graph.nodes[n].class_name, {k: v for k, v in graph.nodes[n].config.items()
                                                                       if k != "name"}) for n in block.layers]],
                                sort_keys=True, default=str)
-        if signature in measured:
-            latencies, shrinkable = measured[signature]
-            splits.append(fit_split(block.name, widths[:len(latencies)] if shrinkable else (1.0, 0.0),
-                                    latencies if shrinkable else (latencies[0], latencies[0])))
-            continue
-        if shape not in empty_cache:  # the cost of invoking a model at all, subtracted below
-            K = keras()
+        empty = f"empty {shape}"
+        if empty not in models:  # the cost of invoking a model at all, subtracted below
             x = K.Input(batch_shape=shape)
-            empty_cache[shape] = _time_tflite(convert_keras(K.Model(x, K.layers.ReLU()(x)), "float32"), "empty",
-                                              device, bench_config)
-        base = block_model(model, block, shape, graph)
-        shrinkable = bool(ChannelGraph(base).prunable())
-        latencies = []
-        for width in widths if shrinkable else (1.0,):
-            sub = base if width >= 1.0 else prune_channels(
-                base, ChannelConfig(ratio=1.0 - width, scope="uniform", round_to=1, min_channels=1)).model
-            latencies.append(max(_time_tflite(convert_keras(sub, "float32"), f"{block.name}_{width:g}", device,
-                                              bench_config) - empty_cache[shape], 0.0))
-        measured[signature] = (latencies, shrinkable)
-        if progress:
+            models[empty] = convert_keras(K.Model(x, K.layers.ReLU()(x)), "float32")
+        timed = next((w for sig, _, w in plan if sig == signature), None)
+        if timed is None:
+            base = block_model(model, block, shape, graph)
+            timed = tuple(widths) if ChannelGraph(base).prunable() else (1.0,)
+            for width in timed:
+                sub = base if width >= 1.0 else prune_channels(
+                    base, ChannelConfig(ratio=1.0 - width, scope="uniform", round_to=1, min_channels=1)).model
+                models[f"{signature} {width}"] = convert_keras(sub, "float32")
+        plan.append((signature, shape, timed))
+    readings: dict[str, list[float]] = {key: [] for key in models}
+    rng = np.random.default_rng(0)
+    keys = list(models)
+    for _ in range(rounds):
+        for i in rng.permutation(len(keys)):
+            readings[keys[i]].append(_time_tflite(models[keys[i]], f"block{i}", device, bench_config))
+    median = {key: float(np.median(v)) for key, v in readings.items()}
+    splits, reported = [], set()
+    for block, (signature, shape, timed) in zip(blocks, plan, strict=True):
+        latencies = [max(median[f"{signature} {w}"] - median[f"empty {shape}"], 0.0) for w in timed]
+        if progress and signature not in reported:  # once per distinct block shape
+            reported.add(signature)
             progress(f"{block.name}: {', '.join(f'{v:.3f}' for v in latencies)} ms")
-        splits.append(fit_split(block.name, widths[:len(latencies)] if shrinkable else (1.0, 0.0),
-                                latencies if shrinkable else (latencies[0], latencies[0])))
+        splits.append(fit_split(block.name, timed if len(timed) > 1 else (1.0, 0.0),
+                                latencies if len(timed) > 1 else (latencies[0], latencies[0])))
     return splits
 
 
