@@ -19,3 +19,20 @@ def content_shift(before: np.ndarray, after: np.ndarray) -> tuple[int, int]:
     surface = np.fft.ifft2(cross / (np.sqrt(np.abs(cross)) + 1e-9)).real
     dy, dx = np.unravel_index(np.argmax(surface), surface.shape)
     return (int(dx - w if dx > w // 2 else dx), int(dy - h if dy > h // 2 else dy))
+
+
+def unfollowable_models():
+    """Two models every graph technique must refuse by name: one with a Lambda layer 'double'
+    (after a conv 'conv'), and a subclassed one."""
+    from tfkit._compat.keras import keras
+
+    K = keras()
+    x = inp = K.Input((8, 8, 3))
+    x = K.layers.Conv2D(4, 3, name="conv")(x)
+    x = K.layers.Lambda(lambda t: t * 2.0, name="double")(x)
+
+    class Sub(K.Model):
+        def call(self, t):
+            return t
+
+    return K.Model(inp, x), Sub()
