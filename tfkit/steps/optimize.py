@@ -27,15 +27,11 @@ class PruneStep(Step):
     config: PruneConfig
 
     def run(self, inputs, workdir: Path, ctx: RunContext) -> StepOutput:
-        from tfkit.models.io import save_model
         from tfkit.optimize.prune import kernel_sparsity, prune_magnitude
-        from tfkit.train import evaluate_accuracy
-        from tfkit.types import Normalization
 
         model_art, data_art = inputs
         model, train, val = load_model_and_clips(inputs)
-        norm = Normalization(data_art.manifest.spec["clip"]["normalization"])
-        before = evaluate_accuracy(model, val.x, val.y, norm)
+        before = _before(model, data_art, val)
         c: PruneConfig = self.config
         target = c.m_by_n or f"{c.sparsity:.0%}"
         ctx.log(f"[prune] pruning to {target} ({c.schedule}, {c.epochs} epochs of fine-tuning)")
@@ -43,15 +39,13 @@ class PruneStep(Step):
                                  symmetries=data_art.manifest.spec.get("symmetries"))
         ctx.log(f"[prune] kernel sparsity {result.sparsity['overall']:.2f} over {len(result.pruned_layers)} layers; "
                 f"validation accuracy {before:.3f} -> {result.val_accuracy:.3f}")
-        save_model(result.model, workdir / MODEL_FILE)
-        metrics = {"val_accuracy": result.val_accuracy, "val_accuracy_before": before,
-                   "train_accuracy": result.train_accuracy, "sparsity": result.sparsity,
+        metrics = {"val_accuracy": result.val_accuracy, "train_accuracy": result.train_accuracy,
+                   "sparsity": result.sparsity,
                    "sparsity_before": kernel_sparsity(model, result.pruned_layers)["overall"],
-                   "pruned_layers": result.pruned_layers, "params": int(result.model.count_params())}
+                   "pruned_layers": result.pruned_layers}
         if result.xnnpack_sparse_check:
             metrics["xnnpack_sparse_check"] = result.xnnpack_sparse_check
-        return StepOutput(ArtifactKind.KERAS_MODEL, {"model": MODEL_FILE}, model_art.manifest.spec, metrics,
-                          _versions())
+        return _compressed(model_art, before, result.model, metrics, workdir)
 
 
 def _compressed(model_art, before: float, model, metrics: dict, workdir: Path, spec=None) -> StepOutput:
