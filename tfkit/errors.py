@@ -38,6 +38,10 @@ class InputPathError(UsageError):
     """A path the user gave does not exist or is not what it should be."""
 
 
+class ModelFileError(InputPathError):
+    """A model file (.tflite, .keras, .h5, SavedModel) that cannot be read, or may not be loaded safely."""
+
+
 class DataError(UsageError):
     """Video data that cannot be used: not a video, unreadable, empty dataset folder."""
 
