@@ -16,6 +16,7 @@ class ArtifactKind(str, enum.Enum):
     TFLITE_MODEL = "tflite_model"
     BENCHMARK = "benchmark"
     REPORT = "report"
+    COVERAGE = "coverage"  # delegate coverage of a .tflite (the `check` step)
 
 
 class Precision(str, enum.Enum):

@@ -6,6 +6,7 @@ Example:
     ['bench', 'build', 'convert', 'data', 'prune', 'report', 'train']
 """
 from tfkit.steps import bench as _bench  # noqa: F401  (each module registers its steps)
+from tfkit.steps import check as _check  # noqa: F401
 from tfkit.steps import convert as _convert  # noqa: F401
 from tfkit.steps import data as _data  # noqa: F401
 from tfkit.steps import model as _model  # noqa: F401

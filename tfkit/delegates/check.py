@@ -1,0 +1,91 @@
+"""`check`: per-op delegate coverage of any .tflite, read in a child process.
+
+A .tflite from elsewhere is untrusted input: a hostile or corrupt file can make the flatbuffer
+reader or LiteRT allocate without bound or crash. So `check_file` runs the analysis in a child
+Python process with a timeout and turns every failure into one clear `ModelFileError`.
+
+Example:
+    >>> [c.summary() for c in check_file("model.tflite", ["gpu", "edgetpu"])]  # doctest: +SKIP
+    ['fully delegated (57/57 ops on gpu)', 'not delegable: not fully int8: ...']
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from tfkit.delegates.base import Coverage, OpCoverage, check_names, get_delegate
+from tfkit.delegates.graph import TfliteGraph
+from tfkit.errors import InputPathError, ModelFileError, TfkitError
+
+CHILD_TIMEOUT_S = 300.0
+MAX_BYTES = 2 << 30  # a .tflite flatbuffer cannot exceed 2 GiB
+
+
+def check_bytes(flatbuffer: bytes, delegates: Sequence[str], *, what: str = "model",
+                android_api: int = 30) -> list[Coverage]:
+    """In this process: coverage of `flatbuffer` for each delegate (trusted input)."""
+    graph = TfliteGraph.from_flatbuffer(flatbuffer, what=what)
+    out = []
+    for name in check_names(delegates):
+        provider = get_delegate(name)
+        if name == "nnapi":
+            provider.android_api = android_api
+        out.append(provider.coverage(graph, flatbuffer))
+    return out
+
+
+def check_file(path: str | os.PathLike, delegates: Sequence[str], *, android_api: int = 30,
+               timeout: float = CHILD_TIMEOUT_S) -> list[Coverage]:
+    """Coverage of the .tflite at `path` for each delegate, computed in a child process."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputPathError(f"no .tflite file at {path}")
+    if path.stat().st_size > MAX_BYTES:
+        raise ModelFileError(f"{path} is {path.stat().st_size} bytes: larger than any TFLite flatbuffer (2 GiB)")
+    names = check_names(delegates)
+    cmd = [sys.executable, "-m", "tfkit.delegates.check", str(path), ",".join(names), str(android_api)]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise ModelFileError(f"reading {path} took over {timeout:.0f} s; giving up (corrupt or hostile file?)") from None
+    if done.returncode < 0:
+        raise ModelFileError(f"reading {path} crashed the reader (signal {-done.returncode}): corrupt or hostile "
+                             "file; it was read in a child process, so nothing else was affected")
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
+    if not lines:
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ModelFileError(f"reading {path} failed: {tail}")
+    payload = json.loads(lines[-1])
+    if "error" in payload:
+        raise ModelFileError(payload["error"])
+    return [_coverage_from_dict(d) for d in payload["coverage"]]
+
+
+def _coverage_from_dict(d: dict) -> Coverage:
+    return Coverage(d["delegate"], d["verdict"], d["ops_total"], d["ops_delegated"],
+                    tuple(OpCoverage(**r) for r in d["ops"]), d["partitions"], d["source"], tuple(d["notes"]),
+                    tuple(d["fallback_indices"]))
+
+
+def _child(argv: list[str]) -> int:
+    """`python -m tfkit.delegates.check PATH NAMES API`: one JSON line on stdout."""
+    import warnings
+
+    path, names, api = argv[0], argv[1].split(","), int(argv[2])
+    try:
+        data = Path(path).read_bytes()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = {"coverage": [c.to_dict() for c in check_bytes(data, names, what=path, android_api=api)]}
+    except TfkitError as e:
+        result = {"error": str(e)}
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_child(sys.argv[1:]))
