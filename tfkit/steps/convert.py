@@ -73,6 +73,7 @@ class ConvertStep(Step):
 
     def run(self, inputs, workdir: Path, ctx: RunContext) -> StepOutput:
         from tfkit._compat.keras import versions
+        from tfkit.convert.metadata import embed_metadata, metadata_for
         from tfkit.convert.parity import TFLiteModel, check_parity
         from tfkit.convert.tflite import convert_keras
         from tfkit.delegates.gpu import analyze_gpu
@@ -103,7 +104,6 @@ class ConvertStep(Step):
         else:
             flatbuffer = convert_keras(model, c.precision, calibration=(x[None] for x in calibration), sparse=c.sparse)
             report, stream_spec = check_parity(model, flatbuffer, parity, c.precision, **c.parity_bars()), None
-        write_bytes_atomic(workdir / TFLITE_FILE, flatbuffer)
         ctx.log(f"[convert] {c.precision} {c.form}: parity ok ({report.threshold})")
         tfl = TFLiteModel(flatbuffer)
         # The model's data input: for the streaming form the signature's `frame`, not a state.
@@ -114,9 +114,15 @@ class ConvertStep(Step):
                           "quantization": [float(q) for q in inp["quantization"]]}}
         if stream_spec:
             spec["stream"] = stream_spec
+        # Labels, normalization and the state layout travel inside the file; the graph is untouched,
+        # so the parity just checked holds for the bytes written.
+        plain_bytes = len(flatbuffer)
+        flatbuffer = embed_metadata(flatbuffer, metadata_for(spec, data_art.manifest.spec if data_art else None))
+        write_bytes_atomic(workdir / TFLITE_FILE, flatbuffer)
         # Builtin ops only by construction: the converter is never given SELECT_TF_OPS, so a layer
         # that needs Flex fails conversion with the converter's own message.
         metrics = {"size_bytes": len(flatbuffer), "gzip_bytes": gzip_bytes(flatbuffer), "parity": report.to_dict(),
+                   "metadata_bytes": len(flatbuffer) - plain_bytes,
                    "ops": tfl.op_counts(),
                    "float_activation_tensors": tfl.float_activation_count(),
                    "xnnpack_partitions": tfl.xnnpack_partitions(), "gpu_analyzer": analyze_gpu(flatbuffer).to_dict(),
