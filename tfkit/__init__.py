@@ -47,6 +47,8 @@ _API = {
     "run_step": "tfkit.steps",
     "Artifact": "tfkit.artifacts",
     "demo": "tfkit.pipeline",
+    "load_recipe": "tfkit.recipe",
+    "run_recipe": "tfkit.recipe",
     "DemoConfig": "tfkit.pipeline",
 }
 

@@ -14,6 +14,8 @@ import click
 # name -> (module:attribute, one-line help shown by --help without importing the module)
 COMMANDS = {
     "demo": ("tfkit.cli.demo:demo", "Run the whole job on the built-in data: data, build, train, convert, bench, report."),
+    "run": ("tfkit.cli.run:run", "Run a YAML recipe (converters/NAME.yaml): checked first, unchanged steps reused."),
+    "recipes": ("tfkit.cli.run:recipes", "List the shipped recipes (model x target) as a Markdown table."),
     "data": ("tfkit.cli.steps:data", "Decode videos (built-in set or root/<class>/<video>) into clip sets."),
     "build": ("tfkit.cli.steps:build", "Build a zoo model (untrained) as a Keras artifact."),
     "train": ("tfkit.cli.steps:train", "Train a Keras model artifact on a dataset artifact."),

@@ -1,0 +1,560 @@
+"""Recipes: an ordered list of steps as YAML, checked for fit before anything runs, then run step
+by step into `out/NN-<id>/` (a rerun reuses each step whose inputs and config are unchanged).
+
+A recipe names its model and target and lists steps; each step has an `id` (default: its step
+name), a `step` (a registered step), `inputs` (ids of earlier steps) and `with` (its config).
+Every mistake is a RecipeError that names the file, line, field path and the allowed values.
+
+Example:
+    >>> recipe = load_recipe("converters/tsm_mobilenet_v2_cpu-int8.yaml", overrides={"train.epochs": 1})  # doctest: +SKIP
+    >>> run_recipe(recipe, Path("out/cpu")).artifacts["convert"].file("model")  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import enum
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from tfkit.errors import InputPathError, RecipeError, TfkitError, UnknownNameError
+from tfkit.models.spec import VideoModelSpec
+from tfkit.registry import Registry
+from tfkit.steps import STEPS, RunContext, run_step
+from tfkit.types import ArtifactKind
+
+TOP_KEYS = ("name", "description", "model", "target", "out", "steps")
+REQUIRED_TOP = ("description", "model", "steps")
+STEP_KEYS = ("id", "step", "inputs", "with")
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")  # no ".": `--set ID.FIELD=VALUE` splits on it
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a recipe's artifact is meant to run: the precision it needs and the delegate that runs it."""
+
+    name: str
+    precision: str
+    delegate: str
+    description: str
+
+
+TARGETS: Registry[Target] = Registry("target")
+for _t in (
+    Target("cpu-int8", "int8", "xnnpack", "phone or desktop CPU through XNNPACK, full-integer int8"),
+    Target("gpu-fp16", "float16", "gpu", "mobile GPU delegate, float16 weights"),
+    Target("nnapi-int8", "int8", "nnapi", "Android NNAPI accelerators, full-integer int8 (NNAPI is deprecated)"),
+    Target("edgetpu-int8", "int8", "edgetpu", "Coral Edge TPU: every tensor 8-bit, every shape static"),
+    Target("board-int8", "int8", "xnnpack", "an ARM board's CPU (Raspberry Pi class) through XNNPACK"),
+):
+    TARGETS.register(_t.name)(_t)
+
+# What each step writes, known before it runs (a step class may instead declare `output_kind`).
+# An unknown kind is terminal: no later step may take it as an input.
+OUTPUT_KINDS = {"data": "dataset", "build": "keras_model", "train": "keras_model", "prune": "keras_model",
+                "structured": "keras_model", "cluster": "keras_model", "lowrank": "keras_model",
+                "distill": "keras_model", "convert": "tflite_model", "bench": "benchmark", "report": "report",
+                "check": "coverage"}
+# Steps whose class does not annotate `config: SomeConfig`.
+CONFIG_CLASSES = {"data": ("tfkit.steps.data", "DataConfig")}
+BUILD_FROM_DATA = ("num_classes", "frames", "size")  # a build spec's fields the data decides when omitted
+CLIP_ONLY = ("bench",)  # steps that feed whole clips to each .tflite (the bench runner scores accuracy)
+
+
+def _device(value) -> None:
+    from tfkit.bench.devices import DEVICES
+
+    DEVICES.get(value)
+
+
+def _normalization(value) -> None:
+    from tfkit.types import Normalization
+
+    if value not in [n.value for n in Normalization]:
+        raise UnknownNameError("normalization", value, [n.value for n in Normalization])
+
+
+def _source(value) -> None:
+    if value != "builtin" and not Path(value).is_dir():
+        raise InputPathError(f"no folder {value!r} (relative paths start from the current folder); give "
+                             "'builtin' or a folder laid out as root/<class>/<video>")
+
+
+# Values that a config's own checks leave to run time or word without the allowed values: (step, field) -> check.
+VALUE_CHECKS = {("bench", "device"): _device, ("data", "normalization"): _normalization, ("data", "source"): _source}
+
+
+@dataclass(frozen=True)
+class RecipeStep:
+    id: str
+    step: str
+    inputs: tuple[str, ...] = ()
+    config: dict = field(default_factory=dict)  # as written, with --set overrides applied
+    derived: dict = field(default_factory=dict)  # omitted fields taken from the data (frames, size, ...)
+    classes_from: str | None = None  # build: num_classes from this data step's classes, when omitted
+
+    def make_config(self, num_classes: int | None = None):
+        """The step's config dataclass (None for a step without one)."""
+        cls = config_class(STEPS.get(self.step))
+        if cls is None:
+            return None
+        extra = {"num_classes": num_classes} if num_classes is not None else {}
+        return cls(**{**self.derived, **extra, **self.config})
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    description: str
+    model: str
+    target: str | None
+    out: Path
+    steps: tuple[RecipeStep, ...]
+    source: Path | None = None
+
+    def step(self, id_: str) -> RecipeStep:
+        return next(s for s in self.steps if s.id == id_)
+
+    def values(self, step: str, name: str) -> list:
+        """The value of config field `name` in every `step` step, defaults included: e.g. ("convert", "precision")."""
+        return [getattr(s.make_config(), name) for s in self.steps if s.step == step]
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "description": self.description, "model": self.model, "target": self.target,
+                "out": str(self.out),
+                "steps": [{"id": s.id, "step": s.step, "inputs": list(s.inputs), "with": dict(s.config)}
+                          for s in self.steps]}
+
+    def plan(self, out: Path | None = None) -> list[str]:
+        """One line per step: folder, step <- inputs, the config as written and what the data decides."""
+        out = Path(out) if out is not None else self.out
+        rows = []
+        for n, s in enumerate(self.steps, 1):
+            config = [f"{k}={v}" for k, v in s.config.items()]
+            config += [f"{k}={v} (from data)" for k, v in s.derived.items()]
+            if s.classes_from and "num_classes" not in s.config:
+                config.append(f"num_classes=<classes of {s.classes_from}>")
+            rows.append((str(out / f"{n:02d}-{s.id}"), f"{s.step} <- {', '.join(s.inputs) or '-'}", " ".join(config)))
+        wide = [max(len(r[c]) for r in rows) for c in (0, 1)]
+        return [f"recipe {self.name} (model {self.model}, target {self.target or '-'}): {self.description}",
+                *(f"  {a:<{wide[0]}}  {b:<{wide[1]}}  {c}".rstrip() for a, b, c in rows)]
+
+
+@dataclass(frozen=True)
+class RecipeResult:
+    recipe: Recipe
+    out: Path
+    artifacts: dict  # step id -> Artifact, in recipe order
+    reused: tuple[str, ...]  # ids of the steps a rerun found unchanged
+
+
+def config_class(step_cls):
+    """The frozen config dataclass a step takes (its `config: SomeConfig` annotation), or None."""
+    try:
+        hint = typing.get_type_hints(step_cls).get("config")
+    except (NameError, TypeError):
+        hint = None
+    if hint is None and step_cls.name in CONFIG_CLASSES:
+        import importlib
+
+        module, attr = CONFIG_CLASSES[step_cls.name]
+        hint = getattr(importlib.import_module(module), attr)
+    return hint if dataclasses.is_dataclass(hint) else None
+
+
+def output_kind(step_cls) -> ArtifactKind | None:
+    kind = getattr(step_cls, "output_kind", None) or OUTPUT_KINDS.get(step_cls.name)
+    try:
+        return ArtifactKind(kind) if kind is not None else None
+    except ValueError:
+        return None
+
+
+def zoo_names() -> list[str]:
+    from tfkit.models import model_names
+    from tfkit.models.spec import TEMPORAL_MODULES
+
+    return sorted(f"{t}_{f}" for f in model_names() for t in TEMPORAL_MODULES)
+
+
+# --- where: file, line and field path in error messages ------------------------------------------
+
+
+def _dotted(path: tuple) -> str:
+    text = ""
+    for p in path:
+        text += f"[{p}]" if isinstance(p, int) else f".{p}" if text else str(p)
+    return text or "(top level)"
+
+
+def _choices(what: str, name, known) -> str:
+    known = sorted(known)
+    close = difflib.get_close_matches(str(name), known, n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    return f"unknown {what} {name!r}.{hint} Allowed: {', '.join(known) or '(none)'}."
+
+
+class _Where:
+    def __init__(self, source: str, lines: dict, overridden: dict):
+        self.source, self.lines, self.overridden = source, lines, overridden
+
+    def error(self, path: tuple, message: str, line: int | None = None) -> RecipeError:
+        if line is None:
+            line = next((self.lines[path[:n]] for n in range(len(path), -1, -1) if path[:n] in self.lines), None)
+        where = f"{self.source}:{line}" if line else self.source
+        origin = f" (from --set {self.overridden[path]})" if path in self.overridden else ""
+        return RecipeError(f"{where}: {_dotted(path)}{origin}: {message}")
+
+
+def _lines(node, path: tuple, out: dict, where: _Where) -> dict:
+    out.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        seen = set()
+        for key, value in node.value:
+            sub = (*path, key.value)
+            if key.value in seen:
+                raise where.error(sub, f"duplicate key (first on line {out[sub]}); keep one",
+                                  line=key.start_mark.line + 1)
+            seen.add(key.value)
+            out[sub] = key.start_mark.line + 1
+            _lines(value, sub, out, where)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, value in enumerate(node.value):
+            _lines(value, (*path, i), out, where)
+    return out
+
+
+# --- loading and checking -------------------------------------------------------------------------
+
+
+def load_recipe(path, *, overrides: dict | None = None) -> Recipe:
+    """Read and check a recipe file; `overrides` like {"train.epochs": 1} are checked the same way."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputPathError(f"{path}: no such recipe file; list the shipped ones with `tfkit recipes`")
+    text = path.read_text()
+    where = _Where(str(path), {}, {})
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e)
+        context, start = getattr(e, "context", None), getattr(e, "context_mark", None)
+        if context and start is not None and mark is not None and start.line != mark.line:
+            problem += f" ({context} on line {start.line + 1})"
+        raise RecipeError(f"{path}{line}: invalid YAML: {problem}") from None
+    if node is not None:
+        _lines(node, (), where.lines, where)
+    return check_recipe(data, source=path, overrides=overrides, _where=where)
+
+
+def check_recipe(data, *, source: Path | None = None, overrides: dict | None = None, _where=None) -> Recipe:
+    """Check recipe data (as YAML gives it) for fit, before anything runs; returns the Recipe."""
+    where = _where or _Where(str(source or "<recipe>"), {}, {})
+    if not isinstance(data, dict):
+        raise where.error((), f"a recipe is a mapping with keys {', '.join(TOP_KEYS)}; got "
+                              f"{type(data).__name__ if data is not None else 'an empty file'}")
+    data = _apply_overrides(copy.deepcopy(data), overrides or {}, where)
+    for key in data:
+        if key not in TOP_KEYS:
+            raise where.error((key,), _choices("key", key, TOP_KEYS))
+    for key in REQUIRED_TOP:
+        if key not in data:
+            raise where.error((key,), f"missing; a recipe needs {', '.join(REQUIRED_TOP)}")
+    for key in ("name", "description", "model", "target", "out"):
+        if data.get(key) is not None and not isinstance(data[key], str):
+            raise where.error((key,), f"must be a string, got {data[key]!r}")
+    if data["model"] not in zoo_names():
+        raise where.error(("model",), _choices("model", data["model"], zoo_names()))
+    target = data.get("target")
+    if target is not None and target not in TARGETS:
+        raise where.error(("target",), _choices("target", target, TARGETS.names()))
+    steps = data["steps"]
+    if not isinstance(steps, list) or not steps:
+        raise where.error(("steps",), "must be a non-empty list of steps")
+    checked: list[RecipeStep] = []
+    static: dict[str, _Static] = {}
+    all_ids = [s.get("id", s.get("step")) for s in steps if isinstance(s, dict)]
+    for i, raw in enumerate(steps):
+        step, info = _check_step(raw, ("steps", i), checked, static, all_ids, where)
+        checked.append(step)
+        static[step.id] = info
+    name = data.get("name") or (source.stem if source else "recipe")
+    recipe = Recipe(name=name, description=data["description"], model=data["model"], target=target,
+                    out=Path(data.get("out") or f"out/{name}"), steps=tuple(checked), source=source)
+    _check_whole(recipe, static, where)
+    return recipe
+
+
+def _apply_overrides(data: dict, overrides: dict, where: _Where) -> dict:
+    steps = data.get("steps") if isinstance(data.get("steps"), list) else []
+    ids = [s.get("id", s.get("step")) if isinstance(s, dict) else None for s in steps]
+    for key, value in overrides.items():
+        step_id, _, name = str(key).partition(".")
+        if not name:
+            raise RecipeError(f"{where.source}: --set {key}: write STEP_ID.FIELD=VALUE, e.g. train.epochs=1")
+        if step_id not in ids:
+            raise RecipeError(f"{where.source}: --set {key}: {_choices('step id', step_id, [i for i in ids if i])}")
+        i = ids.index(step_id)
+        config = steps[i].setdefault("with", {})
+        if isinstance(config, dict):
+            config[name] = value
+            where.overridden[("steps", i, "with", name)] = f"{key}={value!r}"
+    return data
+
+
+@dataclass(frozen=True)
+class _Static:
+    """What is known about a step's output before it runs."""
+
+    kind: ArtifactKind | None
+    shape: tuple | None = None  # the clip shape (T, H, W, 3) a dataset holds or a model takes
+    spec: object = None  # the VideoModelSpec a model came from
+    form: str | None = None  # a .tflite's form (clip | stream)
+    config: object = None
+
+
+def _check_step(raw, path: tuple, earlier: list[RecipeStep], static: dict, all_ids: list, where: _Where):
+    if not isinstance(raw, dict):
+        raise where.error(path, f"a step is a mapping with keys {', '.join(STEP_KEYS)}; got {raw!r}")
+    for key in raw:
+        if key not in STEP_KEYS:
+            raise where.error((*path, key), _choices("step key", key, STEP_KEYS))
+    if "step" not in raw:
+        raise where.error((*path, "step"), f"missing; one of {', '.join(STEPS.names())}")
+    name = raw["step"]
+    if name not in STEPS:
+        raise where.error((*path, "step"), _choices("step", name, STEPS.names()))
+    step_cls = STEPS.get(name)
+    step_id = raw.get("id", name)
+    if not isinstance(step_id, str) or not ID_PATTERN.fullmatch(step_id):
+        raise where.error((*path, "id"), f"{step_id!r} is not a usable id (letters, digits, '_' and '-')")
+    if step_id in static:
+        raise where.error((*path, "id"), f"{step_id!r} is already the id of an earlier step; give each step its own id")
+    inputs = raw.get("inputs", [])
+    if not isinstance(inputs, list) or not all(isinstance(x, str) for x in inputs):
+        raise where.error((*path, "inputs"), f"must be a list of earlier step ids, got {inputs!r}")
+    for j, ref in enumerate(inputs):
+        if ref not in static:
+            what = (f"{ref!r} is this step or a later one; inputs must come from earlier steps" if ref in all_ids
+                    else _choices("input", ref, list(static)))
+            raise where.error((*path, "inputs", j), what)
+    _check_kinds(step_cls, inputs, static, (*path, "inputs"), where)
+    config = raw.get("with") or {}
+    if not isinstance(config, dict):
+        raise where.error((*path, "with"), f"must be a mapping of {name}'s config fields, got {config!r}")
+    derived, classes_from = _derived(name, inputs, earlier, static, config)
+    cfg = _check_config(step_cls, config, derived, (*path, "with"), where)
+    step = RecipeStep(id=step_id, step=name, inputs=tuple(inputs), config=dict(config), derived=derived,
+                      classes_from=classes_from)
+    return step, _static_of(step_cls, cfg, inputs, static, path, where)
+
+
+def _check_kinds(step_cls, inputs, static, path, where):
+    kinds = [static[i].kind for i in inputs]
+    for j, (ref, kind) in enumerate(zip(inputs, kinds)):
+        if kind is None:
+            raise where.error((*path, j), f"{ref!r} writes an artifact no step takes as an input")
+    want = list(step_cls.input_kinds)
+    ok = kinds == want or (step_cls.variadic and want and len(kinds) >= len(want)
+                           and kinds[:len(want) - 1] == want[:-1] and all(k == want[-1] for k in kinds[len(want) - 1:]))
+    if not ok:
+        got = ", ".join(f"{ref} ({k.value})" for ref, k in zip(inputs, kinds)) or "nothing"
+        takes = ", ".join(k.value for k in want) or "no inputs"
+        raise where.error(path, f"{step_cls.name} takes [{takes}]{' (last repeatable)' if step_cls.variadic else ''}"
+                                f", got [{got}]")
+
+
+def _derived(name: str, inputs, earlier: list[RecipeStep], static: dict, config: dict):
+    """Config fields the data decides when a step omits them: a build spec's frames, size and classes
+    (from the nearest earlier data step, as tfkit.pipeline does) and training's normalization."""
+    derived, classes_from = {}, None
+    data_inputs = [static[i].config for i in inputs if static[i].kind == ArtifactKind.DATASET and static[i].config]
+    if config_class(STEPS.get(name)) is VideoModelSpec:
+        data_step = next((s for s in reversed(earlier) if s.step == "data"), None)
+        if data_step is not None:
+            data_cfg = static[data_step.id].config
+            derived = {"frames": data_cfg.frames, "size": data_cfg.size}
+            classes_from = data_step.id
+    elif data_inputs and "normalization" in _field_names(config_class(STEPS.get(name))):
+        derived = {"normalization": data_inputs[0].normalization}
+    return {k: v for k, v in derived.items() if k not in config}, classes_from
+
+
+def _field_names(cls) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)} if cls is not None else set()
+
+
+def _number(v) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+# How a YAML value must look for a field annotated with each scalar type (others: the config decides).
+SCALARS = {bool: lambda v: isinstance(v, bool), int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+           float: _number, str: lambda v: isinstance(v, str), type(None): lambda v: v is None}
+
+
+def _type_problem(hint, value) -> str | None:
+    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    for t in options:
+        if isinstance(t, type) and issubclass(t, enum.Enum):
+            allowed = [m.value for m in t]
+            return None if value in allowed else _choices("value", value, allowed)
+        if t not in SCALARS or SCALARS[t](value):
+            return None
+    names = " or ".join("null" if t is type(None) else getattr(t, "__name__", str(t)) for t in options)
+    return f"expects {names}, got {value!r} ({type(value).__name__})"
+
+
+def _check_config(step_cls, config: dict, derived: dict, path: tuple, where: _Where):
+    cls = config_class(step_cls)
+    if cls is None:
+        if config:
+            raise where.error(path, f"{step_cls.name} takes no config")
+        return None
+    fields = _field_names(cls)
+    hints = typing.get_type_hints(cls)
+    for key, value in config.items():
+        if key not in fields:
+            raise where.error((*path, key), _choices(f"{step_cls.name} field", key, fields))
+        if hints.get(key) is float and isinstance(value, str):
+            try:  # YAML 1.1 reads 1e-3 (no dot) as a string
+                config[key] = value = float(value)
+            except ValueError:
+                pass
+        problem = _type_problem(hints.get(key), value)
+        if problem:
+            raise where.error((*path, key), problem)
+        if (step_cls.name, key) in VALUE_CHECKS:
+            try:
+                VALUE_CHECKS[step_cls.name, key](value)
+            except TfkitError as e:
+                raise where.error((*path, key), str(e)) from None
+    try:
+        return cls(**{**derived, **config})
+    except (TfkitError, TypeError, ValueError) as e:
+        culprit = next((k for k in config if _fails(cls, {**derived, k: config[k]})), None)
+        raise where.error((*path, culprit) if culprit else path, str(e)) from None
+
+
+def _fails(cls, values: dict) -> bool:
+    try:
+        cls(**values)
+    except (TfkitError, TypeError, ValueError):
+        return True
+    return False
+
+
+def _static_of(step_cls, cfg, inputs, static: dict, path: tuple, where: _Where) -> _Static:
+    kind = output_kind(step_cls)
+    ins = [static[i] for i in inputs]
+    shapes = {(i, s.shape) for i, s in zip(inputs, ins) if s.shape is not None}
+    if len({s for _, s in shapes}) > 1:
+        described = ", ".join(f"{i} {list(s)}" for i, s in sorted(shapes))
+        raise where.error((*path, "inputs"), f"clip shapes (frames, height, width, channels) differ: {described}; "
+                                             "give build and data the same frames and size (or omit them in build)")
+    if isinstance(cfg, VideoModelSpec):  # a model from a spec: its input shape is the spec's
+        return _Static(kind, cfg.input_shape, spec=cfg, config=cfg)
+    if kind == ArtifactKind.DATASET and hasattr(cfg, "clip"):
+        return _Static(kind, cfg.clip.shape, config=cfg)
+    model = next((s for s in ins if s.kind in (ArtifactKind.KERAS_MODEL, ArtifactKind.TFLITE_MODEL)), None)
+    form = getattr(cfg, "form", None) if kind == ArtifactKind.TFLITE_MODEL else None
+    if form == "stream" and model is not None and model.spec is not None and not model.spec.causal:
+        raise where.error((*path, "with", "form"), "'stream' needs a causal model: set causal: true in the build step")
+    if step_cls.name in CLIP_ONLY:
+        for j, s in enumerate(ins):
+            if s.form == "stream":
+                raise where.error((*path, "inputs", j), f"{inputs[j]!r} is a stream-form model (frame + state "
+                                  f"inputs); {step_cls.name} feeds it whole clips: give it a clip-form model")
+    if model is not None and kind in (ArtifactKind.KERAS_MODEL, ArtifactKind.TFLITE_MODEL):
+        return _Static(kind, model.shape, model.spec, form or model.form, cfg)  # same clips, same origin
+    return _Static(kind, config=cfg)
+
+
+def _check_whole(recipe: Recipe, static: dict, where: _Where) -> None:
+    for i, s in enumerate(recipe.steps):
+        spec = static[s.id].config
+        if not isinstance(spec, VideoModelSpec):  # only steps that build a model from a spec
+            continue
+        if spec.name != recipe.model:
+            raise where.error(("steps", i, "with", "family"), f"builds {spec.name!r} (temporal {spec.temporal}, "
+                              f"family {spec.family}) but the recipe's model is {recipe.model!r}")
+        if s.classes_from is None and not set(BUILD_FROM_DATA) <= set(s.config):
+            raise where.error(("steps", i, "with"), f"no data step comes before this build, so give "
+                              f"{', '.join(BUILD_FROM_DATA)} here")
+    if recipe.target is None:
+        return
+    target = TARGETS.get(recipe.target)
+    precisions = recipe.values("convert", "precision")
+    if target.precision not in precisions:
+        raise where.error(("target",), f"{target.name} runs {target.precision} models but no convert step writes "
+                          f"one (precisions: {', '.join(precisions) or 'no convert step'})")
+    delegates = recipe.values("check", "delegate")
+    if delegates and target.delegate not in delegates:
+        raise where.error(("target",), f"{target.name} runs on {target.delegate} but the check steps test "
+                          f"{', '.join(delegates)}")
+
+
+# --- running --------------------------------------------------------------------------------------
+
+
+def run_recipe(recipe, out: Path | None = None, ctx: RunContext | None = None, *, force: bool = False,
+               overrides: dict | None = None) -> RecipeResult:
+    """Check, then run every step in order into `out/NN-<id>/` (default: the recipe's `out`);
+    steps whose inputs and config are unchanged since the last run are reused, not rerun."""
+    ctx = ctx if ctx is not None else RunContext()
+    if not isinstance(recipe, Recipe):
+        recipe = load_recipe(recipe, overrides=overrides)
+    elif overrides:
+        recipe = check_recipe(recipe.to_dict(), source=recipe.source, overrides=overrides)
+    out = Path(out) if out is not None else recipe.out
+    artifacts, reused = {}, []
+    for n, s in enumerate(recipe.steps, 1):
+        classes = None
+        if s.classes_from and "num_classes" not in s.config:
+            classes = len(artifacts[s.classes_from].manifest.spec["classes"])
+        folder = out / f"{n:02d}-{s.id}"
+        before = _stamp(folder)
+        step = STEPS.get(s.step)(s.make_config(num_classes=classes))
+        artifacts[s.id] = run_step(step, [artifacts[i] for i in s.inputs], folder, ctx, force=force)
+        if before is not None and before == _stamp(folder):
+            reused.append(s.id)
+    return RecipeResult(recipe, out, artifacts, tuple(reused))
+
+
+def _stamp(folder: Path):
+    from tfkit.artifacts import MANIFEST
+
+    try:
+        st = (folder / MANIFEST).stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
+# --- the shipped recipes --------------------------------------------------------------------------
+
+
+def recipe_table(folder: Path) -> str:
+    """A Markdown table of every recipe in `folder` (each one checked), links relative to its parent."""
+    rows = ["| recipe | model | target | precision | form | delegate | description |",
+            "|---|---|---|---|---|---|---|"]
+    for path in sorted(Path(folder).glob("*.yaml")):
+        r = load_recipe(path)
+
+        def cell(values) -> str:
+            return ", ".join(dict.fromkeys(str(v) for v in values)) or "-"
+
+        description = " ".join(r.description.split()).replace("|", "\\|")
+        rows.append(f"| [{path.name}]({Path(folder).name}/{path.name}) | {r.model} | {r.target or '-'} | "
+                    f"{cell(r.values('convert', 'precision'))} | {cell(r.values('convert', 'form'))} | "
+                    f"{cell(r.values('check', 'delegate'))} | {description} |")
+    return "\n".join(rows) + "\n"
