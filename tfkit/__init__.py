@@ -18,6 +18,8 @@ _API = {
     "build": "tfkit.models",
     "load_model": "tfkit.models.io",
     "save_model": "tfkit.models.io",
+    "load_user_model": "tfkit.models.user",
+    "UserModelInfo": "tfkit.models.user",
     "ClipSpec": "tfkit.types",
     "Precision": "tfkit.types",
     "load_dataset": "tfkit.data",

@@ -18,6 +18,7 @@ COMMANDS = {
     "recipes": ("tfkit.cli.run:recipes", "List the shipped recipes (model x target) as a Markdown table."),
     "data": ("tfkit.cli.steps:data", "Decode videos (built-in set or root/<class>/<video>) into clip sets."),
     "build": ("tfkit.cli.steps:build", "Build a zoo model (untrained) as a Keras artifact."),
+    "import": ("tfkit.cli.steps:import_model", "Bring your own tf_keras model (.keras, .h5, SavedModel), checked for code."),
     "train": ("tfkit.cli.steps:train", "Train a Keras model artifact on a dataset artifact."),
     "prune": ("tfkit.cli.steps:prune", "Magnitude-prune a trained Keras model (TFMOT) with fine-tuning."),
     "structured": ("tfkit.cli.steps:structured",

@@ -1,4 +1,4 @@
-"""The single-step commands: data, build, train, convert, bench, report."""
+"""The single-step commands: data, build, import, train, convert, bench, report."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -153,10 +153,30 @@ distill = _compression_command(
     teacher=True)
 
 
+@click.command(name="import")
+@click.argument("model_path", type=click.Path(path_type=Path))
+@click.option("--trust-code", "trust", is_flag=True,
+              help="Load Lambda layers and custom classes: their code runs on load. Only for files you trust.")
+@click.option("--name", default=None, help="Name recorded for the model (default: the file name).")
+@out_option
+@quiet_option
+@force_option
+def import_model(model_path, trust, name, out, quiet, force):
+    """Bring your own model: a tf_keras .keras/.h5 file or SavedModel folder, image (N,H,W,C) or
+    video (N,T,H,W,C), checked before loading, as a Keras artifact for convert, prune, train..."""
+    from tfkit.models.user import ImportConfig
+    from tfkit.steps import run_step
+    from tfkit.steps.model import ImportStep
+
+    cfg = ImportConfig(path=str(model_path), trust=trust, name=name)
+    done(run_step(ImportStep(cfg), [], out, context(quiet), force=force))
+
+
 @click.command()
 @click.argument("model", type=ARTIFACT)
-@click.option("--data", "data_dir", type=ARTIFACT, required=True,
-              help="Dataset artifact: calibration (train split) and parity clips (val split).")
+@click.option("--data", "data_dir", type=ARTIFACT, default=None,
+              help="Dataset artifact: calibration (train split) and parity clips (val split). Without it, "
+                   "random inputs of the model's shape: a smoke test, not an accuracy check.")
 @config_options(ConvertConfig)
 @out_option
 @quiet_option
@@ -167,15 +187,17 @@ def convert(model, data_dir, out, quiet, force, **kw):
     from tfkit.steps.convert import ConvertStep
 
     cfg = config_from(ConvertConfig, kw)  # validates the precision name first
-    model_art = load_artifact(model, ArtifactKind.KERAS_MODEL, how=HOW_MODEL)
-    data_art = load_artifact(data_dir, ArtifactKind.DATASET, how=HOW_DATA)
-    done(run_step(ConvertStep(cfg), [model_art, data_art], out, context(quiet), force=force))
+    arts = [load_artifact(model, ArtifactKind.KERAS_MODEL, how=HOW_MODEL)]
+    if data_dir is not None:
+        arts.append(load_artifact(data_dir, ArtifactKind.DATASET, how=HOW_DATA))
+    done(run_step(ConvertStep(cfg), arts, out, context(quiet), force=force))
 
 
 @click.command()
 @click.argument("models", type=ARTIFACT, nargs=-1, required=True)
-@click.option("--data", "data_dir", type=ARTIFACT, required=True,
-              help="Dataset artifact whose validation clips measure accuracy on the device.")
+@click.option("--data", "data_dir", type=ARTIFACT, default=None,
+              help="Dataset artifact whose validation clips measure accuracy on the device (of the models "
+                   "whose input they fit). Without it: latency and memory only.")
 @config_options(BenchStepConfig)
 @out_option
 @quiet_option
@@ -188,9 +210,9 @@ def bench(models, data_dir, out, quiet, force, **kw):
 
     cfg = config_from(BenchStepConfig, kw)
     DEVICES.get(cfg.device)
-    data_art = load_artifact(data_dir, ArtifactKind.DATASET, how=HOW_DATA)
+    data_arts = [] if data_dir is None else [load_artifact(data_dir, ArtifactKind.DATASET, how=HOW_DATA)]
     arts = [load_artifact(m, ArtifactKind.TFLITE_MODEL, how=HOW_TFLITE) for m in models]
-    done(run_step(BenchStep(cfg), [data_art, *arts], out, context(quiet), force=force))
+    done(run_step(BenchStep(cfg), [*data_arts, *arts], out, context(quiet), force=force))
 
 
 @click.command()

@@ -18,7 +18,9 @@ def save_model(model, path: Path) -> None:
         model.save(tmp)
 
 
-def load_model(path: Path):
+def load_model(path: Path, *, trust: bool = False):
+    """`trust=True` (safe_mode off) only for a file whose source the user trusted at `tfkit import`
+    (a Lambda layer's bytecode runs on load); steps pass it from the artifact's spec, see `trusted`."""
     from tfkit._compat.keras import keras
     from tfkit.models.layers import custom_objects
 
@@ -26,6 +28,12 @@ def load_model(path: Path):
     if not path.is_file():
         raise InputPathError(f"no model file at {path}")
     try:
-        return keras().models.load_model(path, custom_objects=custom_objects(), compile=False, safe_mode=True)
+        return keras().models.load_model(path, custom_objects=custom_objects(), compile=False, safe_mode=not trust)
     except (ValueError, OSError, TypeError) as e:
         raise InputPathError(f"{path} is not a loadable tfkit Keras model: {str(e).splitlines()[0]}") from e
+
+
+def trusted(art) -> bool:
+    """Whether a Keras model artifact came from a user model imported with trust (`tfkit import
+    --trust-code`); its later loads may then run the code it carries."""
+    return bool(art.manifest.spec.get("trusted", False))

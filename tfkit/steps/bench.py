@@ -33,7 +33,7 @@ class BenchStepConfig:
 def artifact_label(art) -> str:
     """A readable, unique-enough name for a model artifact: family + precision + folder."""
     spec = art.manifest.spec
-    family = spec.get("model", {}).get("family", "model")
+    family = spec.get("model", {}).get("family", spec.get("name", "model"))  # a user model: its name
     return f"{family}-{spec.get('precision', 'keras')}"
 
 
@@ -42,24 +42,39 @@ class BenchStep(Step):
     """Measure .tflite artifacts on a device: latency, init, first inference, memory, accuracy.
 
     Inputs: [dataset, tflite model, tflite model, ...]; accuracy is measured on the dataset's
-    validation clips through the TFLite interpreter on the device itself."""
+    validation clips through the TFLite interpreter on the device itself (for a user model, only if
+    they fit its input). Without the dataset, [tflite model, ...]: no accuracy."""
 
     name = "bench"
     input_kinds = (ArtifactKind.DATASET, ArtifactKind.TFLITE_MODEL)
     variadic = True
     config: BenchStepConfig
 
+    def check_inputs(self, inputs) -> None:
+        # Without a dataset: latency and memory only (a user model imported without one).
+        kinds = [a.kind for a in inputs]
+        if not kinds or any(k != ArtifactKind.TFLITE_MODEL for k in kinds):
+            super().check_inputs(inputs)
+
     def run(self, inputs, workdir: Path, ctx: RunContext) -> StepOutput:
         from tfkit.bench import BenchConfig, benchmark
 
-        data_art, *models = inputs
+        data_art = inputs[0] if inputs[0].kind == ArtifactKind.DATASET else None
+        models = inputs[1:] if data_art is not None else list(inputs)
         c: BenchStepConfig = self.config
-        norm = data_art.manifest.spec["clip"]["normalization"]
+        norm = data_art.manifest.spec["clip"]["normalization"] if data_art is not None else "symmetric"
         config = BenchConfig(threads=c.threads, warmup=c.warmup, runs=c.runs, normalization=norm,
                              runtime=c.runtime, eval_limit=c.eval_limit)
         entries = [(artifact_label(m), m.manifest.spec.get("precision", "unknown"), m.file("model")) for m in models]
-        results = benchmark(entries, device=c.device, eval_npz=data_art.file("val"), config=config,
-                            progress=ctx.progress)
+        scored = [data_art is not None and _fits(m, data_art, ctx) for m in models]
+        results = [None] * len(entries)
+        for score in (True, False):  # accuracy only where the dataset's clips fit the model's input
+            picked = [i for i, s in enumerate(scored) if s == score]
+            if picked:
+                measured = benchmark([entries[i] for i in picked], device=c.device, config=config,
+                                     eval_npz=data_art.file("val") if score else None, progress=ctx.progress)
+                for i, r in zip(picked, measured):
+                    results[i] = r
         for r in results:
             ctx.log(f"[bench] {r.name}: p50 {r.latency_ms.p50:.2f} ms, accuracy "
                     f"{'n/a' if r.accuracy is None else f'{r.accuracy:.3f}'}, {r.size_bytes / 1024:.0f} KB")
@@ -67,6 +82,21 @@ class BenchStep(Step):
         metrics = {r.name: {"accuracy": r.accuracy, "p50_ms": r.latency_ms.p50, "size_bytes": r.size_bytes}
                    for r in results}
         return StepOutput(ArtifactKind.BENCHMARK, {"results": RESULTS_FILE}, {"device": c.device}, metrics)
+
+
+def _fits(model_art, data_art, ctx: RunContext) -> bool:
+    """Whether the dataset's clips and classes fit a user model (zoo models are scored as always)."""
+    spec = model_art.manifest.spec
+    if not spec.get("user"):
+        return True
+    clip, classes = data_art.manifest.spec["clip"], len(data_art.manifest.spec["classes"])
+    want = spec.get("input", {}).get("shape", spec.get("input_shape", []))[1:]
+    got = [clip["frames"], clip["size"], clip["size"], 3]
+    if want != got or spec.get("num_classes") != classes:
+        ctx.log(f"[bench] {artifact_label(model_art)}: input {want} with {spec.get('num_classes')} classes does not "
+                f"take the dataset's clips {got} of {classes} classes; latency only, no accuracy")
+        return False
+    return True
 
 
 def load_results(bench_art) -> list[BenchResult]:

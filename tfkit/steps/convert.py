@@ -63,13 +63,43 @@ def _pick(clips: ClipSet, n: int, seed: int) -> np.ndarray:
     return clips.x[np.sort(idx)]
 
 
+def _random_inputs(model, c: ConvertConfig, ctx: RunContext) -> tuple[np.ndarray, np.ndarray]:
+    """(calibration, parity) inputs without a dataset: seeded uniform [-1, 1] arrays of the model's
+    input shape."""
+    shape = tuple(int(d) for d in model.inputs[0].shape[1:])
+    ctx.log(f"[convert] no dataset: parity on {c.parity_clips} random inputs of shape {list(shape)} is accuracy-free "
+            "(it shows the .tflite computes what the Keras model does, not that either is accurate)"
+            + (f"; {c.precision} calibration on random data is only a smoke test"
+               if VARIANTS.get(c.precision).needs_calibration else "")
+            + ". Pass --data DATASET with real clips for numbers you can deploy.")
+    rng = np.random.default_rng(c.seed)
+    return (rng.uniform(-1.0, 1.0, (c.calibration_clips, *shape)).astype(np.float32),
+            rng.uniform(-1.0, 1.0, (c.parity_clips, *shape)).astype(np.float32))
+
+
+def _check_clip_shape(model, clips: ClipSet, data_art) -> None:
+    """A dataset whose clips do not fit the model's input is refused before any work (both named)."""
+    want = [None if d is None else int(d) for d in model.inputs[0].shape[1:]]
+    got = [int(d) for d in clips.x.shape[1:]]
+    if len(model.inputs) == 1 and (len(want) != len(got) or any(w not in (None, g) for w, g in zip(want, got))):
+        raise UsageError(f"dataset {data_art.path} has clips of shape {got} but the model's input is "
+                         f"{[None, *want]} (samples of {want}); "
+                         "make a dataset with the model's frames and size (tfkit data --frames T --size S), or "
+                         "convert without --data (random inputs)")
+
+
 @STEPS.register("convert")
 class ConvertStep(Step):
-    """Convert a Keras model to TFLite in one precision and check parity. Inputs: [keras model, dataset]."""
+    """Convert a Keras model to TFLite in one precision and check parity. Inputs: [keras model, dataset],
+    or [keras model] alone: calibration and parity then run on seeded random inputs (a smoke test)."""
 
     name = "convert"
     input_kinds = (ArtifactKind.KERAS_MODEL, ArtifactKind.DATASET)
     config: ConvertConfig
+
+    def check_inputs(self, inputs) -> None:
+        if [a.kind for a in inputs] != [ArtifactKind.KERAS_MODEL]:
+            super().check_inputs(inputs)
 
     def run(self, inputs, workdir: Path, ctx: RunContext) -> StepOutput:
         from tfkit._compat.keras import versions
@@ -77,18 +107,28 @@ class ConvertStep(Step):
         from tfkit.convert.parity import TFLiteModel, check_parity
         from tfkit.convert.tflite import convert_keras
         from tfkit.delegates.gpu import analyze_gpu
-        from tfkit.models.io import load_model
+        from tfkit.models.io import load_model, trusted
         from tfkit.optimize.prune import gzip_bytes
 
         c: ConvertConfig = self.config
-        model_art, data_art = inputs
-        model = load_model(model_art.file("model"))
-        norm = data_art.manifest.spec["clip"]["normalization"]
-        calibration = normalize(_pick(ClipSet.load_npz(data_art.file("train")), c.calibration_clips, c.seed), norm)
-        parity = normalize(_pick(ClipSet.load_npz(data_art.file("val")), c.parity_clips, c.seed), norm)
+        model_art, data_art = inputs[0], (inputs[1] if len(inputs) > 1 else None)
+        if data_art is None and c.qat_epochs:
+            raise UsageError("qat_epochs trains on a dataset: pass --data DATASET")
+        if c.form == "stream" and "model" not in model_art.manifest.spec:
+            raise UsageError(f"{model_art.path} is not a tfkit zoo model; the stream form needs one (a causal "
+                             "VideoModelSpec it can rebuild frame by frame). Use --form clip")
+        model = load_model(model_art.file("model"), trust=trusted(model_art))
+        if data_art is None:
+            calibration, parity = _random_inputs(model, c, ctx)
+        else:
+            norm = data_art.manifest.spec["clip"]["normalization"]
+            train, val = ClipSet.load_npz(data_art.file("train")), ClipSet.load_npz(data_art.file("val"))
+            _check_clip_shape(model, train, data_art)
+            calibration = normalize(_pick(train, c.calibration_clips, c.seed), norm)
+            parity = normalize(_pick(val, c.parity_clips, c.seed), norm)
         ctx.log(f"[convert] {c.precision} {c.form}: converting"
                 + (f" (calibrating on {len(calibration)} clips)" if VARIANTS.get(c.precision).needs_calibration else ""))
-        extra = {}
+        extra = {} if data_art is not None else {"parity_inputs": "random"}
         if c.qat_epochs:
             model, extra["qat"] = _quantization_aware(model, data_art, c, ctx)
         if c.form == "stream":

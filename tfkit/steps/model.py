@@ -1,4 +1,4 @@
-"""`build` and `train` steps: a zoo spec -> an untrained Keras model -> a trained one.
+"""`build`, `import` and `train` steps: a zoo spec or a user's model -> a Keras model -> a trained one.
 
 Example:
     >>> run_step(BuildStep(VideoModelSpec(num_classes=7)), [], Path("out/02-build"))  # doctest: +SKIP
@@ -8,7 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from tfkit.data import ClipSet
+from tfkit.errors import InputPathError, ModelFileError
 from tfkit.models.spec import VideoModelSpec
+from tfkit.models.user import ImportConfig
 from tfkit.steps.base import STEPS, RunContext, Step, StepOutput
 from tfkit.train import TrainConfig
 from tfkit.types import ArtifactKind
@@ -18,10 +20,10 @@ MODEL_FILE = "model.keras"
 
 def load_model_and_clips(inputs):
     """[keras model artifact, dataset artifact] -> (model, train ClipSet, val ClipSet)."""
-    from tfkit.models.io import load_model
+    from tfkit.models.io import load_model, trusted
 
     model_art, data_art = inputs
-    return (load_model(model_art.file("model")), ClipSet.load_npz(data_art.file("train")),
+    return (load_model(model_art.file("model"), trust=trusted(model_art)), ClipSet.load_npz(data_art.file("train")),
             ClipSet.load_npz(data_art.file("val")))
 
 
@@ -71,4 +73,40 @@ class TrainStep(Step):
                 "clip": data_art.manifest.spec["clip"]}
         metrics = {"val_accuracy": result.val_accuracy, "train_accuracy": result.train_accuracy,
                    "val_clips": len(val.y), "history": result.history}
+        return StepOutput(ArtifactKind.KERAS_MODEL, {"model": MODEL_FILE}, spec, metrics, _versions())
+
+
+@STEPS.register("import")
+class ImportStep(Step):
+    """Bring a user's model in: a .keras/.h5 file or tf_keras SavedModel folder, checked for code
+    before it is deserialized (tfkit.models.user), re-saved as a Keras artifact. No inputs."""
+
+    name = "import"
+    config: ImportConfig
+
+    def extra_fingerprint(self) -> dict:
+        from tfkit.models.user import source_sha256
+
+        return {"source_sha256": source_sha256(self.config.path)}  # a changed file reruns the step
+
+    def run(self, inputs, workdir: Path, ctx: RunContext) -> StepOutput:
+        from tfkit.models.io import load_model, save_model
+        from tfkit.models.user import open_user_model, source_sha256
+
+        c: ImportConfig = self.config
+        loaded = open_user_model(c.path, trust=c.trust)
+        info = loaded.info
+        save_model(loaded.model, workdir / MODEL_FILE)
+        try:  # what later steps will do: fail here, not three steps on
+            load_model(workdir / MODEL_FILE, trust=info.trusted)
+        except InputPathError as e:
+            raise ModelFileError(f"{c.path} loads, but its re-saved copy does not ({e}); custom classes must be "
+                                 "registered with tf_keras.saving.register_keras_serializable") from e
+        ctx.log(f"[import] {info.kind} model from {info.format.value}: input {list(info.input_shape)}, "
+                f"outputs {[list(s) for s in info.output_shapes]}"
+                + (" (trusted: its code runs on every load)" if info.trusted else ""))
+        spec = {"user": True, "trusted": info.trusted, "name": c.model_name, "kind": info.kind,
+                "format": info.format.value, "input_shape": list(info.input_shape),
+                "output_shapes": [list(s) for s in info.output_shapes], "num_classes": info.output_shapes[0][-1]}
+        metrics = {"params": int(loaded.model.count_params()), "source_sha256": source_sha256(c.path)}
         return StepOutput(ArtifactKind.KERAS_MODEL, {"model": MODEL_FILE}, spec, metrics, _versions())
