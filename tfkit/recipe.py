@@ -57,10 +57,10 @@ for _t in (
 
 # What each step writes, known before it runs (a step class may instead declare `output_kind`).
 # An unknown kind is terminal: no later step may take it as an input.
-OUTPUT_KINDS = {"data": "dataset", "build": "keras_model", "train": "keras_model", "prune": "keras_model",
-                "structured": "keras_model", "cluster": "keras_model", "lowrank": "keras_model",
-                "distill": "keras_model", "convert": "tflite_model", "bench": "benchmark", "report": "report",
-                "check": "coverage"}
+OUTPUT_KINDS = {"data": "dataset", "build": "keras_model", "import": "keras_model", "train": "keras_model",
+                "prune": "keras_model", "structured": "keras_model", "cluster": "keras_model",
+                "lowrank": "keras_model", "distill": "keras_model", "convert": "tflite_model",
+                "check": "coverage", "bench": "benchmark", "report": "report"}
 # Steps whose class does not annotate `config: SomeConfig`.
 CONFIG_CLASSES = {"data": ("tfkit.steps.data", "DataConfig")}
 BUILD_FROM_DATA = ("num_classes", "frames", "size")  # a build spec's fields the data decides when omitted
@@ -272,8 +272,6 @@ def check_recipe(data, *, source: Path | None = None, overrides: dict | None = N
     for key in ("name", "description", "model", "target", "out"):
         if data.get(key) is not None and not isinstance(data[key], str):
             raise where.error((key,), f"must be a string, got {data[key]!r}")
-    if data["model"] not in zoo_names():
-        raise where.error(("model",), _choices("model", data["model"], zoo_names()))
     target = data.get("target")
     if target is not None and target not in TARGETS:
         raise where.error(("target",), _choices("target", target, TARGETS.names()))
@@ -480,6 +478,9 @@ def _static_of(step_cls, cfg, inputs, static: dict, path: tuple, where: _Where) 
 
 
 def _check_whole(recipe: Recipe, static: dict, where: _Where) -> None:
+    builds = any(isinstance(static[s.id].config, VideoModelSpec) for s in recipe.steps)
+    if builds and recipe.model not in zoo_names():  # without a build step (e.g. import) any name will do
+        raise where.error(("model",), _choices("model", recipe.model, zoo_names()))
     for i, s in enumerate(recipe.steps):
         spec = static[s.id].config
         if not isinstance(spec, VideoModelSpec):  # only steps that build a model from a spec

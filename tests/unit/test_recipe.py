@@ -117,6 +117,11 @@ def test_malformed_files(tmp_path, text, needle):
     assert needle in error_of(write(tmp_path, text))
 
 
+def test_model_is_a_zoo_name_only_where_a_step_builds_one(tmp_path):
+    data_only = "description: x\nmodel: my_own_model\nsteps:\n  - step: data\n"
+    assert load_recipe(write(tmp_path, data_only)).model == "my_own_model"
+
+
 def test_overrides_are_applied_and_checked_like_the_file(tmp_path):
     path = write(tmp_path, TINY)
     overrides = parse_overrides(["train.epochs=1", "convert.parity_clips=8", "train.learning_rate=1e-3"])
