@@ -147,8 +147,9 @@ def block_latency_split(model, blocks: list[Block], sample: np.ndarray, *, width
     and split its latency into fixed and width-dependent parts. `sample`: one model input.
 
     Same-shaped blocks are timed once. Every model is timed `rounds` times, interleaved in a
-    shuffled order, and the median kept: on a shared host one reading can be 40% off, which
-    would change which blocks go."""
+    shuffled order, and the fastest round kept: on a shared host one reading can be 2x off, and
+    other load only ever adds time, so the minimum is the reading least disturbed (a median of
+    three still follows two disturbed rounds, which changed which blocks went in one run)."""
     from tfkit._compat.keras import keras
     from tfkit.bench.devices.base import BenchConfig
     from tfkit.bench.devices.local import LocalDevice
@@ -190,10 +191,10 @@ def block_latency_split(model, blocks: list[Block], sample: np.ndarray, *, width
     for _ in range(rounds):
         for i in rng.permutation(len(keys)):
             readings[keys[i]].append(_time_tflite(models[keys[i]], f"block{i}", device, bench_config))
-    median = {key: float(np.median(v)) for key, v in readings.items()}
+    fastest = {key: float(np.min(v)) for key, v in readings.items()}
     splits, reported = [], set()
     for block, (signature, shape, timed) in zip(blocks, plan, strict=True):
-        latencies = [max(median[f"{signature} {w}"] - median[f"empty {shape}"], 0.0) for w in timed]
+        latencies = [max(fastest[f"{signature} {w}"] - fastest[f"empty {shape}"], 0.0) for w in timed]
         if progress and signature not in reported:  # once per distinct block shape
             reported.add(signature)
             progress(f"{block.name}: {', '.join(f'{v:.3f}' for v in latencies)} ms")

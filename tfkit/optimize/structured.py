@@ -43,7 +43,7 @@ class StructuredConfig:
     alpha: float = 0.7
     widths: tuple = (1.0, 0.75, 0.5, 0.25)  # inner widths each block is timed at
     timing_runs: int = 100  # timed runs per block model (after 10 warm-up runs), 1 thread
-    timing_rounds: int = 3  # each block model timed this often, interleaved; the median is kept
+    timing_rounds: int = 3  # each block model timed this often, interleaved; the fastest is kept
     seed: int = 0
     channel_options: dict = field(default_factory=dict)  # extra ChannelConfig fields
 
@@ -89,8 +89,10 @@ def _timing(config: StructuredConfig):
     return BenchConfig(threads=1, warmup=10, runs=config.timing_runs)
 
 
-def tflite_p50(model, device=None, bench_config=None, precision: str = "float32", calibration=None) -> float:
-    """p50 latency of `model` converted to `precision`, timed in a fresh runner process."""
+def tflite_p50(model, device=None, bench_config=None, precision: str = "float32", calibration=None,
+               rounds: int = 1) -> float:
+    """p50 latency of `model` converted to `precision`, timed in a fresh runner process `rounds`
+    times; the fastest round is returned (other load on the host only adds time)."""
     from tfkit.bench.devices.base import BenchConfig
     from tfkit.bench.devices.local import LocalDevice
     from tfkit.convert.tflite import convert_keras
@@ -99,9 +101,9 @@ def tflite_p50(model, device=None, bench_config=None, precision: str = "float32"
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"{model.name}_{precision}.tflite"
         path.write_bytes(convert_keras(model, precision, calibration=calibration))
-        result = device.run(path, config=bench_config or BenchConfig(threads=1, warmup=10, runs=100),
-                            name=model.name, precision=precision)
-    return float(result.latency_ms.p50)
+        return min(float(device.run(path, config=bench_config or BenchConfig(threads=1, warmup=10, runs=100),
+                                    name=model.name, precision=precision).latency_ms.p50)
+                   for _ in range(max(rounds, 1)))
 
 
 def structured_prune(model, train, val, config: StructuredConfig = StructuredConfig(), *, device=None,
@@ -119,7 +121,8 @@ def structured_prune(model, train, val, config: StructuredConfig = StructuredCon
     scale, offset = norm.scale_offset()
     sample = sample * scale + offset
     student, removed, candidates, splits, notes = model, (), {}, [], []
-    model_ms = tflite_p50(model, device, bench_config or _timing(config))
+    model_ms = tflite_p50(model, device, bench_config or _timing(config),
+                          rounds=config.timing_rounds if config.blocks else 1)
     if config.blocks:
         blocks = find_blocks(model)
         if not blocks:
