@@ -30,11 +30,14 @@ from pathlib import Path
 import numpy as np
 from _emit import emit
 
-QUICK = {"size": 32, "stages": 3, "alpha": 1.0, "depth": 2.0, "head_channels": 128, "epochs": 20, "finetune": 24,
-         "student_epochs": 10, "widths": (1.0, 0.5, 0.25),
+QUICK = {"size": 32, "stages": 3, "alpha": 1.0, "depth": 2.0, "head_channels": 128, "epochs": 24, "finetune": 26,
+         "student_epochs": 6, "prune_epochs": 4, "qat_epochs": 2, "cqat_epochs": 1, "cluster_epochs": 1,
+         "lowrank_epochs": 1, "exit_epochs": 2, "widths": (1.0, 0.5, 0.25),
          "videos_per_class": 60, "test_per_class": 40, "ratios": (0.5, 0.75), "runs": 200, "rounds": 5}
-FULL = {"size": 64, "stages": 7, "alpha": 1.0, "depth": 1.0, "head_channels": 0, "epochs": 30, "finetune": 24,
-        "student_epochs": 20, "widths": (1.0, 0.75, 0.5, 0.25),
+FULL = {"size": 64, "stages": 7, "alpha": 1.0, "depth": 1.0, "head_channels": 0, "epochs": 30, "finetune": 30,
+        "student_epochs": 20, "prune_epochs": 6, "qat_epochs": 3, "cqat_epochs": 3, "cluster_epochs": 3,
+        "lowrank_epochs": 3,
+        "exit_epochs": 6, "widths": (1.0, 0.75, 0.5, 0.25),
         "videos_per_class": 60, "test_per_class": 40, "ratios": (0.3, 0.5, 0.7), "runs": 100, "rounds": 3}
 
 
@@ -56,8 +59,17 @@ class Bench:
         from tfkit.bench.devices.local import LocalDevice
 
         self.out, self.test, self.calib = out, test, calib
+        self.phases: dict[str, float] = {}  # wall seconds per phase, to see where the budget goes
+        self._mark = time.perf_counter()
         self.pending: list[tuple[str, Path, dict]] = []
         self.device, self.config = LocalDevice(), BenchConfig(threads=1, warmup=20, runs=runs)
+
+    def phase(self, name: str) -> None:
+        """Close the running phase under `name` (seconds since the last call) and print it."""
+        now = time.perf_counter()
+        self.phases[name] = round(now - self._mark, 1)
+        self._mark = now
+        print(f"  {name}: {self.phases[name]:.0f} s", flush=True)
 
     def flatbuffer(self, model, precision: str, *, qat: bool = False) -> bytes:
         from tfkit.convert.tflite import convert_keras
@@ -158,12 +170,14 @@ def measure(out: Path, p: dict, *, only: str | None = None, quick: bool = True) 
         finish.append(_techniques(reference, ds, bench, base, p, spec))
     t_timing = time.perf_counter()
     print(f"timing {len(bench.pending)} models x {p['rounds']} rounds", flush=True)
+    bench.phase("last rows")
     bench.time_all(p["rounds"])
     for summarize in finish:  # every ratio needs the latencies, measured only now
         summary, rows = summarize()
         result.update(summary)
         result.setdefault("techniques", []).extend(rows)
     result["timing_s"] = round(time.perf_counter() - t_timing, 1)
+    result["phase_s"] = bench.phases
     result["total_s"] = round(time.perf_counter() - t0, 1)
     return result
 
@@ -194,6 +208,7 @@ def _structured(reference, ds, bench: Bench, base: dict, p: dict) -> dict:
                                              epochs=p["finetune"], widths=p["widths"]),
                             device=bench.device, bench_config=bench.config, progress=False,
                             symmetries=MOTION_SYMMETRIES)
+    bench.phase("channel+block (stage 1 timing, stage 2, distillation)")
     cb = bench.row(both.model, "channel_block")
     # start-up: the block-removed model alone (no channel pruning), against the reference
     blocks_only = bench.row(remove_blocks(reference, list(both.removed_blocks)), "blocks_only",
@@ -204,6 +219,7 @@ def _structured(reference, ds, bench: Bench, base: dict, p: dict) -> dict:
                              StructuredConfig(ratio=ratio, blocks=False, epochs=p["finetune"]),
                              device=bench.device, bench_config=bench.config, progress=False,
                              symmetries=MOTION_SYMMETRIES)
+        bench.phase(f"channel-only {ratio}")
         channel_rows[ratio] = bench.row(r.model, f"channel_only_{ratio}")
     return lambda: _structured_summary(base, both, cb, blocks_only, channel_rows)
 
@@ -246,33 +262,43 @@ def _techniques(reference, ds, bench: Bench, base: dict, p: dict, spec) -> tuple
     from tfkit.train import TrainConfig, train_classifier
 
     sym, later, summary = MOTION_SYMMETRIES, [], {}  # rows are built once the latencies are in
-    qat_config = TrainConfig(epochs=1, learning_rate=2e-4, augment=False)
+    qat_config = TrainConfig(epochs=p["qat_epochs"], learning_rate=2e-4, augment=False)
 
     # magnitude 50% -> sparsity-preserving QAT -> int8; gzip against the float32 reference
-    pruned = prune_magnitude(reference, ds.train, ds.val, PruneConfig(sparsity=0.5, epochs=3),
+    pruned = prune_magnitude(reference, ds.train, ds.val, PruneConfig(sparsity=0.5, epochs=p["prune_epochs"]),
                              progress=False, symmetries=sym)
     pqat = train_qat(quantize_aware(pruned.model, preserve_sparsity=True), ds.train, ds.val, qat_config,
                      progress=False).model
+    bench.phase("magnitude + PQAT")
     sparse = bench.row(pruned.model, "magnitude50_pqat", qat_int8=pqat)
     summary["sparse_int8_gzip_reduction"] = round(base["float32"]["gzip_bytes"] / sparse["int8"]["gzip_bytes"], 3)
     summary["sparse_int8_accuracy_drop"] = round(base["float32"]["accuracy"] - sparse["int8"]["accuracy"], 4)
     summary["sparse_kernel_sparsity"] = pruned.sparsity["overall"]
+    # where the gzip bytes go: the float32 scale of every output channel does not compress
+    from tfkit.convert.sweep import size_breakdown
+
+    summary["sparse_int8_gzip_breakdown"] = size_breakdown(
+        (bench.out / "magnitude50_pqat_int8.tflite").read_bytes(), gzipped=True)
+    summary["float32_gzip_breakdown"] = size_breakdown((bench.out / "reference_float32.tflite").read_bytes(),
+                                                       gzipped=True)
     later.append(lambda: _technique("magnitude 50% + sparsity-preserving QAT int8", base, sparse,
                                     sparsity=pruned.sparsity["overall"]))
 
     # clustering (16 shared values per kernel) -> cluster-preserving QAT -> int8
-    clustered = cluster_weights(reference, ds.train, ds.val, ClusterConfig(clusters=16, epochs=2), progress=False,
+    clustered = cluster_weights(reference, ds.train, ds.val, ClusterConfig(clusters=16, epochs=p["cluster_epochs"]), progress=False,
                                 symmetries=sym)
-    cqat = train_qat(quantize_aware(clustered.model, preserve_clusters=True), ds.train, ds.val, qat_config,
-                     progress=False).model
+    cqat = train_qat(quantize_aware(clustered.model, preserve_clusters=True), ds.train, ds.val,
+                     replace(qat_config, epochs=p["cqat_epochs"]), progress=False).model
+    bench.phase("clustering + CQAT")
     cluster_row = bench.row(clustered.model, "cluster16_cqat", qat_int8=cqat)
     later.append(lambda: _technique("clustering 16 + cluster-preserving QAT int8", base, cluster_row,
                                     max_unique_values=clustered.unique_values.get("max")))
 
     # low-rank SVD of the 1x1 convolutions and the classifier at half their MACs, then fine-tuned
     lowrank = factorize(reference, LowRankConfig(macs_budget=0.5))
-    tuned = train_classifier(lowrank.model, ds.train, ds.val, TrainConfig(epochs=1, learning_rate=3e-4),
+    tuned = train_classifier(lowrank.model, ds.train, ds.val, TrainConfig(epochs=p["lowrank_epochs"], learning_rate=3e-4),
                              progress=False, symmetries=sym).model
+    bench.phase("low-rank")
     lowrank_row = bench.row(tuned, "lowrank")
     later.append(lambda: _technique("low-rank SVD (1x1 convs at 50% MACs, fine-tuned)", base, lowrank_row,
                                     factorized_layers=len(lowrank.layers)))
@@ -285,6 +311,7 @@ def _techniques(reference, ds, bench: Bench, base: dict, p: dict, spec) -> tuple
     student = distill(build(small_spec), reference, ds.train, ds.val,
                       DistillConfig(epochs=epochs, learning_rate=2e-3, alpha=0.7, temperature=4.0), progress=False,
                       symmetries=sym).model
+    bench.phase("distillation (scratch + distilled)")
     scratch_row = bench.row(scratch, "small_scratch", precisions=("float32",))
     student_row = bench.row(student, "small_distilled")
     later.append(lambda: _technique(f"distillation into alpha={small_spec.alpha:g} ({epochs} epochs)", base,
@@ -305,7 +332,7 @@ def _dynamic_exit(reference, ds, bench: Bench, base: dict, p: dict) -> dict:
 
     blocks = find_blocks(reference)
     at = blocks[len(blocks) // 2 - 1].name
-    parts = train_exit(split_for_exit(reference, at, bench.test[0][:1]), ds.train, ds.val, epochs=2, progress=False,
+    parts = train_exit(split_for_exit(reference, at, bench.test[0][:1]), ds.train, ds.val, epochs=p["exit_epochs"], progress=False,
                        symmetries=MOTION_SYMMETRIES)
     head_fb, tail_fb = bench.flatbuffer(parts.head, "float32"), bench.flatbuffer(parts.tail, "float32")
     head_it, tail_it = Interpreter(model_content=head_fb), Interpreter(model_content=tail_fb)
@@ -324,6 +351,7 @@ def _dynamic_exit(reference, ds, bench: Bench, base: dict, p: dict) -> dict:
     threshold, table = choose_threshold(head_fn, tail_fn, val_x, ds.val.y, max_drop=0.01)
     preds, exited = run_dynamic(head_fn, tail_fn, bench.test[0], threshold)
     head_t, tail_t = bench.time(head_fb, "exit_head"), bench.time(tail_fb, "exit_tail")
+    bench.phase("dynamic exit")
     rate = float(np.mean(exited))
     accuracy = float(np.mean(preds == bench.test[1]))
     params = int(parts.head.count_params() + parts.tail.count_params())
