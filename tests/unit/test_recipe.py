@@ -183,3 +183,31 @@ def test_readme_table_is_generated_from_the_recipes():
     readme = (ROOT / "README.md").read_text()
     assert readme_table(readme) == recipe_table(ROOT / "converters"), (
         "README.md's recipe table is stale: regenerate it with `tfkit recipes --write-readme README.md`")
+
+
+def test_an_imported_model_converts_and_checks_without_a_dataset(tmp_path):
+    """import -> convert (no dataset: random calibration) -> check; the step's own `accepts` decides."""
+    recipe = load_recipe(write(tmp_path, """\
+description: a user's model to int8, checked for the GPU
+model: my_model
+steps:
+  - step: import
+    with: {path: my_model.keras}
+  - step: convert
+    inputs: [import]
+    with: {precision: int8}
+  - step: check
+    inputs: [convert]
+    with: {delegate: gpu}
+"""))
+    assert [s.id for s in recipe.steps] == ["import", "convert", "check"]
+    with pytest.raises(RecipeError, match=r"check takes \[tflite_model\]"):
+        load_recipe(write(tmp_path, """\
+description: check fed a Keras model
+model: my_model
+steps:
+  - step: import
+    with: {path: my_model.keras}
+  - step: check
+    inputs: [import]
+""", "bad.yaml"))

@@ -10,19 +10,7 @@ from pathlib import Path
 
 import click
 
-
-def _model_file(path: Path) -> Path:
-    """A .tflite file, or a tfkit tflite artifact folder (its model file)."""
-    if path.is_dir():
-        from tfkit.artifacts import Artifact
-
-        art = Artifact.load(path)
-        if "model" not in art.manifest.files or not art.manifest.files["model"].endswith(".tflite"):
-            from tfkit.errors import InputPathError
-
-            raise InputPathError(f"{path} holds a {art.kind.value} artifact, not a .tflite model")
-        return art.file("model")
-    return path
+from tfkit.cli.common import tflite_file
 
 
 @click.command("check")
@@ -36,7 +24,7 @@ def check(model, delegates, android_api, as_json):
     """Per-op coverage of MODEL (a .tflite or a tfkit tflite artifact folder) by each delegate."""
     from tfkit.delegates import check_file, get_delegate
 
-    path = _model_file(model)
+    path = tflite_file(model)
     results = check_file(path, list(delegates), android_api=android_api)
     payloads = [{"model": str(path), **c.to_dict(), **get_delegate(c.delegate).info()} for c in results]
     if as_json:

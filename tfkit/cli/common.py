@@ -43,8 +43,19 @@ def load_artifact(path: Path, kind: ArtifactKind, *, how: str):
     return art
 
 
+def tflite_file(path: Path) -> Path:
+    """The .tflite file itself, or the `model` file of a tfkit tflite artifact folder."""
+    path = Path(path)
+    if path.is_dir():
+        return load_artifact(path, ArtifactKind.TFLITE_MODEL, how=HOW_TFLITE).file("model")
+    if not path.is_file():
+        raise InputPathError(f"{path} does not exist; pass a .tflite file or a folder from `tfkit convert`")
+    return path
+
+
 HOW_DATA = "make one with `tfkit data --source builtin|VIDEO_ROOT --out DIR`"
-HOW_MODEL = "make one with `tfkit build ... --out DIR` (then `tfkit train`)"
+HOW_MODEL = ("make one with `tfkit build ... --out DIR` (then `tfkit train`), or bring your own with "
+             "`tfkit import MODEL.keras|.h5|SAVEDMODEL_DIR --out DIR`")
 HOW_TFLITE = "make one with `tfkit convert MODEL --data DATA --precision P --out DIR`"
 HOW_BENCH = "make one with `tfkit bench TFLITE... --data DATA --out DIR`"
 

@@ -11,18 +11,7 @@ from pathlib import Path
 
 import click
 
-from tfkit.cli.common import HOW_TFLITE, load_artifact
-from tfkit.errors import InputPathError
-from tfkit.types import ArtifactKind
-
-
-def model_file(path: Path) -> Path:
-    """The .tflite file itself, or the `model` file of a tfkit tflite artifact folder."""
-    if path.is_dir():
-        return load_artifact(path, ArtifactKind.TFLITE_MODEL, how=HOW_TFLITE).file("model")
-    if not path.is_file():
-        raise InputPathError(f"{path} does not exist; pass a .tflite file or a folder from `tfkit convert`")
-    return path
+from tfkit.cli.common import tflite_file
 
 
 def _tensor_line(t: dict) -> str:
@@ -77,6 +66,6 @@ def inspect_cmd(model: Path, as_json: bool):
     (old boards) runs it. The file is parsed in a child process: a damaged one ends in one error line."""
     from tfkit.convert.metadata import describe_file
 
-    path = model_file(model)
+    path = tflite_file(model)
     info = describe_file(path)
     click.echo(json.dumps({"path": str(path), **info}, indent=2) if as_json else summary(path, info))

@@ -31,7 +31,7 @@ COMMANDS = {
     "check": ("tfkit.cli.check:check", "Per-op delegate coverage (xnnpack, gpu, nnapi, edgetpu) of any .tflite."),
     "report": ("tfkit.cli.steps:report", "Write report.json/.md/.html and a plot from a benchmark artifact."),
     "inspect": ("tfkit.cli.inspect:inspect_cmd", "Show a .tflite's tfkit metadata, inputs/outputs, op versions, runtime."),
-    "list": ("tfkit.cli.listing:list_cmd", "List registered models, precisions, steps and devices."),
+    "list": ("tfkit.cli.listing:list_cmd", "List registered models, precisions, steps, devices and delegates."),
 }
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,8 +26,6 @@ SCHEMA_VERSION = 1  # bump when a reader of the old layout would misread the new
 FORMS = ("clip", "stream")
 BOARD_RUNTIME = (2, 14, 0)  # tflite-runtime 2.14: the last wheel for old boards (numpy < 2)
 PARSE_TIMEOUT_S = 60.0
-CHILD_MEMORY_BYTES = 2 << 30  # address space a describing child may add beyond what it holds
-MAX_BYTES = 2 << 30  # a .tflite flatbuffer cannot exceed 2 GiB
 
 
 def recommended_delegate(precision: str) -> str:
@@ -357,79 +354,33 @@ def describe(flatbuffer: bytes, *, what: str = "model") -> dict:
 
 
 def child_command(path: Path) -> list[str]:
-    return [sys.executable, "-m", "tfkit.convert.metadata", str(path)]
+    from tfkit.isolate import child_command as command
+
+    return command("tfkit.convert.metadata", [str(path)])
 
 
 def describe_file(path: str | os.PathLike, *, timeout_s: float | None = None) -> dict:
     """`describe()` of a .tflite file, parsed in a child process so that a hostile file cannot crash
     or hang this one (`timeout_s` defaults to PARSE_TIMEOUT_S); every failure is a ModelFileError."""
-    import tfkit
+    from tfkit.isolate import check_size, run_child
 
-    path, timeout_s = Path(path), PARSE_TIMEOUT_S if timeout_s is None else timeout_s
-    if path.is_file() and path.stat().st_size > MAX_BYTES:
-        raise ModelFileError(f"{path} is {path.stat().st_size} bytes: larger than any TFLite flatbuffer (2 GiB)")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        p for p in (str(Path(tfkit.__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")) if p)}
-    try:
-        done = subprocess.run(child_command(path), capture_output=True, timeout=timeout_s, env=env, check=False)
-    except subprocess.TimeoutExpired:
-        raise ModelFileError(f"reading {path} took longer than {timeout_s:g} s and was stopped; the file is "
-                             f"corrupt or hostile") from None
-    if done.returncode < 0:
-        import signal
-
-        try:
-            sig = signal.Signals(-done.returncode).name
-        except ValueError:
-            sig = f"signal {-done.returncode}"
-        raise ModelFileError(f"reading {path} crashed the reader process ({sig}); the file is corrupt or hostile")
-    try:
-        result = json.loads([ln for ln in done.stdout.decode("utf-8").splitlines() if ln.startswith("{")][-1])
-    except (UnicodeDecodeError, ValueError, IndexError):
-        tail = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no output"]
-        raise ModelFileError(f"reading {path} failed (exit {done.returncode}): {tail[0]}") from None
-    if done.returncode != 0 or not isinstance(result, dict) or "error" in result:
-        error = result.get("error") if isinstance(result, dict) else None
-        raise ModelFileError(str(error or f"reading {path} failed (exit {done.returncode})"))
+    path = Path(path)
+    check_size(path)
+    result = run_child("tfkit.convert.metadata", [str(path)], what=str(path),
+                       timeout_s=PARSE_TIMEOUT_S if timeout_s is None else timeout_s, command=child_command(path))
     return result["describe"]
-
-
-def _limit_memory(extra: int) -> None:
-    """Cap this process's address space at what it holds plus `extra` bytes (Linux), so a file whose
-    tables claim huge sizes ends in MemoryError instead of taking the machine's memory."""
-    try:
-        import resource
-
-        with open("/proc/self/statm") as f:
-            held = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-        _, hard = resource.getrlimit(resource.RLIMIT_AS)
-        limit = held + extra if hard == resource.RLIM_INFINITY else min(hard, held + extra)
-        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
-    except (ImportError, OSError, ValueError):
-        pass  # not Linux: the parent's timeout still bounds the child
 
 
 def main(argv: list[str]) -> int:
     """The child's side of `describe_file`: print {"describe": ...} or {"error": ...} as one line."""
     from ai_edge_litert import schema_py_generated  # noqa: F401  (imported before the memory cap)
 
+    from tfkit.isolate import child_main
+
     if len(argv) != 1:
         print(json.dumps({"error": "usage: python -m tfkit.convert.metadata MODEL.tflite"}))
         return 2
-    path = Path(argv[0])
-    try:
-        data = path.read_bytes()
-        _limit_memory(CHILD_MEMORY_BYTES + 8 * len(data))
-        out = {"describe": describe(data, what=str(path))}
-    except OSError as e:
-        out = {"error": f"cannot read {path}: {e.strerror or e}"}
-    except ModelFileError as e:
-        out = {"error": str(e)}
-    except (MemoryError, RecursionError) as e:
-        out = {"error": f"{path} is a corrupt or hostile TFLite file: reading it ran out of "
-                        f"{'memory' if isinstance(e, MemoryError) else 'stack'}"}
-    print(json.dumps(out))
-    return 0
+    return child_main(argv[0], lambda data: {"describe": describe(data, what=argv[0])})
 
 
 if __name__ == "__main__":

@@ -10,19 +10,16 @@ Example:
 """
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from tfkit.delegates.base import Coverage, OpCoverage, check_names, get_delegate
 from tfkit.delegates.graph import TfliteGraph
-from tfkit.errors import InputPathError, ModelFileError, TfkitError
+from tfkit.errors import InputPathError
 
 CHILD_TIMEOUT_S = 300.0
-MAX_BYTES = 2 << 30  # a .tflite flatbuffer cannot exceed 2 GiB
 
 
 def check_bytes(flatbuffer: bytes, delegates: Sequence[str], *, what: str = "model",
@@ -41,27 +38,15 @@ def check_bytes(flatbuffer: bytes, delegates: Sequence[str], *, what: str = "mod
 def check_file(path: str | os.PathLike, delegates: Sequence[str], *, android_api: int = 30,
                timeout: float = CHILD_TIMEOUT_S) -> list[Coverage]:
     """Coverage of the .tflite at `path` for each delegate, computed in a child process."""
+    from tfkit.isolate import check_size, run_child
+
     path = Path(path)
     if not path.is_file():
         raise InputPathError(f"no .tflite file at {path}")
-    if path.stat().st_size > MAX_BYTES:
-        raise ModelFileError(f"{path} is {path.stat().st_size} bytes: larger than any TFLite flatbuffer (2 GiB)")
+    check_size(path)
     names = check_names(delegates)
-    cmd = [sys.executable, "-m", "tfkit.delegates.check", str(path), ",".join(names), str(android_api)]
-    try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        raise ModelFileError(f"reading {path} took over {timeout:.0f} s; giving up (corrupt or hostile file?)") from None
-    if done.returncode < 0:
-        raise ModelFileError(f"reading {path} crashed the reader (signal {-done.returncode}): corrupt or hostile "
-                             "file; it was read in a child process, so nothing else was affected")
-    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
-    if not lines:
-        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise ModelFileError(f"reading {path} failed: {tail}")
-    payload = json.loads(lines[-1])
-    if "error" in payload:
-        raise ModelFileError(payload["error"])
+    payload = run_child("tfkit.delegates.check", [str(path), ",".join(names), str(android_api)], what=str(path),
+                        timeout_s=timeout)
     return [_coverage_from_dict(d) for d in payload["coverage"]]
 
 
@@ -75,16 +60,16 @@ def _child(argv: list[str]) -> int:
     """`python -m tfkit.delegates.check PATH NAMES API`: one JSON line on stdout."""
     import warnings
 
+    from ai_edge_litert import schema_py_generated  # noqa: F401  (imported before the memory cap)
+    from ai_edge_litert.interpreter import Interpreter  # noqa: F401
+
+    from tfkit.delegates import builtin  # noqa: F401
+    from tfkit.isolate import child_main
+
     path, names, api = argv[0], argv[1].split(","), int(argv[2])
-    try:
-        data = Path(path).read_bytes()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            result = {"coverage": [c.to_dict() for c in check_bytes(data, names, what=path, android_api=api)]}
-    except TfkitError as e:
-        result = {"error": str(e)}
-    print(json.dumps(result), flush=True)
-    return 0
+    warnings.simplefilter("ignore")
+    return child_main(path, lambda data: {"coverage": [c.to_dict() for c in
+                                                       check_bytes(data, names, what=path, android_api=api)]})
 
 
 if __name__ == "__main__":

@@ -71,13 +71,18 @@ class Step(ABC):
         """Anything outside the input artifacts that the result depends on (e.g. a user's video folder)."""
         return {}
 
+    @classmethod
+    def accepts(cls, kinds: Sequence[ArtifactKind]) -> bool:
+        """Whether input artifacts of these kinds, in this order, fit the step. Steps with
+        optional inputs override this; recipes call it before anything runs."""
+        kinds, want = list(kinds), list(cls.input_kinds)
+        return (kinds == want) or (cls.variadic and len(kinds) >= len(want) and kinds[:len(want) - 1] == want[:-1]
+                                   and all(k == want[-1] for k in kinds[len(want) - 1:]))
+
     def check_inputs(self, inputs: Sequence[Artifact]) -> None:
         kinds = [a.kind for a in inputs]
         want = list(self.input_kinds)
-        ok = (kinds == want) or (self.variadic and len(kinds) >= len(want)
-                                 and kinds[:len(want) - 1] == want[:-1]
-                                 and all(k == want[-1] for k in kinds[len(want) - 1:]))
-        if not ok:
+        if not self.accepts(kinds):
             raise UsageError(f"step {self.name!r} takes {[k.value for k in want]}"
                              f"{' (last repeatable)' if self.variadic else ''}, got {[k.value for k in kinds]}")
 

@@ -50,11 +50,10 @@ class BenchStep(Step):
     variadic = True
     config: BenchStepConfig
 
-    def check_inputs(self, inputs) -> None:
+    @classmethod
+    def accepts(cls, kinds) -> bool:
         # Without a dataset: latency and memory only (a user model imported without one).
-        kinds = [a.kind for a in inputs]
-        if not kinds or any(k != ArtifactKind.TFLITE_MODEL for k in kinds):
-            super().check_inputs(inputs)
+        return (bool(kinds) and all(k == ArtifactKind.TFLITE_MODEL for k in kinds)) or super().accepts(kinds)
 
     def run(self, inputs, workdir: Path, ctx: RunContext) -> StepOutput:
         from tfkit.bench import BenchConfig, benchmark

@@ -97,9 +97,9 @@ class ConvertStep(Step):
     input_kinds = (ArtifactKind.KERAS_MODEL, ArtifactKind.DATASET)
     config: ConvertConfig
 
-    def check_inputs(self, inputs) -> None:
-        if [a.kind for a in inputs] != [ArtifactKind.KERAS_MODEL]:
-            super().check_inputs(inputs)
+    @classmethod
+    def accepts(cls, kinds) -> bool:
+        return list(kinds) == [ArtifactKind.KERAS_MODEL] or super().accepts(kinds)  # a user model, no dataset
 
     def run(self, inputs, workdir: Path, ctx: RunContext) -> StepOutput:
         from tfkit._compat.keras import versions

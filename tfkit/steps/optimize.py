@@ -150,12 +150,12 @@ class DistillStep(Step):
     config: DistillConfig
 
     def run(self, inputs, workdir: Path, ctx: RunContext) -> StepOutput:
-        from tfkit.models.io import load_model
+        from tfkit.models.io import load_model, trusted
         from tfkit.optimize.distill import distill
 
         student_art, teacher_art, data_art = inputs
         student, train, val = load_model_and_clips([student_art, data_art])
-        teacher = load_model(teacher_art.file("model"))
+        teacher = load_model(teacher_art.file("model"), trust=trusted(teacher_art))
         before = _before(student, data_art, val)
         ctx.log(f"[distill] T={self.config.temperature:g}, alpha={self.config.alpha:g}, {self.config.epochs} epochs")
         result = distill(student, teacher, train, val, self.config, progress=ctx.progress,
