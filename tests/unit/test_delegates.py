@@ -286,3 +286,16 @@ def test_check_step_on_a_converted_artifact(tiny_demo, tmp_path):
     with pytest.raises(UsageError, match="requires 'full'"):
         run_step(CheckStep(CheckConfig(delegate="edgetpu", require="full")), [tiny_demo.artifacts["convert-int8"]],
                  tmp_path / "check-tpu", RunContext(progress=False, log=lambda m: None))
+
+
+def test_gpu_folds_float16_weight_dequantize_into_its_partition():
+    import tensorflow as tf
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(_image_model())
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.target_spec.supported_types = [tf.float16]
+    fb = conv.convert()
+    graph = TfliteGraph.from_flatbuffer(fb)
+    assert any(op.name == "DEQUANTIZE" for op in graph.ops)  # float16 weights, dequantized at load
+    (gpu,) = check_bytes(fb, ["gpu"])
+    assert gpu.verdict == "full", gpu.ops

@@ -98,20 +98,41 @@ class GpuDelegate(DelegateProvider):
 
     def decide(self, graph):
         """Only the largest run of supported ops is delegated (max_delegated_partitions=1 by
-        default); the other supported runs stay on the CPU with the reason said."""
+        default); the other supported runs stay on the CPU with the reason said. A DEQUANTIZE of
+        float16 weights (float16 models) is folded into the partition of the ops that read it."""
         plain = super().decide(graph)
-        runs, start = [], None
-        for i, d in enumerate([*plain, None]):
+        folded = {op.index for op in graph.ops if op.name == "DEQUANTIZE" and op.inputs
+                  and op.inputs[0].constant and op.inputs[0].dtype == "float16"}
+        runs, start, last = [], None, None
+        for d in [*plain, None]:
+            if d is not None and d.index in folded:
+                continue
             if d is not None and d.delegated and start is None:
-                start = i
+                start = d.index
             elif (d is None or not d.delegated) and start is not None:
-                runs.append((start, i))
+                runs.append((start, last + 1))
                 start = None
+            last = d.index if d is not None else last
         keep = sorted(runs, key=lambda r: r[0] - r[1])[:self.max_partitions]
-        inside = {i for a, b in keep for i in range(a, b)}
-        return [d if not d.delegated or i in inside else
-                OpDecision(d.index, d.op, False, "supported, but outside the largest GPU partition "
-                           "(max_delegated_partitions=1 by default)", f"op #{d.index}") for i, d in enumerate(plain)]
+        inside = {i for a, b in keep for i in range(a, b) if i not in folded}
+        readers: dict[int, set[int]] = {}
+        for op in graph.ops:
+            for t in op.inputs:
+                readers.setdefault(t.index, set()).add(op.index)
+        out = []
+        for d in plain:
+            if d.index in folded:
+                used = set().union(*(readers.get(t.index, set()) for t in graph.ops[d.index].outputs))
+                if used & inside:
+                    out.append(OpDecision(d.index, d.op, True))
+                    continue
+                out.append(OpDecision(d.index, d.op, False, "float16 weights read only by ops on the CPU"))
+            elif d.delegated and d.index not in inside:
+                out.append(OpDecision(d.index, d.op, False, "supported, but outside the largest GPU partition "
+                                      "(max_delegated_partitions=1 by default)", f"op #{d.index}"))
+            else:
+                out.append(d)
+        return out
 
     def coverage(self, graph, flatbuffer: bytes | None = None):
         cov = super().coverage(graph)

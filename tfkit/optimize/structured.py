@@ -37,7 +37,7 @@ class StructuredConfig:
     max_drop_alone: float = 0.25  # keep a block whose removal alone costs more accuracy than this
     max_blocks: int = 0  # 0 = no limit
     epochs: int = 20  # distillation epochs (0 = none); a small student needs many: measured 0.886 at 12, 0.975 at 30
-    learning_rate: float = 2e-3  # measured: 10 epochs at 2e-3 bring a 50%-channel model to -1 point
+    learning_rate: float = 5e-3  # measured (quick reference, blocks + 50% channels, 26 epochs): 2e-3 -> -4.6 points, 5e-3 -> -1
     batch_size: int = 16
     temperature: float = 4.0
     alpha: float = 0.7
