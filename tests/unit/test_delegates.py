@@ -215,7 +215,7 @@ def test_summarize_verdicts():
 
 
 def test_plugin_entry_point_registers_a_third_party_delegate(tmp_path, monkeypatch, int8_fb):
-    import tfkit.delegates.base as base
+    from tfkit.delegates import base
 
     (tmp_path / "toy_delegate.py").write_text(textwrap.dedent("""\
         from tfkit.delegates.base import DelegateProvider, LoadHint

@@ -280,9 +280,8 @@ def test_other_objects_and_input_shapes_are_refused():
 def test_import_step_records_the_model_and_reruns_when_the_file_changes(files, tmp_path):
     from tfkit.artifacts import Artifact
     from tfkit.models.io import load_model
-    from tfkit.models.user import ImportConfig
     from tfkit.steps import RunContext, run_step
-    from tfkit.steps.model import ImportStep
+    from tfkit.steps.model import ImportConfig, ImportStep
 
     logs = []
     ctx = RunContext(progress=False, log=logs.append)
@@ -303,9 +302,8 @@ def test_import_step_records_the_model_and_reruns_when_the_file_changes(files, t
 def test_trusted_lambda_survives_the_resave_and_later_loads_honour_the_trust(files, tmp_path):
     from tfkit.errors import InputPathError
     from tfkit.models.io import load_model, trusted
-    from tfkit.models.user import ImportConfig
     from tfkit.steps import RunContext, run_step
-    from tfkit.steps.model import ImportStep
+    from tfkit.steps.model import ImportConfig, ImportStep
 
     ctx = RunContext(progress=False, log=lambda m: None)
     with pytest.raises(ModelFileError, match="double"):

@@ -164,9 +164,8 @@ distill = _compression_command(
 def import_model(model_path, trust, name, out, quiet, force):
     """Bring your own model: a tf_keras .keras/.h5 file or SavedModel folder, image (N,H,W,C) or
     video (N,T,H,W,C), checked before loading, as a Keras artifact for convert, prune, train..."""
-    from tfkit.models.user import ImportConfig
     from tfkit.steps import run_step
-    from tfkit.steps.model import ImportStep
+    from tfkit.steps.model import ImportConfig, ImportStep
 
     cfg = ImportConfig(path=str(model_path), trust=trust, name=name)
     done(run_step(ImportStep(cfg), [], out, context(quiet), force=force))

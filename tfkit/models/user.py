@@ -390,24 +390,3 @@ def _load(path: Path, fmt: UserModelFormat, *, trust: bool, custom: dict):
         raise ModelFileError(f"{path} loaded as a {type(model).__name__}, not a Keras model; save it from tf_keras "
                              "with model.save('model.keras')")
     return model
-
-
-@dataclass(frozen=True)
-class ImportConfig:
-    """The `import` step's config: where the user's model is, whether its code is trusted, a name."""
-
-    path: str
-    trust: bool = False  # load Lambda layers and custom classes (their code runs): only for trusted files
-    name: str | None = None  # defaults to the file (or folder) name without suffix
-
-    def __post_init__(self):
-        if not str(self.path):
-            raise ModelFileError("the import step needs the path of a .keras/.h5 file or a SavedModel folder")
-        object.__setattr__(self, "path", str(self.path))
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @property
-    def model_name(self) -> str:
-        return self.name or Path(self.path).name.removesuffix(Path(self.path).suffix) or "model"

@@ -5,12 +5,12 @@ Example:
 """
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tfkit.data import ClipSet
 from tfkit.errors import InputPathError, ModelFileError
 from tfkit.models.spec import VideoModelSpec
-from tfkit.models.user import ImportConfig
 from tfkit.steps.base import STEPS, RunContext, Step, StepOutput
 from tfkit.train import TrainConfig
 from tfkit.types import ArtifactKind
@@ -74,6 +74,27 @@ class TrainStep(Step):
         metrics = {"val_accuracy": result.val_accuracy, "train_accuracy": result.train_accuracy,
                    "val_clips": len(val.y), "history": result.history}
         return StepOutput(ArtifactKind.KERAS_MODEL, {"model": MODEL_FILE}, spec, metrics, _versions())
+
+
+@dataclass(frozen=True)
+class ImportConfig:
+    """The `import` step's config: where the user's model is, whether its code is trusted, a name."""
+
+    path: str
+    trust: bool = False  # load Lambda layers and custom classes (their code runs): only for trusted files
+    name: str | None = None  # defaults to the file (or folder) name without suffix
+
+    def __post_init__(self):
+        if not str(self.path):
+            raise ModelFileError("the import step needs the path of a .keras/.h5 file or a SavedModel folder")
+        object.__setattr__(self, "path", str(self.path))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def model_name(self) -> str:
+        return self.name or Path(self.path).name.removesuffix(Path(self.path).suffix) or "model"
 
 
 @STEPS.register("import")
