@@ -94,6 +94,36 @@ def test_two_of_four_structure(model):
     assert checked >= 2
 
 
+def test_block_sparsity_on_a_conv_net_keeps_whole_blocks_along_the_input_channels(model):
+    """TFMOT alone refuses block sparsity on any 4-D kernel; 1x1 convs and Dense get whole 4x1
+    blocks (contiguous in TFLite's output-major weights), other kernels weight by weight."""
+    from tfkit.convert.parity import TFLiteModel
+    from tfkit.convert.tflite import convert_keras
+    from tfkit.optimize.prune import prune_magnitude
+
+    result = prune_magnitude(model, _clips(8, 2), _clips(4, 3),
+                             PruneConfig(sparsity=0.5, block="4x1", schedule="constant", epochs=1, batch_size=8,
+                                         frequency=1), progress=False)
+    blocked = 0
+    for name in result.pruned_layers:
+        kernel = np.asarray(result.model.get_layer(name).kernel)
+        assert 0.4 <= np.mean(kernel == 0) <= 0.6, name
+        if kernel.ndim == 2 or kernel.shape[:2] == (1, 1):
+            zeros = (kernel.reshape(-1, kernel.shape[-1]) == 0)
+            if zeros.shape[0] % 4 == 0:
+                groups = zeros.reshape(zeros.shape[0] // 4, 4, -1)
+                assert np.all(groups.all(1) | ~groups.any(1)), name  # all four zero, or none
+                blocked += 1
+    assert blocked >= 3
+    calib = [np.random.default_rng(i).uniform(-1, 1, (1, *SPEC.input_shape)).astype(np.float32) for i in range(2)]
+    interp = TFLiteModel(convert_keras(result.model, "int8", calibration=calib)).interpreter
+    kernel = next(t for t in interp.get_tensor_details() if "s1b0_expand" in t["name"] and t["dtype"] == np.int8
+                  and len(t["shape"]) == 4)
+    stored = interp.get_tensor(kernel["index"])  # (O, 1, 1, I): runs of 4 along the last axis
+    runs = (stored.reshape(stored.shape[0], -1, 4) == 0)
+    assert np.all(runs.all(-1) | ~runs.any(-1)) and runs.any()
+
+
 def test_xnnpack_policy_prunes_only_pointwise_convs(model):
     from tfkit.optimize.prune import prunable_layers, xnnpack_sparse_check
 

@@ -18,6 +18,7 @@ Example:
 """
 from __future__ import annotations
 
+import functools
 import gzip
 from dataclasses import asdict, dataclass, field
 
@@ -45,9 +46,10 @@ def _parse_pair(text: str, sep: str, what: str) -> tuple[int, int] | None:
 @dataclass(frozen=True)
 class PruneConfig:
     """What to prune and how long to fine-tune. `m_by_n` ("2:4": at most 2 non-zeros in every 4
-    consecutive input-channel weights) replaces the sparsity target; `block` ("1x4") prunes weight
-    blocks instead of single weights; policy "xnnpack" prunes only 1x1 convolutions, the layers
-    XNNPACK's sparse inference speeds up."""
+    consecutive input-channel weights) replaces the sparsity target; `block` ("AxB": A input by B
+    output channels) prunes whole blocks of 1x1-conv and Dense kernels (other kernels weight by
+    weight); TFLite stores those kernels output-major, so "4x1" blocks are contiguous runs there;
+    policy "xnnpack" prunes only 1x1 convolutions, the layers XNNPACK's sparse inference speeds up."""
 
     sparsity: float = 0.5
     schedule: str = "polynomial"
@@ -133,6 +135,38 @@ def _schedule(config: PruneConfig, total_steps: int):
                              frequency=config.frequency)
 
 
+def _squeezes_to_2d(shape: tuple) -> bool:
+    """A 1x1 convolution kernel (1, 1, I, O) with I, O > 1."""
+    return len(shape) == 4 and shape[:2] == (1, 1) and shape[2] > 1 and shape[3] > 1
+
+
+@functools.cache
+def _squeezed_block_wrapper():
+    """TFMOT's PruneLowMagnitude, made to accept block sparsity on 1x1 Conv2D kernels.
+
+    TFMOT's block mask already squeezes a kernel to 2-D, pools it in blocks and reshapes the mask
+    back (pruning_impl.Pruning._maybe_update_block_mask), but its constructor refuses every weight
+    that is not 2-D before squeezing, so block sparsity failed on any conv net. This wrapper builds
+    the pruning object with (1, 1) blocks and then sets the real block size; schedule, masks,
+    UpdatePruningStep and strip_pruning are TFMOT's own (it is a PruneLowMagnitude)."""
+    from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wrapper
+
+    from tfkit._compat.keras import tfmot
+
+    tfmot()
+
+    class PruneLowMagnitudeSqueezed(pruning_wrapper.PruneLowMagnitude):
+        def build(self, input_shape):
+            block, self.block_size = self.block_size, (1, 1)
+            try:
+                super().build(input_shape)
+            finally:
+                self.block_size = block
+            self.pruning_obj._block_size = list(block)
+
+    return PruneLowMagnitudeSqueezed
+
+
 def wrap_for_pruning(model, config: PruneConfig, total_steps: int):
     """A clone of `model` with every prunable layer wrapped for TFMOT magnitude pruning (the
     weights copied; `model` untouched). Returns (clone, names of wrapped layers)."""
@@ -155,8 +189,14 @@ def wrap_for_pruning(model, config: PruneConfig, total_steps: int):
         if original.name not in names:
             return fresh
         layer_kw = dict(kw)
-        if config.block and type(original).__name__ not in ("Conv2D", "Dense"):
-            layer_kw.pop("block_size")  # block sparsity is defined for 2-D kernels only
+        if config.block:
+            shape = tuple(original.kernel.shape) if type(original).__name__ in ("Conv2D", "Dense") else ()
+            if len(shape) == 2:
+                pass  # TFMOT's own block pruning
+            elif _squeezes_to_2d(shape):
+                return _squeezed_block_wrapper()(fresh, **layer_kw)
+            else:
+                layer_kw.pop("block_size")  # 3x3 and depthwise kernels: weight by weight
         return S.prune_low_magnitude(fresh, **layer_kw)
 
     wrapped = clone_wrapped(model, wrap, custom_objects())
