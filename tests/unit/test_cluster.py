@@ -126,6 +126,11 @@ def test_cluster_preserving_qat_keeps_the_clusters(clustered):
     assert min(plain_channels.values()) > CLUSTERS, plain_channels
     assert plain_whole["logits"] > CLUSTERS
     assert all(kept_whole[n] > CLUSTERS for n in depthwise), kept_whole
+    from tfkit.convert.parity import TFLiteModel
+    from tfkit.convert.tflite import convert_keras
+
+    ops = TFLiteModel(convert_keras(qat, "int8")).op_counts()  # BN folded despite strip_clustering's stale nodes
+    assert not {"MUL", "QUANTIZE", "DEQUANTIZE"} & set(ops), ops
 
 
 def test_sparsity_preserving_clustering_then_pcqat_keep_the_zeros(model):

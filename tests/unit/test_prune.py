@@ -175,3 +175,10 @@ def test_prune_preserving_qat_keeps_the_zeros(pruned):
                             .layer.kernel)
         zeros[preserve] = float(np.mean(kernel == 0))
     assert zeros[True] >= 0.55 and zeros[False] < 0.1, zeros
+    # strip_pruning leaves each conv also called by its old wrapper; BN must still fold into the
+    # conv, or int8 gets float MUL/ADD (and QUANTIZE/DEQUANTIZE) around every BN.
+    from tfkit.convert.parity import TFLiteModel
+    from tfkit.convert.tflite import convert_keras
+
+    ops = TFLiteModel(convert_keras(qat, "int8")).op_counts()
+    assert not {"MUL", "QUANTIZE", "DEQUANTIZE"} & set(ops), ops

@@ -123,23 +123,29 @@ def _configs() -> dict[str, type]:
     return {c.__name__: c for c in (TfkitPassThroughQuantizeConfig, TfkitOutputQuantizeConfig)}
 
 
-def _inbound_classes(layer) -> set[str]:
-    return {type(src).__name__ for node in layer._inbound_nodes
-            for src in _flatten(node.inbound_layers)}
+def _inbound_classes(model, layer) -> set[str]:
+    """Classes of the layers feeding `layer` inside `model`. A layer can carry nodes of other
+    graphs: after TFMOT's strip_pruning/strip_clustering each conv is also still called by its
+    old wrapper, which is no conv, and reading that node would stop BN folding (float MUL/ADD
+    islands in int8). Only the nodes that belong to `model` count."""
+    own = getattr(model, "_network_nodes", None)
+    nodes = [node for i, node in enumerate(layer._inbound_nodes)
+             if not own or f"{layer.name}_ib-{i}" in own]  # tf_keras's node key
+    return {type(src).__name__ for node in nodes for src in _flatten(node.inbound_layers)}
 
 
 def _flatten(x) -> list:
     return [y for item in x for y in _flatten(item)] if isinstance(x, (list, tuple)) else [x]
 
 
-def _config_for(layer, registry):
+def _config_for(model, layer, registry):
     """The QuantizeConfig for one layer, None for TFMOT's default, or LEAVE."""
     name = type(layer).__name__
     rule = LAYER_RULES.get(name)
     if rule == LEAVE:
         return LEAVE
     if rule == FOLD:
-        if _inbound_classes(layer) <= set(_FOLDS_BN):
+        if _inbound_classes(model, layer) <= set(_FOLDS_BN):
             return None  # TFMOT's transform folds it into the conv before it
         return _configs()["TfkitOutputQuantizeConfig"]()
     if rule == PASS_THROUGH or rule == OUTPUT:
@@ -204,7 +210,7 @@ def annotate(model):
     )
 
     registry = default_8bit_quantize_registry.Default8BitQuantizeRegistry()
-    plan = {layer.name: _config_for(layer, registry) for layer in model.layers}
+    plan = {layer.name: _config_for(model, layer, registry) for layer in model.layers}
 
     def wrap(fresh, original):
         config = plan[original.name]
