@@ -159,6 +159,15 @@ def test_prune_then_sparse_int8(tmp_path, tiny_data, tiny_trained):
     assert r.exit_code == 0, r.output
     metrics = json.loads((tmp_path / "c" / "manifest.json").read_text())["history"][-1]["metrics"]
     assert 0 < metrics["gzip_bytes"] < metrics["size_bytes"]
+    # One scale per kernel instead of one per output channel: fewer incompressible float32 scales.
+    assert_usage_error(invoke("convert", tmp_path / "p", "--data", d, "--no-per-channel", "--out", tmp_path / "y"),
+                       "per_channel=False (--no-per-channel) applies to calibrated precisions")
+    r = invoke("convert", tmp_path / "p", "--data", d, "--precision", "int8", "--no-per-channel",
+               "--calibration-clips", 8, "--parity-clips", 8, "--min-top1-agreement", 0.0, "--out", tmp_path / "t", "-q")
+    assert r.exit_code == 0, r.output
+    per_tensor = json.loads((tmp_path / "t" / "manifest.json").read_text())["history"][-1]
+    assert per_tensor["config"]["per_channel"] is False
+    assert per_tensor["metrics"]["gzip_bytes"] < metrics["gzip_bytes"]
 
 
 def test_structured_then_convert_and_the_other_compressors(tmp_path, tiny_data, tiny_trained):

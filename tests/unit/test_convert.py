@@ -52,6 +52,24 @@ def test_int8_is_fully_integer(model_and_clips, flatbuffers):
     assert len(flatbuffers["int8"]) < len(flatbuffers["float32"])
 
 
+def test_per_tensor_int8_keeps_one_scale_per_kernel(model_and_clips, flatbuffers):
+    from tfkit.convert.flatbuffer import read_model
+    from tfkit.convert.tflite import convert_keras
+
+    model, clips = model_and_clips
+
+    def kernel_scales(fb):
+        m = read_model(fb)
+        return [len(t.quantization.scale) for t in m.subgraphs[0].tensors
+                if t.type == 9 and t.shape is not None and len(t.shape) == 4 and m.buffers[t.buffer].data is not None
+                and t.quantization is not None and t.quantization.scale is not None]  # 9: INT8 constants
+
+    per_channel = kernel_scales(flatbuffers["int8"])
+    per_tensor = kernel_scales(convert_keras(model, "int8", calibration=(c[None] for c in clips), per_channel=False))
+    assert per_channel and max(per_channel) > 1
+    assert len(per_tensor) == len(per_channel) and set(per_tensor) == {1}
+
+
 def test_float32_has_float_activations(flatbuffers):
     from tfkit.convert.parity import TFLiteModel
 

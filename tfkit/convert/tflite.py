@@ -33,14 +33,17 @@ def _fixed_batch(model):
 
 
 def convert_keras(model, precision: str, *, calibration: Iterable[np.ndarray] | None = None,
-                  sparse: bool = False) -> bytes:
+                  sparse: bool = False, per_channel: bool = True) -> bytes:
     """Convert a tf_keras model to a TFLite flatbuffer in the given precision.
 
     `calibration` yields float input arrays of shape (1, ...), or for multi-input models dicts
     {input name: array} (the representative dataset); the calibrated precisions (int8, int16x8)
     require it, except for a QAT model (tfkit.convert.qat), whose learned ranges suffice.
     `sparse` stores pruned weights in TFLite's sparse tensor format (Optimize.EXPERIMENTAL_SPARSITY):
-    smaller files where a kernel is mostly zeros, decoded back to dense at load."""
+    smaller files where a kernel is mostly zeros, decoded back to dense at load.
+    `per_channel=False` quantizes each conv/dense kernel with one scale instead of one per output
+    channel (what some older DSP/NPU drivers want): fewer float32 scales in the file, which do not
+    compress, usually at some accuracy cost."""
     from tfkit._compat.keras import tf
 
     T = tf()
@@ -54,6 +57,8 @@ def convert_keras(model, precision: str, *, calibration: Iterable[np.ndarray] | 
         converter.optimizations = optimizations
     if variant.float16_weights:
         converter.target_spec.supported_types = [T.float16]
+    if not per_channel:
+        converter._experimental_disable_per_channel = True  # TF's only switch for it (2.21)
     # A QAT model carries its own activation ranges: calibration only fills tensors QAT left open.
     learned_ranges = any(type(layer).__name__.startswith("QuantizeWrapper") for layer in model.layers)
     calibrate = variant.needs_calibration and not (learned_ranges and calibration is None)

@@ -33,6 +33,7 @@ class ConvertConfig:
     qat_epochs: int = 0  # int8 only: fine-tune with quantization-aware training (TFMOT) first
     keep_float: int = 0  # int8 only: keep the N layers with the worst int8 error (QuantizationDebugger) in float
     sparse: bool = False  # store pruned (mostly zero) kernels in TFLite's sparse format
+    per_channel: bool = True  # int8/int16x8: one kernel scale per output channel (False: one per kernel)
     seed: int = 0
 
     def __post_init__(self):
@@ -47,6 +48,10 @@ class ConvertConfig:
             raise UsageError("qat_epochs and keep_float apply to --precision int8 --form clip only")
         if self.sparse and (self.form != "clip" or self.keep_float):
             raise UsageError("sparse applies to --form clip without keep_float")
+        if not self.per_channel and (not VARIANTS.get(self.precision).needs_calibration or self.form != "clip"
+                                     or self.qat_epochs or self.keep_float):
+            raise UsageError("per_channel=False (--no-per-channel) applies to calibrated precisions (int8, int16x8) with --form clip, "
+                             "without qat_epochs or keep_float")
         if self.qat_epochs and self.keep_float:
             raise UsageError("choose one of qat_epochs (QAT) and keep_float (selective int8), not both")
 
@@ -142,7 +147,8 @@ class ConvertStep(Step):
             ctx.log(f"[convert] int8: kept in float: {[k['tensor_name'] for k in selective['kept_float']]}")
             report, stream_spec = check_parity(model, flatbuffer, parity, c.precision, **c.parity_bars()), None
         else:
-            flatbuffer = convert_keras(model, c.precision, calibration=(x[None] for x in calibration), sparse=c.sparse)
+            flatbuffer = convert_keras(model, c.precision, calibration=(x[None] for x in calibration), sparse=c.sparse,
+                                       per_channel=c.per_channel)
             report, stream_spec = check_parity(model, flatbuffer, parity, c.precision, **c.parity_bars()), None
         ctx.log(f"[convert] {c.precision} {c.form}: parity ok ({report.threshold})")
         tfl = TFLiteModel(flatbuffer)
