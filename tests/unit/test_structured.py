@@ -242,4 +242,32 @@ def test_exit_split_recomposes_the_model_and_refuses_cuts_across_a_skip():
 
     y = np.array([0])
     threshold, table = choose_threshold(head_fn, lambda f: np.asarray(parts.tail(f)), x, y, max_drop=1.0)
-    assert threshold == min(table) and table[1.0][1] == 0.0  # nothing is certain enough to exit at 1.0
+    assert table[1.0][1] == 0.0  # nothing is certain enough to exit at 1.0
+    assert threshold in table
+
+
+def test_exit_threshold_exits_most_within_the_drop_and_is_conservative_on_ties():
+    """Clips carry their exit confidence; the exit is right on confident clips, the tail always."""
+    from tfkit.optimize.exits import choose_threshold
+
+    def head_fn(clip):  # logits whose softmax max is the clip's confidence c (3 classes)
+        c, label, exit_right = clip.reshape(-1)
+        a = np.log(2 * c / (1 - c))
+        logits = np.zeros(3)
+        logits[int(label) if exit_right else (int(label) + 1) % 3] = a
+        return logits, label
+
+    def tail_fn(label):
+        return np.eye(3)[int(label)]
+
+    def clips(rows):
+        return np.array(rows, np.float32)[:, None, :], np.array([int(r[1]) for r in rows])
+
+    # the clip at 0.55 would exit wrong: 0.6 and 0.7 exit the two right ones, 0.7 is the safer
+    x, y = clips([(0.95, 0, 1), (0.75, 1, 1), (0.55, 2, 0), (0.4, 0, 0)])
+    threshold, table = choose_threshold(head_fn, tail_fn, x, y, max_drop=0.01)
+    assert table[0.5] == (0.75, 0.75) and table[0.6] == table[0.7] == (1.0, 0.5) and table[0.8] == (1.0, 0.25)
+    assert threshold == 0.7
+    # an exit confident on no clip: every threshold ties at 0 exits, so the most conservative one
+    x, y = clips([(0.45, 0, 0), (0.4, 1, 1)])
+    assert choose_threshold(head_fn, tail_fn, x, y)[0] == 1.0
