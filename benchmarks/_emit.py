@@ -9,7 +9,6 @@ import platform
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-
 _VECTOR_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_int8",
                  "asimd", "asimddp", "i8mm", "sve")  # what XNNPACK picks its int8/float kernels by
 

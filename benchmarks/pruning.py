@@ -14,7 +14,7 @@ set of its own (another seed, 280 clips):
   into a smaller zoo model, dynamic early exit): accuracy, size, latency, MACs, params before
   and after.
 Latency: steady p50 in a fresh runner process, 1 thread, float32 and int8. Every model is timed
-after all training, 5 rounds interleaved in shuffled order, and the fastest round is kept: this
+after all training, 9 rounds (7 in full mode) interleaved in shuffled order, and the fastest round is kept: this
 host is shared, a single reading of a sub-millisecond model can be 40% off, and other load only
 adds time.
 
@@ -31,16 +31,16 @@ from pathlib import Path
 import numpy as np
 from _emit import emit
 
-QUICK = {"size": 32, "stages": 3, "alpha": 1.0, "depth": 2.0, "head_channels": 128, "epochs": 22, "finetune": 36,
-         "cb_ratio": 0.75, "student_epochs": 6, "prune_epochs": 5, "qat_epochs": 2, "cqat_epochs": 1,
-         "cluster_epochs": 1, "lowrank_epochs": 1, "exit_epochs": 1, "widths": (1.0, 0.5, 0.25),
-         "videos_per_class": 60, "test_per_class": 40, "ratios": (0.75, 0.875), "runs": 200, "rounds": 5}
+QUICK = {"size": 32, "stages": 3, "alpha": 1.0, "depth": 2.0, "head_channels": 128, "epochs": 22, "finetune": 42,
+         "cb_ratio": 0.75, "student_epochs": 6, "prune_epochs": 9, "qat_epochs": 3, "cqat_epochs": 1,
+         "cluster_epochs": 1, "lowrank_epochs": 1, "exit_epochs": 4, "widths": (1.0, 0.5, 0.25),
+         "videos_per_class": 60, "test_per_class": 40, "ratios": (0.75, 0.875), "runs": 200, "rounds": 9}
 FULL = {"size": 64, "stages": 7, "alpha": 1.0, "depth": 1.0, "head_channels": 0, "epochs": 30, "finetune": 40,
         "cb_ratio": 0.75,
         "student_epochs": 20, "prune_epochs": 6, "qat_epochs": 3, "cqat_epochs": 3, "cluster_epochs": 3,
         "lowrank_epochs": 3,
         "exit_epochs": 6, "widths": (1.0, 0.75, 0.5, 0.25),
-        "videos_per_class": 60, "test_per_class": 40, "ratios": (0.5, 0.75, 0.875), "runs": 100, "rounds": 5}
+        "videos_per_class": 60, "test_per_class": 40, "ratios": (0.5, 0.75, 0.875), "runs": 100, "rounds": 7}
 
 
 def main() -> None:
