@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 from _emit import emit
 
+from tfkit.optimize.prune import block_prunable
+
 SIZES = [  # (stages, alpha, size): the quick reference's shape, then wider and deeper
     {"stages": 3, "alpha": 1.0, "depth": 2.0, "head_channels": 128, "size": 32},
     {"stages": 5, "alpha": 1.0, "depth": 1.0, "head_channels": 0, "size": 64},
@@ -41,10 +43,6 @@ VARIANTS = {  # name: (block rows along the input channels, per-channel int8)
 }
 
 
-def _blockable(shape: tuple) -> bool:
-    return len(shape) == 2 or (len(shape) == 4 and shape[:2] == (1, 1))
-
-
 def zero_smallest_half(model, block: int = 1) -> float:
     """Zero the 50% smallest-magnitude weights of every conv/dense kernel in place; with `block` > 1
     the 1x1-conv and Dense kernels lose whole (block x 1) groups of input-channel weights, ranked by
@@ -56,7 +54,7 @@ def zero_smallest_half(model, block: int = 1) -> float:
                 continue
             v = w.numpy()
             rows = v.reshape(-1, v.shape[-1])
-            if block > 1 and _blockable(v.shape) and rows.shape[0] % block == 0:
+            if block > 1 and block_prunable(v.shape) and rows.shape[0] % block == 0:
                 pooled = np.abs(rows).reshape(rows.shape[0] // block, block, -1).mean(1)
                 keep = np.repeat(pooled > np.quantile(pooled, 0.5), block, axis=0)
                 v = (rows * keep).reshape(v.shape).astype(v.dtype)

@@ -140,6 +140,12 @@ def _squeezes_to_2d(shape: tuple) -> bool:
     return len(shape) == 4 and shape[:2] == (1, 1) and shape[2] > 1 and shape[3] > 1
 
 
+def block_prunable(shape: tuple) -> bool:
+    """Whether `PruneConfig(block=...)` prunes a kernel of this shape in blocks (Dense and 1x1
+    conv kernels) rather than weight by weight."""
+    return len(shape) == 2 or _squeezes_to_2d(shape)
+
+
 @functools.cache
 def _squeezed_block_wrapper():
     """TFMOT's PruneLowMagnitude, made to accept block sparsity on 1x1 Conv2D kernels.
@@ -191,12 +197,10 @@ def wrap_for_pruning(model, config: PruneConfig, total_steps: int):
         layer_kw = dict(kw)
         if config.block:
             shape = tuple(original.kernel.shape) if type(original).__name__ in ("Conv2D", "Dense") else ()
-            if len(shape) == 2:
-                pass  # TFMOT's own block pruning
-            elif _squeezes_to_2d(shape):
-                return _squeezed_block_wrapper()(fresh, **layer_kw)
-            else:
+            if not block_prunable(shape):
                 layer_kw.pop("block_size")  # 3x3 and depthwise kernels: weight by weight
+            elif _squeezes_to_2d(shape):
+                return _squeezed_block_wrapper()(fresh, **layer_kw)  # (2-D kernels: TFMOT's own)
         return S.prune_low_magnitude(fresh, **layer_kw)
 
     wrapped = clone_wrapped(model, wrap, custom_objects())
