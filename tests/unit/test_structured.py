@@ -137,6 +137,53 @@ def test_block_latency_split_times_each_block_at_each_width():
     assert splits[0].fixed_ms >= 0 and splits[0].full_ms > 0
 
 
+class _WatchedDevice:
+    """This host, recording the tensor types of every flatbuffer it runs."""
+
+    def __init__(self):
+        from tfkit.bench.devices.local import LocalDevice
+
+        self.device, self.kernel_types = LocalDevice(), []
+
+    def run(self, path, **kw):
+        from tfkit.convert.parity import TFLiteModel
+
+        tflite = TFLiteModel(path.read_bytes())
+        convs = [op["inputs"][1] for op in tflite._graph_ops if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D")]
+        details = {d["index"]: d["dtype"] for d in tflite.interpreter.get_tensor_details()}
+        self.kernel_types.append({np.dtype(details[i]).name for i in convs})
+        return self.device.run(path, **kw)
+
+
+def test_blocks_are_timed_as_int8_flatbuffers_when_the_model_ships_in_int8():
+    from tfkit.bench.devices.base import BenchConfig
+    from tfkit.optimize.blocks import block_latency_split, find_blocks
+
+    model = build(SPEC)
+    blocks = find_blocks(model)[:1]
+    watched = _WatchedDevice()
+    splits = block_latency_split(model, blocks, _x(model)[:1], widths=(1.0, 0.5), rounds=1, precision="int8",
+                                 calibration=_x(model, 1), device=watched,
+                                 bench_config=BenchConfig(threads=1, warmup=2, runs=5))
+    assert len(splits) == 1 and splits[0].full_ms > 0
+    with_convs = [t for t in watched.kernel_types if t]  # the empty model (a ReLU) has none
+    assert len(with_convs) == 2 and all(t == {"int8"} for t in with_convs), watched.kernel_types
+    with pytest.raises(UsageError, match="float32 or int8, got precision 'fp16'"):
+        block_latency_split(model, blocks, _x(model)[:1], precision="fp16")
+
+
+def test_precision_notes_say_when_int8_does_not_pay():
+    from tfkit.optimize.structured import StructuredConfig, precision_notes
+
+    pays = {"float32": {"before": 1.0, "after": 0.3}, "int8": {"before": 0.8, "after": 0.24}}
+    assert precision_notes(pays) == []
+    loses = {"float32": {"before": 1.0, "after": 0.26}, "int8": {"before": 0.9, "after": 0.31}}
+    notes = precision_notes(loses)
+    assert len(notes) == 2 and "0.310 vs 0.260 ms" in notes[0] and "74%" in notes[1] and "66%" in notes[1]
+    with pytest.raises(UsageError, match="precision must be one of float32, int8, got 'fp16'"):
+        StructuredConfig(precision="fp16")
+
+
 def test_bad_input_is_refused_by_name():
     from tfkit._compat.keras import keras
     from tfkit.optimize.channels import ChannelConfig, prune_channels

@@ -30,6 +30,8 @@ import numpy as np
 from tfkit.errors import UsageError
 from tfkit.optimize.graph import Graph, LayerNode, TensorRef, rebuild
 
+TIMED_PRECISIONS = ("float32", "int8")
+
 
 @dataclass(frozen=True)
 class Block:
@@ -123,11 +125,25 @@ class LatencySplit:
         return {**asdict(self), "full_ms": self.full_ms}
 
 
-def _time_tflite(flatbuffer: bytes, name: str, device, config) -> float:
+def _time_tflite(flatbuffer: bytes, name: str, device, config, precision: str = "float32") -> float:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"{name}.tflite"
         path.write_bytes(flatbuffer)
-        return float(device.run(path, config=config, name=name, precision="float32").latency_ms.p50)
+        return float(device.run(path, config=config, name=name, precision=precision).latency_ms.p50)
+
+
+def _block_inputs(model, blocks: list[Block], clips: np.ndarray) -> dict[TensorRef, list[np.ndarray]]:
+    """Each block's real input activations, one per clip: what calibrates its int8 model."""
+    from tfkit._compat.keras import keras
+
+    refs = list(dict.fromkeys(b.shortcut for b in blocks))
+    probe = keras().Model(model.inputs, [model.get_layer(r[0]).output for r in refs])
+    found: dict[TensorRef, list[np.ndarray]] = {r: [] for r in refs}
+    for clip in np.asarray(clips, np.float32):
+        outs = probe(clip[None], training=False)
+        for ref, out in zip(refs, outs if isinstance(outs, list | tuple) else [outs], strict=True):
+            found[ref].append(np.asarray(out))
+    return found
 
 
 def fit_split(block: str, widths, latencies) -> LatencySplit:
@@ -141,10 +157,13 @@ def fit_split(block: str, widths, latencies) -> LatencySplit:
 
 
 def block_latency_split(model, blocks: list[Block], sample: np.ndarray, *, widths=(1.0, 0.75, 0.5, 0.25),
-                        device=None, bench_config=None, rounds: int = 3,
+                        device=None, bench_config=None, rounds: int = 3, precision: str = "float32",
+                        calibration: np.ndarray | None = None,
                         progress: Callable[[str], None] | None = None) -> list[LatencySplit]:
-    """Time each block alone at several inner widths on `device` (default: this host) in float32
-    and split its latency into fixed and width-dependent parts. `sample`: one model input.
+    """Time each block alone at several inner widths on `device` (default: this host) in
+    `precision` (float32, or int8 as deployed: its kernels cost differently at each width) and
+    split its latency into fixed and width-dependent parts. `sample`: one model input;
+    `calibration`: model inputs whose activations calibrate each int8 block (default: `sample`).
 
     Same-shaped blocks are timed once. Every model is timed `rounds` times, interleaved in a
     shuffled order, and the fastest round kept: on a shared host one reading can be 2x off, and
@@ -160,11 +179,19 @@ def block_latency_split(model, blocks: list[Block], sample: np.ndarray, *, width
         return []
     if rounds < 1:
         raise UsageError(f"rounds must be >= 1, got {rounds}")
+    if precision not in TIMED_PRECISIONS:
+        raise UsageError(f"blocks are timed in {' or '.join(TIMED_PRECISIONS)}, got precision {precision!r}")
     device = device or LocalDevice()
     bench_config = bench_config or BenchConfig(threads=1, warmup=10, runs=100)
     graph = Graph.of(model, "block pruning")
     shapes = tensor_shapes(model, [b.shortcut for b in blocks], sample)
+    inputs = _block_inputs(model, blocks, sample if calibration is None else calibration) \
+        if precision == "int8" else {}
     K = keras()
+
+    def convert(sub, shortcut):
+        return convert_keras(sub, precision, calibration=inputs.get(shortcut))
+
     models: dict[str, bytes] = {}  # what to time: "empty <shape>" and "<signature> <width>"
     plan = []  # per block: (signature, shape, widths timed)
     for block in blocks:
@@ -175,7 +202,7 @@ def block_latency_split(model, blocks: list[Block], sample: np.ndarray, *, width
         empty = f"empty {shape}"
         if empty not in models:  # the cost of invoking a model at all, subtracted below
             x = K.Input(batch_shape=shape)
-            models[empty] = convert_keras(K.Model(x, K.layers.ReLU()(x)), "float32")
+            models[empty] = convert(K.Model(x, K.layers.ReLU()(x)), block.shortcut)
         timed = next((w for sig, _, w in plan if sig == signature), None)
         if timed is None:
             base = block_model(model, block, shape, graph)
@@ -183,14 +210,14 @@ def block_latency_split(model, blocks: list[Block], sample: np.ndarray, *, width
             for width in timed:
                 sub = base if width >= 1.0 else prune_channels(
                     base, ChannelConfig(ratio=1.0 - width, scope="uniform", round_to=1, min_channels=1)).model
-                models[f"{signature} {width}"] = convert_keras(sub, "float32")
+                models[f"{signature} {width}"] = convert(sub, block.shortcut)
         plan.append((signature, shape, timed))
     readings: dict[str, list[float]] = {key: [] for key in models}
     rng = np.random.default_rng(0)
     keys = list(models)
     for _ in range(rounds):
         for i in rng.permutation(len(keys)):
-            readings[keys[i]].append(_time_tflite(models[keys[i]], f"block{i}", device, bench_config))
+            readings[keys[i]].append(_time_tflite(models[keys[i]], f"block{i}", device, bench_config, precision))
     fastest = {key: float(np.min(v)) for key, v in readings.items()}
     splits, reported = [], set()
     for block, (signature, shape, timed) in zip(blocks, plan, strict=True):

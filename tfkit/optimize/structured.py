@@ -11,6 +11,10 @@ Two stages, after Li, Li & Meng (2024):
 Then the pruned student is distilled from the original (tfkit.optimize.distill).
 
 `blocks=False` is plain channel pruning, the baseline the two-stage method is measured against.
+`precision="int8"` times the blocks (and the model) as int8 flatbuffers, for a model that ships
+in int8: int8 kernels keep more of their cost at small widths than float32 on some CPUs. Either
+way the pruned model is timed in float32 and int8 at the end, and a note says when int8 is the
+slower of the two on the device.
 
 Example:
     >>> result = structured_prune(model, data.train, data.val, StructuredConfig(ratio=0.5))  # doctest: +SKIP
@@ -45,6 +49,7 @@ class StructuredConfig:
     timing_runs: int = 100  # timed runs per block model (after 10 warm-up runs), 1 thread
     timing_rounds: int = 3  # each block model timed this often, interleaved; the fastest is kept
     seed: int = 0
+    precision: str = "float32"  # what stage 1 times blocks in: float32 or int8 (as the model ships)
     channel_options: dict = field(default_factory=dict)  # extra ChannelConfig fields
 
     def __post_init__(self):
@@ -60,6 +65,10 @@ class StructuredConfig:
             raise UsageError("epochs and max_blocks must be >= 0, timing_runs and timing_rounds >= 1")
         if not self.blocks and not self.ratio:
             raise UsageError("nothing to prune: set ratio > 0 or blocks=True")
+        from tfkit.optimize.blocks import TIMED_PRECISIONS
+
+        if self.precision not in TIMED_PRECISIONS:
+            raise UsageError(f"precision must be one of {', '.join(TIMED_PRECISIONS)}, got {self.precision!r}")
         if not self.widths or any(not 0.0 < w <= 1.0 for w in self.widths):
             raise UsageError(f"widths must be fractions in (0, 1], got {self.widths}")
 
@@ -79,8 +88,9 @@ class StructuredResult:
     block_candidates: dict
     latency_split: list  # LatencySplit.to_dict() per block
     channel_groups: dict
-    model_latency_ms: float  # the unpruned model's float32 p50 on the device (stage 1's reference)
+    model_latency_ms: float  # the unpruned model's p50 in `precision` on the device (stage 1's reference)
     notes: list = field(default_factory=list)
+    latency_ms: dict = field(default_factory=dict)  # {"float32"|"int8": {"before": p50, "after": p50}}
 
 
 def _timing(config: StructuredConfig):
@@ -92,7 +102,8 @@ def _timing(config: StructuredConfig):
 def tflite_p50(model, device=None, bench_config=None, precision: str = "float32", calibration=None,
                rounds: int = 1) -> float:
     """p50 latency of `model` converted to `precision`, timed in a fresh runner process `rounds`
-    times; the fastest round is returned (other load on the host only adds time)."""
+    times; the fastest round is returned (other load on the host only adds time). `calibration`:
+    model inputs without the batch axis (int8 only)."""
     from tfkit.bench.devices.base import BenchConfig
     from tfkit.bench.devices.local import LocalDevice
     from tfkit.convert.tflite import convert_keras
@@ -100,7 +111,8 @@ def tflite_p50(model, device=None, bench_config=None, precision: str = "float32"
     device = device or LocalDevice()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"{model.name}_{precision}.tflite"
-        path.write_bytes(convert_keras(model, precision, calibration=calibration))
+        calib = None if calibration is None or precision == "float32" else [c[None] for c in calibration]
+        path.write_bytes(convert_keras(model, precision, calibration=calib))
         return min(float(device.run(path, config=bench_config or BenchConfig(threads=1, warmup=10, runs=100),
                                     name=model.name, precision=precision).latency_ms.p50)
                    for _ in range(max(rounds, 1)))
@@ -120,9 +132,10 @@ def structured_prune(model, train, val, config: StructuredConfig = StructuredCon
     sample = np.asarray(val.x[:1], np.float32)
     scale, offset = norm.scale_offset()
     sample = sample * scale + offset
+    calib = np.asarray(train.x[:8], np.float32) * scale + offset  # int8 timing: real activation ranges
     student, removed, candidates, splits, notes = model, (), {}, [], []
-    model_ms = tflite_p50(model, device, bench_config or _timing(config),
-                          rounds=config.timing_rounds if config.blocks else 1)
+    model_ms = tflite_p50(model, device, bench_config or _timing(config), precision=config.precision,
+                          calibration=calib, rounds=config.timing_rounds if config.blocks else 1)
     if config.blocks:
         blocks = find_blocks(model)
         if not blocks:
@@ -131,6 +144,7 @@ def structured_prune(model, train, val, config: StructuredConfig = StructuredCon
             log(f"[structured] timing {len(blocks)} residual blocks at widths {list(config.widths)}")
             found = block_latency_split(model, blocks, sample, widths=tuple(config.widths), device=device,
                                         bench_config=bench_config or _timing(config), rounds=config.timing_rounds,
+                                        precision=config.precision, calibration=calib[:4],
                                         progress=lambda line: log(f"[structured]   {line}"))
             splits = [s.to_dict() for s in found]
             plan = plan_block_removal(model, blocks, found, lambda m: evaluate_accuracy(m, val.x, val.y, norm),
@@ -143,10 +157,10 @@ def structured_prune(model, train, val, config: StructuredConfig = StructuredCon
                 student = remove_blocks(model, list(removed))
     groups = {}
     if config.ratio:
-        calib = None
+        activations = None
         if config.criterion == "activation":
-            calib = np.asarray(train.x[:16], np.float32) * scale + offset
-        pruned = prune_channels(student, config.channel_config(), data=calib)
+            activations = np.asarray(train.x[:16], np.float32) * scale + offset
+        pruned = prune_channels(student, config.channel_config(), data=activations)
         student, groups = pruned.model, pruned.groups
         log(f"[structured] channels: params {pruned.params_before} -> {pruned.params_after}")
     accuracy = evaluate_accuracy(student, val.x, val.y, norm)
@@ -159,4 +173,36 @@ def structured_prune(model, train, val, config: StructuredConfig = StructuredCon
         accuracy = result.val_accuracy
     if student is model:
         raise UsageError("structured pruning changed nothing (no block removed and ratio=0)")
-    return StructuredResult(student, accuracy, base_acc, removed, candidates, splits, groups, model_ms, notes)
+    latency = compare_precisions(model, student, device, bench_config or _timing(config), calib,
+                                 rounds=config.timing_rounds, known={config.precision: model_ms})
+    notes.extend(precision_notes(latency))
+    for note in notes:
+        log(f"[structured] note: {note}")
+    return StructuredResult(student, accuracy, base_acc, removed, candidates, splits, groups, model_ms, notes,
+                            latency)
+
+
+def compare_precisions(before, after, device, bench_config, calibration, *, rounds: int = 1,
+                       known: dict | None = None) -> dict:
+    """p50 of both models in float32 and int8 on `device`: {precision: {"before", "after"}}.
+    `known`: p50s of `before` already measured, by precision."""
+    known = known or {}
+    return {precision: {
+        "before": known.get(precision) or tflite_p50(before, device, bench_config, precision, calibration, rounds),
+        "after": tflite_p50(after, device, bench_config, precision, calibration, rounds)}
+        for precision in ("float32", "int8")}
+
+
+def precision_notes(latency: dict) -> list[str]:
+    """What a user deploying int8 should know: whether int8 pays on this device, before and after."""
+    notes = []
+    f32, i8 = latency["float32"], latency["int8"]
+    if i8["after"] > f32["after"]:
+        notes.append(f"int8 is slower than float32 for the pruned model on this device ({i8['after']:.3f} vs "
+                     f"{f32['after']:.3f} ms): its int8 kernels at these widths cost more than they save; "
+                     "ship float32 here, or prune fewer channels (--ratio) if it must be int8")
+    cut_f32, cut_i8 = 1 - f32["after"] / f32["before"], 1 - i8["after"] / i8["before"]
+    if cut_i8 < cut_f32 - 0.05:
+        notes.append(f"pruning cut float32 latency by {cut_f32:.0%} but int8 only by {cut_i8:.0%}: "
+                     "the int8 kernels keep more of their cost at small widths on this device")
+    return notes
