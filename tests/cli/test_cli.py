@@ -168,6 +168,17 @@ def test_prune_then_sparse_int8(tmp_path, tiny_data, tiny_trained):
     per_tensor = json.loads((tmp_path / "t" / "manifest.json").read_text())["history"][-1]
     assert per_tensor["config"]["per_channel"] is False
     assert per_tensor["metrics"]["gzip_bytes"] < metrics["gzip_bytes"]
+    # BN folded, then the pruned kernels clustered with their zeros kept: smaller again per tensor
+    r = invoke("cluster", tmp_path / "p", "--data", d, "--clusters", 8, "--fold-batchnorm", "--preserve-sparsity",
+               "--epochs", 1, "--batch-size", 8, "--out", tmp_path / "k", "-q")
+    assert r.exit_code == 0, r.output
+    m = json.loads((tmp_path / "k" / "manifest.json").read_text())["history"][-1]["metrics"]
+    assert len(m["folded_batchnorm"]) >= 8 and m["unique_values"]["max"] <= 8
+    r = invoke("convert", tmp_path / "k", "--data", d, "--precision", "int8", "--no-per-channel",
+               "--calibration-clips", 8, "--parity-clips", 8, "--min-top1-agreement", 0.0, "--out", tmp_path / "kc", "-q")
+    assert r.exit_code == 0, r.output
+    packed = json.loads((tmp_path / "kc" / "manifest.json").read_text())["history"][-1]["metrics"]
+    assert packed["gzip_bytes"] < per_tensor["metrics"]["gzip_bytes"]
 
 
 def test_structured_then_convert_and_the_other_compressors(tmp_path, tiny_data, tiny_trained):
@@ -177,11 +188,14 @@ def test_structured_then_convert_and_the_other_compressors(tmp_path, tiny_data, 
     r = invoke("structured", tiny_trained.path, "--data", d, "--ratio", 1.5, "--out", tmp_path / "x")
     assert_usage_error(r, "channel ratio must be in [0, 1)")
     r = invoke("structured", tiny_trained.path, "--data", d, "--ratio", 0.5, "--max-blocks", 1, "--epochs", 1,
-               "--timing-runs", 10, "--timing-rounds", 1,
+               "--timing-runs", 10, "--timing-rounds", 1, "--precision", "int8",
                "--batch-size", 8, "--out", tmp_path / "s", "-q")
     assert r.exit_code == 0, r.output
     m = json.loads((tmp_path / "s" / "manifest.json").read_text())["history"][-1]["metrics"]
     assert m["params"] < m["params_before"] and m["macs"] > 0
+    # blocks timed in int8, and the result timed in both precisions before and after
+    assert set(m["latency_ms"]) == {"float32", "int8"} and m["latency_ms"]["int8"]["before"] == m["model_latency_ms"]
+    assert all(v > 0 for side in m["latency_ms"].values() for v in side.values())
     assert len(m["removed_blocks"]) <= 1 and all(s["fixed_ms"] >= 0 for s in m["latency_split"])
     r = invoke("convert", tmp_path / "s", "--data", d, "--precision", "float32", "--parity-clips", 4,
                "--out", tmp_path / "c", "-q")

@@ -217,3 +217,48 @@ def test_lambda_and_subclassed_models_are_refused():
         wrap_for_clustering(lam, ClusterConfig())
     with pytest.raises(UsageError, match="subclassed"):
         wrap_for_clustering(sub, ClusterConfig())
+
+
+def test_fold_batchnorm_keeps_the_outputs_and_the_input_model(model):
+    from tfkit.optimize.fold import fold_batchnorm
+
+    before = [w.copy() for w in model.get_weights()]
+    folded = fold_batchnorm(model)
+    bns = [layer.name for layer in model.layers if type(layer).__name__ == "BatchNormalization"]
+    assert len(folded.pairs) == len(bns) >= 8 and {bn for _, bn in folded.pairs} == set(bns)
+    assert not any(type(layer).__name__ == "BatchNormalization" for layer in folded.model.layers)
+    assert all(folded.model.get_layer(src).use_bias for src, _ in folded.pairs)
+    x = _calibration()[0]
+    np.testing.assert_allclose(folded.model(x, training=False), model(x, training=False), atol=1e-4)
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True))
+    assert fold_batchnorm(folded.model).pairs == ()  # nothing left to fold: the same model back
+
+
+def _per_tensor_kernel_values(flatbuffer: bytes) -> list[int]:
+    """Distinct int8 values in each CONV_2D / FULLY_CONNECTED kernel of a flatbuffer."""
+    from tfkit.convert.parity import TFLiteModel
+
+    tflite = TFLiteModel(flatbuffer)
+    weights = [op["inputs"][1] for op in tflite._graph_ops if op["op_name"] in ("CONV_2D", "FULLY_CONNECTED")]
+    return [np.unique(tflite.interpreter.get_tensor(w)).size for w in weights]
+
+
+def test_clusters_of_a_folded_model_survive_one_int8_scale_per_tensor(model, clustered):
+    """BN folded by the converter scales each channel of a clustered kernel differently, so one
+    int8 scale per tensor maps its clusters to many values; folded before clustering, each
+    kernel keeps at most `clusters` int8 values, and the gzip is smaller."""
+    from tfkit.convert.tflite import convert_keras
+    from tfkit.optimize.cluster import cluster_weights
+    from tfkit.optimize.prune import gzip_bytes
+
+    calib = _calibration()
+    folded = cluster_weights(model, _clips(16, 0), _clips(6, 1), ClusterConfig(
+        clusters=CLUSTERS, epochs=1, batch_size=8, fold_batchnorm=True), progress=False)
+    assert not any(type(layer).__name__ == "BatchNormalization" for layer in folded.model.layers)
+    unfolded_i8 = convert_keras(clustered[0].model, "int8", calibration=calib, per_channel=False)
+    folded_i8 = convert_keras(folded.model, "int8", calibration=calib, per_channel=False)
+    unfolded, kept = _per_tensor_kernel_values(unfolded_i8), _per_tensor_kernel_values(folded_i8)
+    assert len(kept) == len(unfolded) == 8
+    assert max(kept) <= CLUSTERS, kept
+    assert sum(v > CLUSTERS for v in unfolded) >= 6, unfolded
+    assert gzip_bytes(folded_i8) < gzip_bytes(unfolded_i8)

@@ -15,7 +15,9 @@ a built layer's weights, and the input model is never modified. tfkit's own laye
 temporal shift ...) stay plain.
 
 Clusters survive post-training quantization only per output channel (int8 scales are per
-channel, and BatchNormalization folded into a conv scales each channel); for QAT after clustering
+channel, and BatchNormalization folded into a conv scales each channel), unless the model's BN
+is folded before clustering (`fold_batchnorm`): then int8 with one scale per tensor keeps at most
+`clusters` values per kernel. For QAT after clustering
 use `quantize_aware(..., preserve_clusters=True)` (CQAT), which keeps Conv2D and Dense kernels on
 their centroids (TFMOT does not preserve DepthwiseConv2D clusters). For prune -> cluster -> PCQAT,
 cluster with `preserve_sparsity=True` and quantize with both preserve flags.
@@ -42,7 +44,10 @@ MAX_CLUSTERS = 1024  # TFMOT's cluster-preserving QAT gives up on kernels with m
 @dataclass(frozen=True)
 class ClusterConfig:
     """How many centroids per kernel, how to place them, how long to fine-tune.
-    `preserve_sparsity` keeps a pruned model's zeros (one centroid pinned at zero; needs clusters >= 3)."""
+    `preserve_sparsity` keeps a pruned model's zeros (one centroid pinned at zero; needs clusters >= 3).
+    `fold_batchnorm` merges each BatchNormalization into the layer before it first
+    (tfkit.optimize.fold), so the clusters are those of the kernel that runs and survive int8
+    with one scale per tensor (`convert --no-per-channel`), the smallest gzip."""
 
     clusters: int = 16
     init: str = "kmeans_plus_plus"
@@ -53,6 +58,7 @@ class ClusterConfig:
     seed: int = 0
     skip_depthwise: bool = False
     preserve_sparsity: bool = False
+    fold_batchnorm: bool = False
 
     def __post_init__(self):
         if isinstance(self.clusters, bool) or not isinstance(self.clusters, int):
@@ -79,6 +85,7 @@ class ClusterResult:
     train_accuracy: float
     clustered_layers: list[str] = field(default_factory=list)
     unique_values: dict = field(default_factory=dict)  # {"layers": {name: distinct values}, "max": int}
+    folded: tuple = ()  # (layer, BatchNormalization) pairs folded first (`fold_batchnorm`)
 
 
 def _clustered_weight(layer, config: ClusterConfig | None = None) -> str | None:
@@ -223,6 +230,12 @@ def cluster_weights(model, train, val, config: ClusterConfig = ClusterConfig(), 
     (a ClipSet), then strip the wrappers. Returns a new model; `model` is not modified."""
     from tfkit.train import TrainConfig, train_classifier
 
+    folded = ()
+    if config.fold_batchnorm:
+        from tfkit.optimize.fold import fold_batchnorm
+
+        result = fold_batchnorm(model)
+        model, folded = result.model, result.pairs
     wrapped, names = wrap_for_clustering(model, config)
     trained = train_classifier(
         wrapped, train, val,
@@ -231,4 +244,4 @@ def cluster_weights(model, train, val, config: ClusterConfig = ClusterConfig(), 
         progress=progress, symmetries=symmetries)
     stripped = strip_clustering(trained.model)
     return ClusterResult(stripped, trained.val_accuracy, trained.train_accuracy, names,
-                         unique_weight_counts(stripped, names))
+                         unique_weight_counts(stripped, names), folded)

@@ -90,7 +90,8 @@ class StructuredStep(Step):
             "val_accuracy": result.val_accuracy, "removed_blocks": list(result.removed_blocks),
             "block_candidates": result.block_candidates, "latency_split": result.latency_split,
             "channel_groups": result.channel_groups, "model_latency_ms": result.model_latency_ms,
-            "params_before": int(model.count_params()), "notes": result.notes}, workdir, spec)
+            "params_before": int(model.count_params()), "latency_ms": result.latency_ms,
+            "notes": result.notes}, workdir, spec)
 
 
 @STEPS.register("cluster")
@@ -113,7 +114,7 @@ class ClusterStep(Step):
         ctx.log(f"[cluster] validation accuracy {before:.3f} -> {result.val_accuracy:.3f}")
         return _compressed(model_art, before, result.model, {
             "val_accuracy": result.val_accuracy, "clustered_layers": result.clustered_layers,
-            "unique_values": result.unique_values}, workdir)
+            "unique_values": result.unique_values, "folded_batchnorm": [list(p) for p in result.folded]}, workdir)
 
 
 @STEPS.register("lowrank")
