@@ -9,7 +9,9 @@ set of its own (another seed, 280 clips):
   pruning tuned to the same accuracy (the most aggressive channel ratio whose distilled accuracy
   reaches the two-stage model's);
 - start-up (interpreter init + first inference) before and after block removal;
-- magnitude pruning to 50% + sparsity-preserving QAT int8: gzip size vs float32, accuracy;
+- magnitude pruning to 50% + sparsity-preserving QAT int8: gzip size vs float32, accuracy; and the
+  same pruned model with BN folded, clustered to 8 values per kernel with its zeros kept, in int8
+  with one scale per tensor (the smallest sparse int8 tfkit makes);
 - one row per technique (structured, magnitude+PQAT, clustering+CQAT, low-rank, distillation
   into a smaller zoo model, dynamic early exit): accuracy, size, latency, MACs, params before
   and after.
@@ -33,12 +35,13 @@ from _emit import emit
 
 QUICK = {"size": 32, "stages": 3, "alpha": 1.0, "depth": 2.0, "head_channels": 128, "epochs": 22, "finetune": 42,
          "cb_ratio": 0.75, "student_epochs": 6, "prune_epochs": 9, "qat_epochs": 3, "cqat_epochs": 1,
-         "cluster_epochs": 1, "lowrank_epochs": 1, "exit_epochs": 4, "widths": (1.0, 0.5, 0.25),
+         "cluster_epochs": 1, "lowrank_epochs": 1, "exit_epochs": 4, "pack_clusters": 8, "pack_epochs": 3,
+         "widths": (1.0, 0.5, 0.25),
          "videos_per_class": 60, "test_per_class": 40, "ratios": (0.75, 0.875), "runs": 200, "rounds": 9}
 FULL = {"size": 64, "stages": 7, "alpha": 1.0, "depth": 1.0, "head_channels": 0, "epochs": 30, "finetune": 40,
         "cb_ratio": 0.75,
         "student_epochs": 20, "prune_epochs": 6, "qat_epochs": 3, "cqat_epochs": 3, "cluster_epochs": 3,
-        "lowrank_epochs": 3,
+        "lowrank_epochs": 3, "pack_clusters": 8, "pack_epochs": 3,
         "exit_epochs": 6, "widths": (1.0, 0.75, 0.5, 0.25),
         "videos_per_class": 60, "test_per_class": 40, "ratios": (0.5, 0.75, 0.875), "runs": 100, "rounds": 7}
 
@@ -73,15 +76,16 @@ class Bench:
         self._mark = now
         print(f"  {name}: {self.phases[name]:.0f} s", flush=True)
 
-    def flatbuffer(self, model, precision: str, *, qat: bool = False) -> bytes:
+    def flatbuffer(self, model, precision: str, *, qat: bool = False, per_channel: bool = True) -> bytes:
         from tfkit.convert.tflite import convert_keras
 
         if qat:
             from tfkit.convert.qat import convert_qat
 
             return convert_qat(model, calibration=(c[None] for c in self.calib))
-        return convert_keras(model, precision, calibration=(c[None] for c in self.calib)
-                             if precision == "int8" else None)
+        if precision != "int8":
+            return convert_keras(model, precision)
+        return convert_keras(model, precision, calibration=(c[None] for c in self.calib), per_channel=per_channel)
 
     def time(self, fb: bytes, name: str) -> dict:
         """Queue a flatbuffer for timing; the returned dict is filled in by `time_all`."""
@@ -115,15 +119,16 @@ class Bench:
         m = TFLiteModel(fb)
         return float(np.mean([np.argmax(m(c[None])) == y for c, y in zip(self.test[0], self.test[1])]))
 
-    def row(self, model, name: str, *, precisions=("float32", "int8"), qat_int8=None, sparse: bool = False) -> dict:
-        """accuracy/size/gzip/latency per precision, MACs and params of a Keras model."""
+    def row(self, model, name: str, *, precisions=("float32", "int8"), qat_int8=None, per_channel: bool = True) -> dict:
+        """accuracy/size/gzip/latency per precision, MACs and params of a Keras model; `per_channel`
+        False: post-training int8 with one scale per tensor."""
         from tfkit.optimize.cost import count_macs
         from tfkit.optimize.prune import gzip_bytes
 
         row = {"macs": count_macs(model), "params": int(model.count_params())}
         for precision in precisions:
             fb = self.flatbuffer(qat_int8 if (precision == "int8" and qat_int8 is not None) else model, precision,
-                                 qat=precision == "int8" and qat_int8 is not None)
+                                 qat=precision == "int8" and qat_int8 is not None, per_channel=per_channel)
             slot = self.time(fb, f"{name}_{precision}")  # the same dict gets its latencies later
             slot.update(accuracy=self.accuracy(fb), size_bytes=len(fb), gzip_bytes=gzip_bytes(fb))
             row[precision] = slot
@@ -208,7 +213,7 @@ def _structured(reference, ds, bench: Bench, base: dict, p: dict) -> dict:
 
     both = structured_prune(reference, ds.train, ds.val,
                             StructuredConfig(ratio=p["cb_ratio"], blocks=True, block_target=0.6, max_drop_alone=0.7,
-                                             epochs=p["finetune"], widths=p["widths"]),
+                                             epochs=p["finetune"], widths=p["widths"], compare_precisions=False),
                             device=bench.device, bench_config=bench.config, progress=False,
                             symmetries=MOTION_SYMMETRIES)
     bench.phase("channel+block (stage 1 timing, stage 2, distillation)")
@@ -219,7 +224,7 @@ def _structured(reference, ds, bench: Bench, base: dict, p: dict) -> dict:
     channel_rows = {}
     for ratio in p["ratios"]:
         r = structured_prune(reference, ds.train, ds.val,
-                             StructuredConfig(ratio=ratio, blocks=False, epochs=p["finetune"]),
+                             StructuredConfig(ratio=ratio, blocks=False, epochs=p["finetune"], compare_precisions=False),
                              device=bench.device, bench_config=bench.config, progress=False,
                              symmetries=MOTION_SYMMETRIES)
         bench.phase(f"channel-only {ratio}")
@@ -228,6 +233,8 @@ def _structured(reference, ds, bench: Bench, base: dict, p: dict) -> dict:
 
 
 def _structured_summary(base, both, cb, blocks_only, channel_rows) -> tuple[dict, list]:
+    from tfkit.optimize.structured import precision_notes
+
     target = cb["float32"]["accuracy"]
     matching = [r for r in channel_rows.values() if r["float32"]["accuracy"] >= target - 0.005]
     # tuned to the same accuracy: the fastest channel-only model at least as accurate (within half
@@ -250,6 +257,8 @@ def _structured_summary(base, both, cb, blocks_only, channel_rows) -> tuple[dict
         "channel_block": cb, "blocks_only": blocks_only,
         "removed_blocks": list(both.removed_blocks), "block_candidates": both.block_candidates,
         "latency_split": both.latency_split, "channel_groups": both.channel_groups,
+        "int8_notes": precision_notes({precision: {"before": base[precision]["p50_ms"], "after": cb[precision]["p50_ms"]}
+                                       for precision in ("float32", "int8")}),
     }, [_technique("channel+block pruning (distilled)", base, cb, removed_blocks=list(both.removed_blocks)),
         _technique(f"channel-only pruning {chosen_ratio:.0%} (distilled)", base, chosen)]
 
@@ -286,6 +295,31 @@ def _techniques(reference, ds, bench: Bench, base: dict, p: dict, spec) -> tuple
                                                        gzipped=True)
     later.append(lambda: _technique("magnitude 50% + sparsity-preserving QAT int8", base, sparse,
                                     sparsity=pruned.sparsity["overall"]))
+
+    # the smallest sparse int8: the same pruned model with BN folded into its kernels, clustered with
+    # its zeros kept (TFMOT's sparsity-preserving clustering), then int8 with one scale per tensor:
+    # each kernel keeps <= clusters int8 values and no per-channel float32 scales are stored
+    from tfkit.optimize.prune import kernel_sparsity
+
+    packed = cluster_weights(pruned.model, ds.train, ds.val, ClusterConfig(
+        clusters=p["pack_clusters"], epochs=p["pack_epochs"], preserve_sparsity=True, fold_batchnorm=True,
+        skip_depthwise=True),  # measured: depthwise at 8 (or 32) values cost 3.2 (1.1) points, 6.2x (5.7x)
+        progress=False, symmetries=sym)
+    bench.phase("magnitude + sparsity-preserving clustering")
+    packed_row = bench.row(packed.model, "magnitude50_cluster_per_tensor", per_channel=False)
+    packed_sparsity = kernel_sparsity(packed.model, [n for n in pruned.pruned_layers if n in
+                                                     {layer.name for layer in packed.model.layers}])["overall"]
+    summary["sparse_cluster_int8_gzip_reduction"] = round(base["float32"]["gzip_bytes"]
+                                                          / packed_row["int8"]["gzip_bytes"], 3)
+    summary["sparse_cluster_int8_accuracy_drop"] = round(base["float32"]["accuracy"]
+                                                         - packed_row["int8"]["accuracy"], 4)
+    summary["sparse_cluster_kernel_sparsity"] = packed_sparsity
+    summary["sparse_cluster_int8_gzip_breakdown"] = size_breakdown(
+        (bench.out / "magnitude50_cluster_per_tensor_int8.tflite").read_bytes(), gzipped=True)
+    later.append(lambda: _technique(
+        f"magnitude 50% + BN folded + sparsity-preserving clustering {p['pack_clusters']} (not depthwise) + "
+        "per-tensor int8",
+        base, packed_row, sparsity=packed_sparsity, max_unique_values=packed.unique_values.get("max")))
 
     # clustering (16 shared values per kernel) -> cluster-preserving QAT -> int8
     clustered = cluster_weights(reference, ds.train, ds.val, ClusterConfig(clusters=16, epochs=p["cluster_epochs"]), progress=False,

@@ -193,12 +193,25 @@ def test_every_centroid_init_clusters_before_any_training(model, init):
     assert set(counts["layers"]) == set(names) and counts["max"] <= CLUSTERS, counts
 
 
+def test_depthwise_kernels_get_their_own_cluster_count(model):
+    from tfkit.optimize.cluster import strip_clustering, unique_weight_counts, wrap_for_clustering
+
+    wrapped, names = wrap_for_clustering(model, ClusterConfig(clusters=CLUSTERS, depthwise_clusters=12))
+    counts = unique_weight_counts(strip_clustering(wrapped), names)["layers"]
+    depthwise = {n for n in names if type(model.get_layer(n)).__name__ == "DepthwiseConv2D"}
+    assert depthwise and len(depthwise) < len(names)
+    assert all(CLUSTERS < counts[n] <= 12 for n in depthwise), counts
+    assert all(counts[n] <= CLUSTERS for n in names if n not in depthwise), counts
+
+
 @pytest.mark.parametrize("kw,needle", [
     ({"clusters": 1}, "clusters must be in [2, 1024], got 1"),
     ({"clusters": 5000}, "got 5000"),
     ({"clusters": 8.0}, "clusters must be an integer, got 8.0"),
     ({"init": "bogus"}, "unknown centroid init 'bogus'"),
     ({"clusters": 2, "preserve_sparsity": True}, "needs clusters >= 3, got 2"),
+    ({"clusters": 8, "depthwise_clusters": 2, "preserve_sparsity": True}, "needs clusters >= 3, got 2"),
+    ({"depthwise_clusters": 1}, "depthwise_clusters must be 0 (= clusters) or in [2, 1024], got 1"),
     ({"epochs": 0}, "epochs=0"),
     ({"learning_rate": 0.0}, "learning_rate=0.0"),
 ])

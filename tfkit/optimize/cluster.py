@@ -57,6 +57,7 @@ class ClusterConfig:
     augment: bool = True
     seed: int = 0
     skip_depthwise: bool = False
+    depthwise_clusters: int = 0  # centroids for DepthwiseConv2D kernels (9 weights a channel, the most sensitive); 0 = clusters
     preserve_sparsity: bool = False
     fold_batchnorm: bool = False
 
@@ -65,14 +66,22 @@ class ClusterConfig:
             raise UsageError(f"clusters must be an integer, got {self.clusters!r}")
         if not 2 <= self.clusters <= MAX_CLUSTERS:
             raise UsageError(f"clusters must be in [2, {MAX_CLUSTERS}], got {self.clusters}")
-        if self.preserve_sparsity and self.clusters < 3:
+        if self.depthwise_clusters and not 2 <= self.depthwise_clusters <= MAX_CLUSTERS:
+            raise UsageError(f"depthwise_clusters must be 0 (= clusters) or in [2, {MAX_CLUSTERS}], "
+                             f"got {self.depthwise_clusters}")
+        if self.preserve_sparsity and min(self.clusters, self.depthwise_clusters or self.clusters) < 3:
             raise UsageError("preserve_sparsity pins one centroid at zero and needs clusters >= 3, "
-                             f"got {self.clusters}")
+                             f"got {min(self.clusters, self.depthwise_clusters or self.clusters)}")
         if self.init not in INITS:
             raise UsageError(f"unknown centroid init {self.init!r}; choose one of {', '.join(INITS)}")
         if self.epochs < 1 or self.batch_size < 1 or not self.learning_rate > 0:
             raise UsageError(f"epochs and batch_size must be >= 1 and learning_rate > 0, got epochs={self.epochs}, "
                              f"batch_size={self.batch_size}, learning_rate={self.learning_rate}")
+
+    def clusters_for(self, layer) -> int:
+        if type(layer).__name__ == "DepthwiseConv2D" and self.depthwise_clusters:
+            return self.depthwise_clusters
+        return self.clusters
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -111,7 +120,7 @@ def clusterable_layers(model, config: ClusterConfig = ClusterConfig()) -> list[s
     for layer in model.layers:
         attr = _clustered_weight(layer, config) if layer.trainable_weights else None
         weight = getattr(layer, attr, None) if attr else None
-        if weight is not None and int(np.prod(weight.shape)) > config.clusters:
+        if weight is not None and int(np.prod(weight.shape)) > config.clusters_for(layer):
             names.append(layer.name)
     return names
 
@@ -159,7 +168,7 @@ def wrap_for_clustering(model, config: ClusterConfig = ClusterConfig()):
         if layer.name not in wanted:
             return layer
         wrapper = experimental.cluster_weights(
-            layer, number_of_clusters=config.clusters, cluster_centroids_init=init,
+            layer, number_of_clusters=config.clusters_for(layer), cluster_centroids_init=init,
             preserve_sparsity=config.preserve_sparsity)
         attr = EXTRA_CLUSTERED_WEIGHTS.get(type(layer).__name__)
         if attr:  # the hook TFMOT's registry sets, pointed at the weight it leaves out

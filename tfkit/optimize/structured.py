@@ -50,6 +50,7 @@ class StructuredConfig:
     timing_rounds: int = 3  # each block model timed this often, interleaved; the fastest is kept
     seed: int = 0
     precision: str = "float32"  # what stage 1 times blocks in: float32 or int8 (as the model ships)
+    compare_precisions: bool = True  # time the result in float32 and int8 before/after, note when int8 loses
     channel_options: dict = field(default_factory=dict)  # extra ChannelConfig fields
 
     def __post_init__(self):
@@ -173,9 +174,11 @@ def structured_prune(model, train, val, config: StructuredConfig = StructuredCon
         accuracy = result.val_accuracy
     if student is model:
         raise UsageError("structured pruning changed nothing (no block removed and ratio=0)")
-    latency = compare_precisions(model, student, device, bench_config or _timing(config), calib,
-                                 rounds=config.timing_rounds, known={config.precision: model_ms})
-    notes.extend(precision_notes(latency))
+    latency = {}
+    if config.compare_precisions:
+        latency = compare_precisions(model, student, device, bench_config or _timing(config), calib,
+                                     rounds=config.timing_rounds, known={config.precision: model_ms})
+        notes.extend(precision_notes(latency))
     for note in notes:
         log(f"[structured] note: {note}")
     return StructuredResult(student, accuracy, base_acc, removed, candidates, splits, groups, model_ms, notes,
