@@ -54,7 +54,7 @@ def zero_smallest_half(model, block: int = 1) -> float:
                 continue
             v = w.numpy()
             rows = v.reshape(-1, v.shape[-1])
-            if block > 1 and block_prunable(v.shape) and rows.shape[0] % block == 0:
+            if block > 1 and block_prunable(v.shape, (block, 1)) and rows.shape[0] % block == 0:
                 pooled = np.abs(rows).reshape(rows.shape[0] // block, block, -1).mean(1)
                 keep = np.repeat(pooled > np.quantile(pooled, 0.5), block, axis=0)
                 v = (rows * keep).reshape(v.shape).astype(v.dtype)

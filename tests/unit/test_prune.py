@@ -94,6 +94,28 @@ def test_two_of_four_structure(model):
     assert checked >= 2
 
 
+def test_blocks_as_tall_as_a_kernel_prune_it_weight_by_weight(model):
+    """A 1x1 conv with 8 inputs has one 8x1 block per output channel; TFMOT then squeezes the
+    pooled mask to 1-D and training failed. Such kernels are pruned weight by weight."""
+    from tfkit.optimize.prune import block_prunable, prune_magnitude
+
+    assert block_prunable((1, 1, 16, 24), (8, 1)) and not block_prunable((1, 1, 8, 24), (8, 1))
+    assert not block_prunable((3, 3, 16, 24), (8, 1)) and not block_prunable((32, 1), (1, 1))
+    tall = [layer.name for layer in model.layers if type(layer).__name__ == "Conv2D"
+            and tuple(layer.kernel.shape[:3]) == (1, 1, 8)]
+    assert tall, "the test model needs a 1x1 conv with 8 inputs"
+    result = prune_magnitude(model, _clips(8, 2), _clips(4, 3),
+                             PruneConfig(sparsity=0.5, block="8x1", schedule="constant", epochs=1, batch_size=8,
+                                         frequency=1), progress=False)
+    for name in result.pruned_layers:
+        kernel = np.asarray(result.model.get_layer(name).kernel)
+        assert 0.4 <= np.mean(kernel == 0) <= 0.6, name
+        if block_prunable(kernel.shape, (8, 1)) and kernel.shape[-2] % 8 == 0:
+            groups = kernel.reshape(-1, 8, kernel.shape[-1]) == 0
+            assert np.all(groups.all(1) | ~groups.any(1)), name
+    assert all(name in result.pruned_layers for name in tall)
+
+
 def test_block_sparsity_on_a_conv_net_keeps_whole_blocks_along_the_input_channels(model):
     """TFMOT alone refuses block sparsity on any 4-D kernel; 1x1 convs and Dense get whole 4x1
     blocks (contiguous in TFLite's output-major weights), other kernels weight by weight."""

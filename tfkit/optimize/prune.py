@@ -140,10 +140,15 @@ def _squeezes_to_2d(shape: tuple) -> bool:
     return len(shape) == 4 and shape[:2] == (1, 1) and shape[2] > 1 and shape[3] > 1
 
 
-def block_prunable(shape: tuple) -> bool:
-    """Whether `PruneConfig(block=...)` prunes a kernel of this shape in blocks (Dense and 1x1
-    conv kernels) rather than weight by weight."""
-    return len(shape) == 2 or _squeezes_to_2d(shape)
+def block_prunable(shape: tuple, block: tuple[int, int] = (1, 1)) -> bool:
+    """Whether `PruneConfig(block=...)` prunes a kernel of this shape in `block` blocks (Dense and
+    1x1 conv kernels with more than one block along each axis) rather than weight by weight.
+    TFMOT squeezes a one-block-wide pooled mask to 1-D and then fails ("Input tensor must be rank
+    2"): a 1x1 conv with 16 inputs could not take 16x1 blocks."""
+    if not (len(shape) == 2 or _squeezes_to_2d(shape)):
+        return False
+    rows, cols = shape[-2], shape[-1]
+    return -(-rows // block[0]) > 1 and -(-cols // block[1]) > 1
 
 
 @functools.cache
@@ -197,8 +202,8 @@ def wrap_for_pruning(model, config: PruneConfig, total_steps: int):
         layer_kw = dict(kw)
         if config.block:
             shape = tuple(original.kernel.shape) if type(original).__name__ in ("Conv2D", "Dense") else ()
-            if not block_prunable(shape):
-                layer_kw.pop("block_size")  # 3x3 and depthwise kernels: weight by weight
+            if not block_prunable(shape, kw["block_size"]):
+                layer_kw.pop("block_size")  # 3x3, depthwise and one-block-wide kernels: weight by weight
             elif _squeezes_to_2d(shape):
                 return _squeezed_block_wrapper()(fresh, **layer_kw)  # (2-D kernels: TFMOT's own)
         return S.prune_low_magnitude(fresh, **layer_kw)
