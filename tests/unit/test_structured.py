@@ -180,6 +180,10 @@ def test_precision_notes_say_when_int8_does_not_pay():
     loses = {"float32": {"before": 1.0, "after": 0.26}, "int8": {"before": 0.9, "after": 0.31}}
     notes = precision_notes(loses)
     assert len(notes) == 2 and "0.310 vs 0.260 ms" in notes[0] and "74%" in notes[1] and "66%" in notes[1]
+    assert "prune fewer channels" in notes[0]
+    never = {"float32": {"before": 2.93, "after": 0.41}, "int8": {"before": 3.95, "after": 0.58}}
+    notes = precision_notes(never)  # int8 slower before pruning too: pruning less would not help
+    assert len(notes) == 1 and "before pruning (3.950 vs 2.930 ms)" in notes[0] and "fewer" not in notes[0]
     with pytest.raises(UsageError, match="precision must be one of float32, int8, got 'fp16'"):
         StructuredConfig(precision="fp16")
 

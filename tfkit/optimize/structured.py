@@ -200,7 +200,11 @@ def precision_notes(latency: dict) -> list[str]:
     """What a user deploying int8 should know: whether int8 pays on this device, before and after."""
     notes = []
     f32, i8 = latency["float32"], latency["int8"]
-    if i8["after"] > f32["after"]:
+    if i8["after"] > f32["after"] and i8["before"] > f32["before"]:
+        notes.append(f"int8 is slower than float32 on this device before pruning ({i8['before']:.3f} vs "
+                     f"{f32['before']:.3f} ms) and after ({i8['after']:.3f} vs {f32['after']:.3f} ms): "
+                     "its int8 kernels do not pay here; ship float32 to this device")
+    elif i8["after"] > f32["after"]:
         notes.append(f"int8 is slower than float32 for the pruned model on this device ({i8['after']:.3f} vs "
                      f"{f32['after']:.3f} ms): its int8 kernels at these widths cost more than they save; "
                      "ship float32 here, or prune fewer channels (--ratio) if it must be int8")
