@@ -212,6 +212,7 @@ def test_depthwise_kernels_get_their_own_cluster_count(model):
     ({"clusters": 2, "preserve_sparsity": True}, "needs clusters >= 3, got 2"),
     ({"clusters": 8, "depthwise_clusters": 2, "preserve_sparsity": True}, "needs clusters >= 3, got 2"),
     ({"depthwise_clusters": 1}, "depthwise_clusters must be 0 (= clusters) or in [2, 1024], got 1"),
+    ({"depthwise_clusters": 32, "skip_depthwise": True}, "contradict each other"),
     ({"epochs": 0}, "epochs=0"),
     ({"learning_rate": 0.0}, "learning_rate=0.0"),
 ])

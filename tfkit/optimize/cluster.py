@@ -69,9 +69,11 @@ class ClusterConfig:
         if self.depthwise_clusters and not 2 <= self.depthwise_clusters <= MAX_CLUSTERS:
             raise UsageError(f"depthwise_clusters must be 0 (= clusters) or in [2, {MAX_CLUSTERS}], "
                              f"got {self.depthwise_clusters}")
-        if self.preserve_sparsity and min(self.clusters, self.depthwise_clusters or self.clusters) < 3:
-            raise UsageError("preserve_sparsity pins one centroid at zero and needs clusters >= 3, "
-                             f"got {min(self.clusters, self.depthwise_clusters or self.clusters)}")
+        if self.depthwise_clusters and self.skip_depthwise:
+            raise UsageError("depthwise_clusters and skip_depthwise contradict each other: set one")
+        fewest = min(self.clusters, self.depthwise_clusters or self.clusters)
+        if self.preserve_sparsity and fewest < 3:
+            raise UsageError(f"preserve_sparsity pins one centroid at zero and needs clusters >= 3, got {fewest}")
         if self.init not in INITS:
             raise UsageError(f"unknown centroid init {self.init!r}; choose one of {', '.join(INITS)}")
         if self.epochs < 1 or self.batch_size < 1 or not self.learning_rate > 0:
