@@ -78,8 +78,21 @@ def test_every_clustered_kernel_keeps_at_most_clusters_values(model, clustered):
     assert 0.0 <= result.val_accuracy <= 1.0
 
 
-def test_clusters_shrink_the_gzip_and_survive_int8(model, clustered):
+def _int8_kernels(flatbuffer: bytes) -> list[np.ndarray]:
+    """The CONV_2D / FULLY_CONNECTED kernels of a flatbuffer, as stored."""
     from tfkit.convert.parity import TFLiteModel
+
+    tflite = TFLiteModel(flatbuffer)
+    weights = [op["inputs"][1] for op in tflite._graph_ops if op["op_name"] in ("CONV_2D", "FULLY_CONNECTED")]
+    return [tflite.interpreter.get_tensor(w) for w in weights]
+
+
+def _per_tensor_kernel_values(flatbuffer: bytes) -> list[int]:
+    """Distinct int8 values in each CONV_2D / FULLY_CONNECTED kernel of a flatbuffer."""
+    return [np.unique(k).size for k in _int8_kernels(flatbuffer)]
+
+
+def test_clusters_shrink_the_gzip_and_survive_int8(model, clustered):
     from tfkit.convert.tflite import convert_keras
     from tfkit.optimize.prune import gzip_bytes
 
@@ -90,9 +103,7 @@ def test_clusters_shrink_the_gzip_and_survive_int8(model, clustered):
     dense_i8 = convert_keras(model, "int8", calibration=calib)
     clustered_i8 = convert_keras(result.model, "int8", calibration=calib)
     # int8 scales are per output channel, and BN folds into each channel: clusters hold per channel.
-    tflite = TFLiteModel(clustered_i8)
-    weights = [op["inputs"][1] for op in tflite._graph_ops if op["op_name"] in ("CONV_2D", "FULLY_CONNECTED")]
-    kernels = [k.reshape(k.shape[0], -1) for k in map(tflite.interpreter.get_tensor, weights)]
+    kernels = [k.reshape(k.shape[0], -1) for k in _int8_kernels(clustered_i8)]
     assert len(kernels) == 8 and all(k.dtype == np.int8 for k in kernels)
     per_channel = [max(np.unique(row).size for row in k) for k in kernels if k.shape[1] > CLUSTERS]
     assert len(per_channel) >= 6 and max(per_channel) <= CLUSTERS, per_channel
@@ -246,15 +257,6 @@ def test_fold_batchnorm_keeps_the_outputs_and_the_input_model(model):
     np.testing.assert_allclose(folded.model(x, training=False), model(x, training=False), atol=1e-4)
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True))
     assert fold_batchnorm(folded.model).pairs == ()  # nothing left to fold: the same model back
-
-
-def _per_tensor_kernel_values(flatbuffer: bytes) -> list[int]:
-    """Distinct int8 values in each CONV_2D / FULLY_CONNECTED kernel of a flatbuffer."""
-    from tfkit.convert.parity import TFLiteModel
-
-    tflite = TFLiteModel(flatbuffer)
-    weights = [op["inputs"][1] for op in tflite._graph_ops if op["op_name"] in ("CONV_2D", "FULLY_CONNECTED")]
-    return [np.unique(tflite.interpreter.get_tensor(w)).size for w in weights]
 
 
 def test_clusters_of_a_folded_model_survive_one_int8_scale_per_tensor(model, clustered):

@@ -98,14 +98,23 @@ def block_model(model, block: Block, input_shape: tuple[int, ...], graph: Graph 
     return rebuild(sub, model, name=f"block_{block.name}")
 
 
-def tensor_shapes(model, refs: list[TensorRef], sample: np.ndarray) -> dict[TensorRef, tuple[int, ...]]:
-    """Actual shapes (batch 1 input) of the given tensors: folded-time models have batch T inside."""
+def tensor_values(model, refs: list[TensorRef], clips: np.ndarray) -> dict[TensorRef, list[np.ndarray]]:
+    """The given tensors' values for each clip run alone (batch 1 input)."""
     from tfkit._compat.keras import keras
 
+    refs = list(dict.fromkeys(refs))
     probe = keras().Model(model.inputs, [model.get_layer(r[0]).output for r in refs])
-    outs = probe(np.asarray(sample[:1], np.float32), training=False)
-    outs = outs if isinstance(outs, list | tuple) else [outs]
-    return {r: tuple(int(d) for d in o.shape) for r, o in zip(refs, outs, strict=True)}
+    found: dict[TensorRef, list[np.ndarray]] = {r: [] for r in refs}
+    for clip in np.asarray(clips, np.float32):
+        outs = probe(clip[None], training=False)
+        for ref, out in zip(refs, outs if isinstance(outs, list | tuple) else [outs], strict=True):
+            found[ref].append(np.asarray(out))
+    return found
+
+
+def tensor_shapes(model, refs: list[TensorRef], sample: np.ndarray) -> dict[TensorRef, tuple[int, ...]]:
+    """Actual shapes (batch 1 input) of the given tensors: folded-time models have batch T inside."""
+    return {r: tuple(v[0].shape) for r, v in tensor_values(model, refs, sample[:1]).items()}
 
 
 @dataclass(frozen=True)
@@ -130,20 +139,6 @@ def _time_tflite(flatbuffer: bytes, name: str, device, config, precision: str = 
         path = Path(tmp) / f"{name}.tflite"
         path.write_bytes(flatbuffer)
         return float(device.run(path, config=config, name=name, precision=precision).latency_ms.p50)
-
-
-def _block_inputs(model, blocks: list[Block], clips: np.ndarray) -> dict[TensorRef, list[np.ndarray]]:
-    """Each block's real input activations, one per clip: what calibrates its int8 model."""
-    from tfkit._compat.keras import keras
-
-    refs = list(dict.fromkeys(b.shortcut for b in blocks))
-    probe = keras().Model(model.inputs, [model.get_layer(r[0]).output for r in refs])
-    found: dict[TensorRef, list[np.ndarray]] = {r: [] for r in refs}
-    for clip in np.asarray(clips, np.float32):
-        outs = probe(clip[None], training=False)
-        for ref, out in zip(refs, outs if isinstance(outs, list | tuple) else [outs], strict=True):
-            found[ref].append(np.asarray(out))
-    return found
 
 
 def fit_split(block: str, widths, latencies) -> LatencySplit:
@@ -185,8 +180,8 @@ def block_latency_split(model, blocks: list[Block], sample: np.ndarray, *, width
     bench_config = bench_config or BenchConfig(threads=1, warmup=10, runs=100)
     graph = Graph.of(model, "block pruning")
     shapes = tensor_shapes(model, [b.shortcut for b in blocks], sample)
-    inputs = _block_inputs(model, blocks, sample if calibration is None else calibration) \
-        if precision == "int8" else {}
+    inputs = tensor_values(model, [b.shortcut for b in blocks], sample if calibration is None else calibration) \
+        if precision == "int8" else {}  # each block's real input activations calibrate its int8 model
     K = keras()
 
     def convert(sub, shortcut):
