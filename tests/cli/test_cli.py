@@ -147,12 +147,13 @@ def test_prune_then_sparse_int8(tmp_path, tiny_data, tiny_trained):
     r = invoke("prune", tiny_trained.path, "--data", d, "--sparsity", 1.5, "--out", tmp_path / "x")
     assert_usage_error(r, "sparsity must be in (0, 1), got 1.5")
     assert not (tmp_path / "x").exists()
-    r = invoke("prune", tiny_trained.path, "--data", d, "--sparsity", 0.5, "--schedule", "constant",
+    r = invoke("prune", tiny_trained.path, "--data", d, "--sparsity", 0.5, "--schedule", "constant", "--depthwise",
                "--epochs", 1, "--batch-size", 8, "--frequency", 1, "--out", tmp_path / "p", "-q")
     assert r.exit_code == 0, r.output
     history = json.loads((tmp_path / "p" / "manifest.json").read_text())["history"]
     m = history[-1]["metrics"]
     assert history[-1]["step"] == "prune" and 0.45 <= m["sparsity"]["overall"] <= 0.55
+    assert any(name.endswith("_dw") for name in m["sparsity"]["layers"])  # --depthwise: TFMOT skips them
     assert m["sparsity_before"] < 0.01 and "val_accuracy_before" in m
     r = invoke("convert", tmp_path / "p", "--data", d, "--precision", "int8", "--calibration-clips", 8,
                "--parity-clips", 8, "--min-top1-agreement", 0.0, "--out", tmp_path / "c", "-q")
@@ -174,11 +175,13 @@ def test_prune_then_sparse_int8(tmp_path, tiny_data, tiny_trained):
     assert r.exit_code == 0, r.output
     m = json.loads((tmp_path / "k" / "manifest.json").read_text())["history"][-1]["metrics"]
     assert len(m["folded_batchnorm"]) >= 8 and m["unique_values"]["max"] <= 8
-    r = invoke("convert", tmp_path / "k", "--data", d, "--precision", "int8", "--no-per-channel",
+    r = invoke("convert", tmp_path / "k", "--data", d, "--precision", "int8", "--no-per-channel", "--strip-names",
                "--calibration-clips", 8, "--parity-clips", 8, "--min-top1-agreement", 0.0, "--out", tmp_path / "kc", "-q")
     assert r.exit_code == 0, r.output
     packed = json.loads((tmp_path / "kc" / "manifest.json").read_text())["history"][-1]["metrics"]
-    assert packed["gzip_bytes"] < per_tensor["metrics"]["gzip_bytes"]
+    assert packed["gzip_bytes"] < per_tensor["metrics"]["gzip_bytes"] and packed["stripped_name_bytes"] > 1000
+    r = invoke("bench", tmp_path / "kc", "--data", d, "--runs", 3, "--warmup", 1, "--out", tmp_path / "kb", "-q")  # stripped: still runs
+    assert r.exit_code == 0, r.output
 
 
 def test_structured_then_convert_and_the_other_compressors(tmp_path, tiny_data, tiny_trained):

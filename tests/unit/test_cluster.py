@@ -156,7 +156,7 @@ def test_sparsity_preserving_clustering_then_pcqat_keep_the_zeros(model):
     pruned = keras().models.clone_model(model)
     pruned.set_weights(model.get_weights())
     for layer in pruned.layers:  # magnitude pruning by hand: the smaller half of each kernel
-        if type(layer).__name__ in ("Conv2D", "Dense"):
+        if type(layer).__name__ in ("Conv2D", "Dense", "DepthwiseConv2D"):
             weights = layer.get_weights()
             weights[0] = np.where(np.abs(weights[0]) < np.median(np.abs(weights[0])), 0.0, weights[0])
             layer.set_weights(weights)
@@ -173,6 +173,16 @@ def test_sparsity_preserving_clustering_then_pcqat_keep_the_zeros(model):
                for layer in qat.layers if getattr(layer, "layer", layer).name in names]
     assert len(kernels) == len(names) and min(np.mean(k == 0) for k in kernels) >= 0.49
     assert unique_weight_counts(qat, names, per_channel=True)["max"] <= CLUSTERS
+    # Kernels left unclustered (skip_depthwise) keep their zeros too: fine-tuning would refill them.
+    skipped = cluster_weights(pruned, _clips(8, 2), _clips(4, 3),
+                              ClusterConfig(clusters=CLUSTERS, epochs=1, batch_size=8, learning_rate=5e-3,
+                                            preserve_sparsity=True, skip_depthwise=True), progress=False)
+    dw = [layer for layer in skipped.model.layers if type(layer).__name__ == "DepthwiseConv2D"]
+    assert dw and not {layer.name for layer in dw} & set(skipped.clustered_layers)
+    assert all(np.mean(np.asarray(layer.depthwise_kernel) == 0) >= 0.45 for layer in dw)
+    moved = [np.mean(np.asarray(a.depthwise_kernel) != np.asarray(pruned.get_layer(a.name).depthwise_kernel))
+             for a in dw]
+    assert max(moved) > 0.2  # they were trained, not frozen
 
 
 def test_skip_depthwise_and_custom_layers_stay_plain(model):

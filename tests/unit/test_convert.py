@@ -70,6 +70,32 @@ def test_per_tensor_int8_keeps_one_scale_per_kernel(model_and_clips, flatbuffers
     assert len(per_tensor) == len(per_channel) and set(per_tensor) == {1}
 
 
+def test_stripping_names_keeps_the_graph_its_io_names_and_signature(model_and_clips, flatbuffers):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from tfkit.convert.flatbuffer import read_model, strip_names
+
+    _, clips = model_and_clips
+    named = flatbuffers["int8"]
+    stripped = strip_names(named)
+    assert len(stripped) < 0.95 * len(named)
+    outs, io = [], []
+    for fb in (named, stripped):
+        it = Interpreter(model_content=fb)
+        it.allocate_tensors()
+        inp, out = it.get_input_details()[0], it.get_output_details()[0]
+        scale, zero = inp["quantization"]
+        it.set_tensor(inp["index"], np.clip(np.round(clips[:1] / scale + zero), -128, 127).astype(np.int8))
+        it.invoke()
+        outs.append(it.get_tensor(out["index"]).copy())
+        io.append((inp["name"], out["name"]))
+        runner = Interpreter(model_content=fb).get_signature_runner()
+        assert list(runner.get_input_details()) == ["clip"] and list(runner.get_output_details()) == ["logits"]
+    assert np.array_equal(*outs) and io[0] == io[1]
+    names = [t.name for t in read_model(stripped).subgraphs[0].tensors if t.name]
+    assert len(names) == 2
+
+
 def test_float32_has_float_activations(flatbuffers):
     from tfkit.convert.parity import TFLiteModel
 

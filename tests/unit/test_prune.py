@@ -146,6 +146,32 @@ def test_block_sparsity_on_a_conv_net_keeps_whole_blocks_along_the_input_channel
     assert np.all(runs.all(-1) | ~runs.any(-1)) and runs.any()
 
 
+def test_depthwise_kernels_are_pruned_too_when_asked(model):
+    """TFMOT's registry gives DepthwiseConv2D no prunable weight; `depthwise=True` prunes its
+    kernel weight by weight (also under block sparsity), and the zeros reach the int8 file."""
+    from tfkit.convert.parity import TFLiteModel
+    from tfkit.convert.tflite import convert_keras
+    from tfkit.optimize.prune import prunable_layers, prune_magnitude
+
+    dw = [layer.name for layer in model.layers if type(layer).__name__ == "DepthwiseConv2D"]
+    assert dw and not set(dw) & set(prunable_layers(model))
+    before = [np.asarray(model.get_layer(n).depthwise_kernel).copy() for n in dw]
+    result = prune_magnitude(model, _clips(8, 2), _clips(4, 3),
+                             PruneConfig(sparsity=0.5, block="4x1", depthwise=True, schedule="constant", epochs=1,
+                                         batch_size=8, frequency=1), progress=False)
+    assert set(dw) <= set(result.pruned_layers)
+    for name, old in zip(dw, before, strict=True):
+        kernel = np.asarray(result.model.get_layer(name).depthwise_kernel)
+        assert 0.45 <= np.mean(kernel == 0) <= 0.55, name
+        assert np.array_equal(np.asarray(model.get_layer(name).depthwise_kernel), old)  # the input is untouched
+        assert result.sparsity["layers"][name] == pytest.approx(np.mean(kernel == 0), abs=1e-4)
+    calib = [np.random.default_rng(i).uniform(-1, 1, (1, *SPEC.input_shape)).astype(np.float32) for i in range(2)]
+    interp = TFLiteModel(convert_keras(result.model, "int8", calibration=calib)).interpreter
+    stored = [interp.get_tensor(t["index"]) for t in interp.get_tensor_details()
+              if t["dtype"] == np.int8 and len(t["shape"]) == 4 and t["shape"][0] == 1 and t["shape"][1] == 3]
+    assert len(stored) == len(dw) and all(np.mean(k == 0) >= 0.45 for k in stored)
+
+
 def test_xnnpack_policy_prunes_only_pointwise_convs(model):
     from tfkit.optimize.prune import prunable_layers, xnnpack_sparse_check
 
@@ -163,6 +189,8 @@ def test_xnnpack_policy_prunes_only_pointwise_convs(model):
     ({"m_by_n": "two:four"}, "m_by_n must look like"),
     ({"block": "1x4", "m_by_n": "2:4"}, "not both"),
     ({"policy": "gpu"}, "unknown pruning policy"),
+    ({"depthwise": True, "m_by_n": "2:4"}, "depthwise pruning goes weight by weight"),
+    ({"depthwise": True, "policy": "xnnpack"}, "xnnpack policy"),
     ({"initial_sparsity": 0.7, "sparsity": 0.5}, "initial_sparsity"),
 ])
 def test_bad_configs_name_the_value(kw, needle):

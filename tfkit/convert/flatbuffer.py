@@ -100,3 +100,22 @@ def metadata(model) -> dict[str, bytes]:
         data = model.buffers[entry.buffer].data
         out[name] = b"" if data is None else bytes(bytearray(data))
     return out
+
+
+def strip_names(data: bytes) -> bytes:
+    """`data` without the names of its internal tensors, which the converter makes from the Keras
+    layer paths ("model/s2b5_dw_relu/Relu6;model/s2b5_dw_bn/FusedBatchNormV3;..."): 13% of a
+    small int8 model's bytes, 3% of its gzip. Unlike TFLite's own `strip_strings`, the model's
+    input and output tensors keep their names and the signatures stay, so signature runners,
+    tfkit's runner and its metadata work as before; per-tensor reports then show empty names."""
+    model = read_model(data)
+    for graph in model.subgraphs:
+        keep = {*(graph.inputs if graph.inputs is not None else []),
+                *(graph.outputs if graph.outputs is not None else [])}
+        for sig in model.signatureDefs or []:
+            if sig.subgraphIndex == model.subgraphs.index(graph):
+                keep |= {t.tensorIndex for t in [*(sig.inputs or []), *(sig.outputs or [])]}
+        for i, tensor in enumerate(graph.tensors or []):
+            if i not in keep:
+                tensor.name = None
+    return write_model(model)

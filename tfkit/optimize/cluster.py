@@ -44,7 +44,9 @@ MAX_CLUSTERS = 1024  # TFMOT's cluster-preserving QAT gives up on kernels with m
 @dataclass(frozen=True)
 class ClusterConfig:
     """How many centroids per kernel, how to place them, how long to fine-tune.
-    `preserve_sparsity` keeps a pruned model's zeros (one centroid pinned at zero; needs clusters >= 3).
+    `preserve_sparsity` keeps a pruned model's zeros (one centroid pinned at zero; needs clusters >= 3),
+    also in the sparse kernels it does not cluster (`skip_depthwise`): their zeros are re-applied
+    after every training step, or fine-tuning would refill them.
     `fold_batchnorm` merges each BatchNormalization into the layer before it first
     (tfkit.optimize.fold), so the clusters are those of the kernel that runs and survive int8
     with one scale per tensor (`convert --no-per-channel`), the smallest gzip."""
@@ -182,6 +184,31 @@ def wrap_for_clustering(model, config: ClusterConfig = ClusterConfig()):
     return wrapped, names
 
 
+SPARSE = 0.1  # a kernel with at least this share of exact zeros was pruned (trained ones have ~none)
+
+
+def _hold_zeros(model, clustered: set):
+    """A Keras callback that puts back the zeros of every sparse kernel clustering leaves alone
+    (a skipped depthwise kernel, a layer with too few values), after each training step."""
+    from tfkit._compat.keras import keras
+
+    held = []
+    for layer in model.layers:
+        if layer.name in clustered:
+            continue
+        for attr in ("kernel", "depthwise_kernel"):
+            weight = getattr(layer, attr, None)
+            if weight is not None and hasattr(weight, "assign") and np.mean(np.asarray(weight) == 0) >= SPARSE:
+                held.append((weight, (np.asarray(weight) != 0).astype(np.asarray(weight).dtype)))
+
+    class HoldZeros(keras().callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            for weight, mask in held:
+                weight.assign(weight * mask)
+
+    return HoldZeros()
+
+
 def strip_clustering(model):
     """The plain tf_keras model behind a clustering-wrapped one, with the clustered weights."""
     from tfkit._compat.keras import keras, tfmot
@@ -252,7 +279,8 @@ def cluster_weights(model, train, val, config: ClusterConfig = ClusterConfig(), 
         wrapped, train, val,
         TrainConfig(epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,
                     augment=config.augment, seed=config.seed, weight_decay=0.0),  # decay would pull centroids to 0
-        progress=progress, symmetries=symmetries)
+        progress=progress, symmetries=symmetries,
+        callbacks=[_hold_zeros(wrapped, set(names))] if config.preserve_sparsity else None)
     stripped = strip_clustering(trained.model)
     return ClusterResult(stripped, trained.val_accuracy, trained.train_accuracy, names,
                          unique_weight_counts(stripped, names), folded)

@@ -29,6 +29,7 @@ from tfkit.optimize.graph import check_functional
 
 SCHEDULES = ("constant", "polynomial")
 POLICIES = ("all", "xnnpack")
+EXTRA_PRUNED_WEIGHTS = {"DepthwiseConv2D": "depthwise_kernel"}  # TFMOT's registry maps these to no weight
 
 
 def _parse_pair(text: str, sep: str, what: str) -> tuple[int, int] | None:
@@ -49,7 +50,10 @@ class PruneConfig:
     consecutive input-channel weights) replaces the sparsity target; `block` ("AxB": A input by B
     output channels) prunes whole blocks of 1x1-conv and Dense kernels (other kernels weight by
     weight); TFLite stores those kernels output-major, so "4x1" blocks are contiguous runs there;
-    policy "xnnpack" prunes only 1x1 convolutions, the layers XNNPACK's sparse inference speeds up."""
+    policy "xnnpack" prunes only 1x1 convolutions, the layers XNNPACK's sparse inference speeds up;
+    `depthwise` also prunes DepthwiseConv2D kernels (weight by weight, same schedule), which TFMOT
+    leaves out: in a MobileNet they are ~15% of the weights but, unpruned, a quarter of a sparse
+    int8 file's gzip bytes."""
 
     sparsity: float = 0.5
     schedule: str = "polynomial"
@@ -57,6 +61,7 @@ class PruneConfig:
     m_by_n: str = ""
     block: str = ""
     policy: str = "all"
+    depthwise: bool = False
     epochs: int = 4
     learning_rate: float = 5e-4
     batch_size: int = 16
@@ -79,6 +84,9 @@ class PruneConfig:
         _parse_pair(self.block, "x", "block")
         if pair and self.block:
             raise UsageError("choose one of m_by_n and block sparsity, not both")
+        if self.depthwise and (pair or self.policy == "xnnpack"):
+            raise UsageError("depthwise pruning goes weight by weight to the sparsity target: it does not combine "
+                             "with m_by_n (Conv2D/Dense only) or the xnnpack policy (1x1 convolutions only)")
         if self.epochs < 1 or self.batch_size < 1 or self.frequency < 1 or not self.learning_rate > 0:
             raise UsageError("epochs, batch_size and frequency must be >= 1 and learning_rate > 0")
 
@@ -104,7 +112,7 @@ def _is_pointwise(layer) -> bool:
 def prunable_layers(model, config: PruneConfig = PruneConfig()) -> list[str]:
     """Names of the layers `config` prunes: those with a kernel TFMOT prunes (Conv, Dense, ...;
     TFMOT lists DepthwiseConv2D and BatchNormalization with no prunable weight, and applies m_by_n
-    to Conv2D/Dense only)."""
+    to Conv2D/Dense only); DepthwiseConv2D too with `config.depthwise`."""
     from tensorflow_model_optimization.python.core.sparsity.keras import prune_registry
 
     from tfkit._compat.keras import tfmot
@@ -113,6 +121,9 @@ def prunable_layers(model, config: PruneConfig = PruneConfig()) -> list[str]:
     names = []
     for layer in model.layers:
         registry = prune_registry.PruneRegistry
+        if config.depthwise and type(layer).__name__ in EXTRA_PRUNED_WEIGHTS and layer.trainable_weights:
+            names.append(layer.name)
+            continue
         if not layer.weights or not registry.supports(layer) or not registry._LAYERS_WEIGHTS_MAP.get(type(layer)):
             continue
         kind = type(layer).__name__
@@ -149,6 +160,13 @@ def block_prunable(shape: tuple, block: tuple[int, int] = (1, 1)) -> bool:
         return False
     rows, cols = shape[-2], shape[-1]
     return -(-rows // block[0]) > 1 and -(-cols // block[1]) > 1
+
+
+def _weight_hook(layer, attr: str):
+    def get_prunable_weights():
+        return [getattr(layer, attr)]
+
+    return get_prunable_weights
 
 
 @functools.cache
@@ -200,6 +218,12 @@ def wrap_for_pruning(model, config: PruneConfig, total_steps: int):
         if original.name not in names:
             return fresh
         layer_kw = dict(kw)
+        attr = EXTRA_PRUNED_WEIGHTS.get(type(original).__name__)
+        if attr:  # TFMOT's registry gives it no prunable weight; its wrapper asks this hook at build
+            layer_kw.pop("block_size", None)
+            wrapper = S.prune_low_magnitude(fresh, **layer_kw)
+            wrapper.layer.get_prunable_weights = _weight_hook(wrapper.layer, attr)
+            return wrapper
         if config.block:
             shape = tuple(original.kernel.shape) if type(original).__name__ in ("Conv2D", "Dense") else ()
             if not block_prunable(shape, kw["block_size"]):

@@ -34,6 +34,7 @@ class ConvertConfig:
     keep_float: int = 0  # int8 only: keep the N layers with the worst int8 error (QuantizationDebugger) in float
     sparse: bool = False  # store pruned (mostly zero) kernels in TFLite's sparse format
     per_channel: bool = True  # int8/int16x8: one kernel scale per output channel (False: one per kernel)
+    strip_names: bool = False  # drop internal tensor names (inputs, outputs, signatures kept): smaller files
     seed: int = 0
 
     def __post_init__(self):
@@ -108,6 +109,7 @@ class ConvertStep(Step):
 
     def run(self, inputs, workdir: Path, ctx: RunContext) -> StepOutput:
         from tfkit._compat.keras import versions
+        from tfkit.convert.flatbuffer import strip_names
         from tfkit.convert.metadata import embed_metadata, metadata_for
         from tfkit.convert.parity import TFLiteModel, check_parity
         from tfkit.convert.tflite import convert_keras
@@ -151,6 +153,9 @@ class ConvertStep(Step):
                                        per_channel=c.per_channel)
             report, stream_spec = check_parity(model, flatbuffer, parity, c.precision, **c.parity_bars()), None
         ctx.log(f"[convert] {c.precision} {c.form}: parity ok ({report.threshold})")
+        named_bytes = len(flatbuffer)
+        if c.strip_names:  # names only: the graph and weights are the bytes parity just checked
+            flatbuffer = strip_names(flatbuffer)
         tfl = TFLiteModel(flatbuffer)
         # The model's data input: for the streaming form the signature's `frame`, not a state.
         inp = tfl.interpreter.get_signature_runner().get_input_details()["frame"] if c.form == "stream" else tfl.input
@@ -169,6 +174,7 @@ class ConvertStep(Step):
         # that needs Flex fails conversion with the converter's own message.
         metrics = {"size_bytes": len(flatbuffer), "gzip_bytes": gzip_bytes(flatbuffer), "parity": report.to_dict(),
                    "metadata_bytes": len(flatbuffer) - plain_bytes,
+                   **({"stripped_name_bytes": named_bytes - plain_bytes} if c.strip_names else {}),
                    "ops": tfl.op_counts(),
                    "float_activation_tensors": tfl.float_activation_count(),
                    "xnnpack_partitions": tfl.xnnpack_partitions(), "gpu_analyzer": analyze_gpu(flatbuffer).to_dict(),
