@@ -9,9 +9,10 @@ set of its own (another seed, 280 clips):
   pruning tuned to the same accuracy (the most aggressive channel ratio whose distilled accuracy
   reaches the two-stage model's);
 - start-up (interpreter init + first inference) before and after block removal;
-- magnitude pruning to 50% + sparsity-preserving QAT int8: gzip size vs float32, accuracy; and the
-  same pruned model with BN folded, clustered to 8 values per kernel with its zeros kept, in int8
-  with one scale per tensor (the smallest sparse int8 tfkit makes);
+- magnitude pruning to 50% + sparsity-preserving QAT int8: gzip size vs float32, accuracy; and
+  magnitude 50% of every kernel (depthwise too) with BN folded, clustered to 8 values per kernel
+  with its zeros kept, in int8 with one scale per tensor (the smallest sparse int8 tfkit makes).
+  Every file is written as it ships, internal tensor names stripped, the float32 reference too;
 - one row per technique (structured, magnitude+PQAT, clustering+CQAT, low-rank, distillation
   into a smaller zoo model, dynamic early exit): accuracy, size, latency, MACs, params before
   and after.
@@ -20,7 +21,7 @@ after all training, 9 rounds (7 in full mode) interleaved in shuffled order, and
 host is shared, a single reading of a sub-millisecond model can be 40% off, and other load only
 adds time.
 
-    python benchmarks/pruning.py --quick --json out/pruning.json   # 16 min on a 2-core Xeon, 35 on a 2 GHz EPYC
+    python benchmarks/pruning.py --quick --json out/pruning.json   # 16 min on a 2-core Xeon, 31 on a 2 GHz EPYC
     python benchmarks/pruning.py --json out/pruning_full.json      # full sizes (64 px, 7 stages)
 """
 from __future__ import annotations
