@@ -319,7 +319,6 @@ def _techniques(reference, ds, bench: Bench, base: dict, p: dict, spec) -> tuple
         skip_depthwise=True,  # measured: depthwise also at 16 (32) values cost 0.4 (0.4) more points, for 6.20x (6.11x)
         # measured (3 epochs, test / val accuracy): lr 3e-4 0.968 / 0.952, 1e-3 0.979 / 0.964, 2e-3 0.954 / 0.964;
         # without augmentation val is higher at 1e-3 (0.964 vs 0.952), test the same
-        # (another reference, the same recipe twice: test 0.964 in one run, 0.936 in another)
         learning_rate=p["pack_lr"], augment=False),
         progress=False, symmetries=sym)
     bench.phase("magnitude + sparsity-preserving clustering")
