@@ -60,13 +60,13 @@ def _debugger(model, calibration, denylisted_nodes: Sequence[str] = ()):
     """A QuantizationDebugger on `model` (batch 1) calibrated on `calibration`; returns
     (debugger, samples)."""
     from tfkit._compat.keras import tf
-    from tfkit.convert.tflite import _fixed_batch
+    from tfkit.convert.tflite import _fixed_batch, keras_converter
 
     T = tf()
     fixed = _fixed_batch(model)
     names = [t.name.split(":")[0] for t in fixed.inputs]
     samples = _samples(calibration, names)
-    converter = T.lite.TFLiteConverter.from_keras_model(fixed)
+    converter = keras_converter(fixed)
     converter.optimizations = [T.lite.Optimize.DEFAULT]
     converter.representative_dataset = lambda: iter(samples)  # dicts by name: safe for multi-input
     holder = {}
