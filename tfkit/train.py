@@ -64,62 +64,101 @@ def _identity(x):
     return x
 
 
-def _augmenter(symmetries: dict, classes: list[str]):
-    """A tf.data map applying each declared transform with p=0.5 and remapping the label."""
-    from tfkit._compat.keras import tf
+class _Augmenter:
+    """Label-aware augmentation: each declared transform applied with p=0.5 and the label
+    remapped. Also usable deterministically: variant `v` (0 <= v < `variants`) applies the
+    transforms whose bit is set in `v`, so a teacher's outputs can be computed once per clip and
+    variant (tfkit.optimize.distill) and looked up by the key `keyed` returns."""
 
-    T = tf()
-    unknown = sorted(set(symmetries) - set(TRANSFORMS))
-    if unknown:
-        raise UsageError(f"unknown symmetry transform(s) {unknown}; known: {list(TRANSFORMS)}")
-    # Named functions, not lambdas on one line: autograph cannot tell such lambdas apart and warns.
-    def hflip(x):
-        return x[:, :, ::-1]
+    def __init__(self, symmetries: dict, classes: list[str]):
+        from tfkit._compat.keras import tf
 
-    def vflip(x):
-        return x[:, ::-1]
+        T = self.T = tf()
+        unknown = sorted(set(symmetries) - set(TRANSFORMS))
+        if unknown:
+            raise UsageError(f"unknown symmetry transform(s) {unknown}; known: {list(TRANSFORMS)}")
 
-    def transpose(x):
-        return T.transpose(x, [0, 2, 1, 3])
+        # Named functions, not lambdas on one line: autograph cannot tell such lambdas apart and warns.
+        def hflip(x):
+            return x[:, :, ::-1]
 
-    def reverse(x):
-        return x[::-1]
+        def vflip(x):
+            return x[:, ::-1]
 
-    ops = {"hflip": hflip, "vflip": vflip, "transpose": transpose, "reverse": reverse}
-    index = {c: i for i, c in enumerate(classes)}
-    tables = []
-    for name, mapping in sorted(symmetries.items()):
-        perm = list(range(len(classes)))
-        for src, dst in mapping.items():
-            if src in index and dst in index:
-                perm[index[src]] = index[dst]
-        tables.append((ops[name], T.constant(perm, T.int64)))
+        def transpose(x):
+            return T.transpose(x, [0, 2, 1, 3])
 
-    def augment(x, y):
-        for op, perm in tables:
-            flip = T.random.uniform(()) < 0.5
+        def reverse(x):
+            return x[::-1]
+
+        ops = {"hflip": hflip, "vflip": vflip, "transpose": transpose, "reverse": reverse}
+        index = {c: i for i, c in enumerate(classes)}
+        self.tables = []
+        for name, mapping in sorted(symmetries.items()):
+            perm = list(range(len(classes)))
+            for src, dst in mapping.items():
+                if src in index and dst in index:
+                    perm[index[src]] = index[dst]
+            self.tables.append((ops[name], T.constant(perm, T.int64)))
+        self.variants = 2 ** len(self.tables)
+
+    def _apply(self, x, y, flips):
+        T = self.T
+        for (op, perm), flip in zip(self.tables, flips, strict=True):
+            if isinstance(flip, bool):  # a fixed variant
+                x, y = (op(x), T.gather(perm, y)) if flip else (x, y)
+                continue
             x = T.cond(flip, functools.partial(op, x), functools.partial(_identity, x))
             y = T.where(flip, T.gather(perm, y), y)
         return x, y
 
-    return augment
+    def _draw(self):
+        return [self.T.random.uniform(()) < 0.5 for _ in self.tables]
+
+    def __call__(self, x, y):
+        return self._apply(x, y, self._draw())
+
+    def keyed(self, x, y, i):
+        """A random variant of clip `i`, its label, and the key i * variants + variant."""
+        flips = self._draw()
+        variant = sum(self.T.cast(f, self.T.int64) * (1 << bit) for bit, f in enumerate(flips)) if flips else 0
+        x, y = self._apply(x, y, flips)
+        return x, y, i * self.variants + variant
+
+    def variant(self, x, v: int):
+        """Clip `x` as variant `v` (a Python int) shows it."""
+        x, _ = self._apply(x, self.T.constant(0, self.T.int64), [bool(v >> bit & 1) for bit in range(len(self.tables))])
+        return x
 
 
-def clip_batches(clips, config: TrainConfig, symmetries: dict | None = None):
+def _augmenter(symmetries: dict, classes: list[str]) -> _Augmenter:
+    """A tf.data map applying each declared transform with p=0.5 and remapping the label."""
+    return _Augmenter(symmetries, classes)
+
+
+def _augments(config: TrainConfig, symmetries: dict | None) -> bool:
+    return bool(config.augment and symmetries)
+
+
+def clip_batches(clips, config: TrainConfig, symmetries: dict | None = None, *, keyed: bool = False):
     """A shuffled, augmented (when `config.augment` and the dataset declares `symmetries`),
-    normalized tf.data pipeline of (float clips, int labels) batches: what every trainer feeds."""
+    normalized tf.data pipeline of (float clips, int labels) batches: what every trainer feeds.
+    `keyed`: batches of (clips, labels, keys), each key clip index * variants + the augmentation
+    variant it got (see `_Augmenter`; variants is 1 without augmentation)."""
     from tfkit._compat.keras import tf
 
     T = tf()
     scale, offset = config.normalization.scale_offset()
 
-    def prep(x, y):
-        return T.cast(x, T.float32) * scale + offset, y
+    def prep(x, y, *key):
+        return (T.cast(x, T.float32) * scale + offset, y, *key)
 
-    ds = (T.data.Dataset.from_tensor_slices((clips.x, clips.y.astype(np.int64)))
-          .shuffle(len(clips.y), seed=config.seed, reshuffle_each_iteration=True))
-    if config.augment and symmetries:
-        ds = ds.map(_augmenter(symmetries, list(clips.classes)), num_parallel_calls=2)
+    slices = (clips.x, clips.y.astype(np.int64)) + ((np.arange(len(clips.y), dtype=np.int64),) if keyed else ())
+    ds = T.data.Dataset.from_tensor_slices(slices).shuffle(len(clips.y), seed=config.seed,
+                                                          reshuffle_each_iteration=True)
+    if _augments(config, symmetries):
+        augment = _Augmenter(symmetries, list(clips.classes))
+        ds = ds.map(augment.keyed if keyed else augment, num_parallel_calls=2)
     return ds.batch(config.batch_size).map(prep, num_parallel_calls=2).prefetch(2)
 
 

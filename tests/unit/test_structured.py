@@ -274,6 +274,35 @@ def test_distillation_pulls_the_student_toward_the_teacher():
         distill(student, teacher, clips, clips, DistillConfig(features=(("nope", "logits"),)), progress=False)
 
 
+def test_cached_teacher_logits_match_the_teacher_on_each_augmented_clip():
+    """distill looks the teacher's logits up by (clip, augmentation variant): every key a keyed
+    batch carries must name the clip and variant the batch really holds."""
+    from tfkit.data import MOTION_CLASSES, MOTION_SYMMETRIES
+    from tfkit.data.folder import ClipSet
+    from tfkit.optimize.distill import teacher_table, variants
+    from tfkit.train import TrainConfig, clip_batches
+
+    rng = np.random.default_rng(1)
+    classes = tuple(MOTION_CLASSES)
+    n = 12
+    clips = ClipSet(rng.integers(0, 256, (n, *SPEC.input_shape), dtype=np.uint8),
+                    rng.integers(0, len(classes), n).astype(np.int64), tuple(f"c{i}" for i in range(n)), classes)
+    spec = VideoModelSpec(num_classes=len(classes), frames=2, size=32, alpha=0.35, stages=2, dropout=0.0)
+    teacher = build(spec)
+    config = TrainConfig(batch_size=5)
+    assert variants(config, MOTION_SYMMETRIES) == 16 and variants(TrainConfig(augment=False), MOTION_SYMMETRIES) == 1
+    table = np.asarray(teacher_table(teacher, clips, config, MOTION_SYMMETRIES))
+    assert table.shape == (n * 16, len(classes))
+    seen = set()
+    for x, y, key in clip_batches(clips, config, MOTION_SYMMETRIES, keyed=True).take(3):
+        key, out = np.asarray(key), np.asarray(teacher(x, training=False))
+        err = np.abs(table[key] - out).max()
+        assert err <= 1e-3 * np.abs(out).max(), err  # a fresh model's logits are small: relative
+        assert np.abs(table[(key + 1) % len(table)] - out).max() > 20 * err  # a wrong key would show
+        seen.update((key % 16).tolist())
+    assert len(seen) > 3  # several variants were drawn, not only the identity
+
+
 def test_exit_split_recomposes_the_model_and_refuses_cuts_across_a_skip():
     from tfkit.optimize.exits import choose_threshold, split_for_exit
 
