@@ -151,7 +151,7 @@ def teacher_table(t_model, train, config: TrainConfig, symmetries: dict | None, 
     """The teacher's first output for every clip in every augmentation variant, as a float32
     tensor (clips * variants, classes) indexed by the keys of `clip_batches(..., keyed=True)`."""
     from tfkit._compat.keras import tf
-    from tfkit.train import _augments, _Augmenter
+    from tfkit.train import _Augmenter, _augments
 
     T = tf()
     scale, offset = config.normalization.scale_offset()
