@@ -34,13 +34,16 @@ def _fixed_batch(model):
 
 def keras_converter(fixed):
     """A TFLiteConverter for the batch-1 Keras model `fixed`, with the same serving signature
-    (input names, outputs by output layer name) that `from_keras_model` gives, 3-4x sooner.
+    (input names, outputs by output layer name) that `from_keras_model` gives, about 10x sooner.
 
     `from_keras_model` first writes the model as a Keras SavedModel, which traces every layer's
-    call on its own: measured 26 s of a 29 s float32 conversion of a 9-block MobileNetV2 (28 s ->
-    7.5 s here, the same bytes and outputs). Saving one inference function on a plain tf.Module
-    holding the model's variables takes the same SavedModel route into the converter (signature
-    names and all), without the per-layer traces."""
+    call on its own: measured 26 s of a 29 s float32 conversion of a 9-block MobileNetV2. Here one
+    inference function is traced, its variables are folded into constants, and a function calling
+    that frozen graph (no variables left to checkpoint: saving them took 4.5 of the 5.7 s that
+    remained) is what takes the converter's SavedModel route, signature names and all. Measured on
+    the same model: 29 s -> 2.4 s, the same outputs and tensor names."""
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
     from tfkit._compat.keras import tf
 
     T = tf()
@@ -52,9 +55,16 @@ def keras_converter(fixed):
         outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
         return dict(zip(names, outputs, strict=True))
 
-    function = T.function(serve, input_signature=specs)
-    holder = T.Module()  # what the SavedModel tracks: the function and every variable it reads
-    holder.serve, holder.weights = function, list(fixed.variables)
+    traced = T.function(serve, input_signature=specs).get_concrete_function()
+    frozen = convert_variables_to_constants_v2(traced)
+    structure = traced.structured_outputs  # the frozen function returns a flat list
+
+    def serve_frozen(*inputs):
+        return T.nest.pack_sequence_as(structure, frozen(*inputs))
+
+    function = T.function(serve_frozen, input_signature=specs)
+    holder = T.Module()  # what the SavedModel tracks: just the function
+    holder.serve = function
     return T.lite.TFLiteConverter.from_concrete_functions([function.get_concrete_function()], holder)
 
 
