@@ -237,7 +237,7 @@ def _structured(reference, ds, bench: Bench, base: dict, p: dict) -> dict:
         r = structured_prune(reference, ds.train, ds.val,
                              StructuredConfig(ratio=ratio, blocks=False, epochs=p["finetune"], compare_precisions=False),
                              device=bench.device, bench_config=bench.config, progress=False,
-                             symmetries=MOTION_SYMMETRIES)
+                             symmetries=MOTION_SYMMETRIES, model_ms=both.model_latency_ms)
         bench.phase(f"channel-only {ratio}")
         channel_rows[ratio] = bench.row(r.model, f"channel_only_{ratio}")
         if channel_rows[ratio]["float32"]["accuracy"] >= cb["float32"]["accuracy"] - MATCH:

@@ -201,6 +201,10 @@ def test_bad_input_is_refused_by_name():
         ChannelConfig(criterion="entropy")
     with pytest.raises(UsageError, match="nothing to prune"):
         StructuredConfig(ratio=0.0, blocks=False)
+    from tfkit.optimize.structured import structured_prune
+
+    with pytest.raises(UsageError, match="model_ms must be a measured latency"):
+        structured_prune(None, None, None, StructuredConfig(), model_ms=-1.0)
     x = K.Input((8, 8, 3))
     y = K.layers.Conv2D(8, 3)(x)
     lam = K.Model(x, K.layers.Dense(2)(K.layers.Lambda(lambda t: t * 2, name="double")(y)))
@@ -301,6 +305,19 @@ def test_cached_teacher_logits_match_the_teacher_on_each_augmented_clip():
         assert np.abs(table[(key + 1) % len(table)] - out).max() > 20 * err  # a wrong key would show
         seen.update((key % 16).tolist())
     assert len(seen) > 3  # several variants were drawn, not only the identity
+
+    # the table is kept by content: the same teacher and clips reuse it, a changed teacher does not
+    from tfkit.optimize import distill as distill_module
+
+    kept = len(distill_module._TABLES)
+    np.testing.assert_array_equal(np.asarray(teacher_table(teacher, clips, config, MOTION_SYMMETRIES)), table)
+    assert len(distill_module._TABLES) == kept
+    head = next(layer for layer in reversed(teacher.layers) if layer.get_weights())
+    head.set_weights([w * 3.0 for w in head.get_weights()])
+    changed = np.asarray(teacher_table(teacher, clips, config, MOTION_SYMMETRIES))
+    x0 = clips.x[:1].astype(np.float32) * (2 / 255) - 1  # variant 0 of clip 0: the clip itself
+    np.testing.assert_allclose(changed[0], np.asarray(teacher(x0, training=False))[0], rtol=1e-3, atol=1e-5)
+    assert np.abs(changed[0] - table[0]).max() > 1e-4
 
 
 def test_exit_split_recomposes_the_model_and_refuses_cuts_across_a_skip():

@@ -14,6 +14,9 @@ Example:
 """
 from __future__ import annotations
 
+import hashlib
+import json
+from collections import OrderedDict
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -147,9 +150,48 @@ def variants(config: TrainConfig, symmetries: dict | None) -> int:
     return 2 ** len(symmetries) if _augments(config, symmetries) else 1
 
 
+_TABLES: OrderedDict = OrderedDict()  # content digest -> teacher table, the few most recent
+_TABLES_KEPT = 4
+
+
+def _table_digest(t_model, train, config: TrainConfig, symmetries: dict | None) -> str:
+    """What a teacher table depends on, hashed: the teacher's architecture and weights, the clips,
+    the normalization and which transforms make the variants (not the label maps: the table holds
+    logits, not labels). A teacher trained further, or other clips, give another digest."""
+    from tfkit.train import _augments
+
+    h = hashlib.blake2b(digest_size=20)
+    architecture = dict(t_model.get_config())
+    architecture.pop("name", None)  # the wrapper distill builds gets a fresh name each call
+    h.update(json.dumps(architecture, sort_keys=True, default=str).encode())
+    for w in t_model.weights:
+        h.update(np.ascontiguousarray(w.numpy()).tobytes())
+    x = np.ascontiguousarray(train.x)
+    h.update(repr((x.shape, str(x.dtype), config.normalization.value,
+                   sorted(symmetries or {}) if _augments(config, symmetries) else None)).encode())
+    h.update(x.tobytes())
+    return h.hexdigest()
+
+
 def teacher_table(t_model, train, config: TrainConfig, symmetries: dict | None, *, batch_size: int = 32):
     """The teacher's first output for every clip in every augmentation variant, as a float32
-    tensor (clips * variants, classes) indexed by the keys of `clip_batches(..., keyed=True)`."""
+    tensor (clips * variants, classes) indexed by the keys of `clip_batches(..., keyed=True)`.
+    The last few tables are kept by content digest (see `_table_digest`): distilling several
+    students from one teacher on one training set (a ratio sweep) computes it once."""
+    from tfkit._compat.keras import tf
+
+    digest = _table_digest(t_model, train, config, symmetries)
+    if digest in _TABLES:
+        _TABLES.move_to_end(digest)
+        return tf().constant(_TABLES[digest])
+    table = _compute_table(t_model, train, config, symmetries, batch_size)
+    _TABLES[digest] = table
+    while len(_TABLES) > _TABLES_KEPT:
+        _TABLES.popitem(last=False)
+    return tf().constant(table)
+
+
+def _compute_table(t_model, train, config: TrainConfig, symmetries: dict | None, batch_size: int) -> np.ndarray:
     from tfkit._compat.keras import tf
     from tfkit.train import _Augmenter, _augments
 
@@ -169,4 +211,4 @@ def teacher_table(t_model, train, config: TrainConfig, symmetries: dict | None, 
             out = out[0] if isinstance(out, (list, tuple)) else out
             table[start:start + len(out), v] = out.numpy()
             start += len(out)
-    return T.constant(table.reshape(len(train.y) * count, -1))
+    return table.reshape(len(train.y) * count, -1)

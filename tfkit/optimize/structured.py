@@ -121,13 +121,17 @@ def tflite_p50(model, device=None, bench_config=None, precision: str = "float32"
 
 def structured_prune(model, train, val, config: StructuredConfig = StructuredConfig(), *, device=None,
                      bench_config=None, progress: bool = True, symmetries: dict | None = None,
-                     log=print) -> StructuredResult:
-    """Block removal (optional) + channel removal + distillation; `model` is not modified."""
+                     log=print, model_ms: float | None = None) -> StructuredResult:
+    """Block removal (optional) + channel removal + distillation; `model` is not modified.
+    `model_ms`: the unpruned model's p50 in `config.precision` on `device`, when already measured
+    (a ratio sweep times it once)."""
     from tfkit.optimize.blocks import block_latency_split, find_blocks, plan_block_removal, remove_blocks
     from tfkit.optimize.channels import prune_channels
     from tfkit.optimize.distill import DistillConfig, distill
     from tfkit.train import TrainConfig, evaluate_accuracy
 
+    if model_ms is not None and not model_ms > 0:
+        raise UsageError(f"model_ms must be a measured latency > 0 ms, got {model_ms}")
     norm = TrainConfig().normalization
     base_acc = evaluate_accuracy(model, val.x, val.y, norm)
     sample = np.asarray(val.x[:1], np.float32)
@@ -135,8 +139,10 @@ def structured_prune(model, train, val, config: StructuredConfig = StructuredCon
     sample = sample * scale + offset
     calib = np.asarray(train.x[:8], np.float32) * scale + offset  # int8 timing: real activation ranges
     student, removed, candidates, splits, notes = model, (), {}, [], []
-    model_ms = tflite_p50(model, device, bench_config or _timing(config), precision=config.precision,
-                          calibration=calib, rounds=config.timing_rounds if config.blocks else 1)
+    if model_ms is None:
+        model_ms = tflite_p50(model, device, bench_config or _timing(config), precision=config.precision,
+                              calibration=calib, rounds=config.timing_rounds if config.blocks else 1)
+
     if config.blocks:
         blocks = find_blocks(model)
         if not blocks:
