@@ -162,6 +162,53 @@ def clip_batches(clips, config: TrainConfig, symmetries: dict | None = None, *, 
     return ds.batch(config.batch_size).map(prep, num_parallel_calls=2).prefetch(2)
 
 
+@functools.cache
+def _adamw_class():
+    from tfkit._compat.keras import keras, tf
+
+    K, T = keras(), tf()
+
+    class DecoupledAdamW(K.optimizers.legacy.Adam):
+        """AdamW (decoupled weight decay, Loshchilov & Hutter 2019) on Keras's legacy Adam, whose
+        update is one fused op per variable. tf_keras's AdamW builds ~15 ops per variable in
+        Python: tracing a training step of the 9-block reference took 7 s longer with it (first
+        epoch 20.8 vs 13.9 s, later epochs the same), and tfkit traces one per fine-tune. Same
+        update as that AdamW: the variable shrinks by lr * weight_decay, then the Adam step
+        (epsilon-hat form, as both implement it)."""
+
+        def __init__(self, learning_rate=1e-3, weight_decay: float = 0.0, name: str = "DecoupledAdamW", **kwargs):
+            super().__init__(learning_rate, name=name, **kwargs)
+            self.weight_decay = float(weight_decay)
+
+        def _decayed(self, var, apply_state):
+            key = (var.device, var.dtype.base_dtype)
+            lr = ((apply_state or {}).get(key) or self._fallback_apply_state(*key))["lr_t"]
+            return var.assign_sub(var * (lr * self.weight_decay), read_value=False)
+
+        def _resource_apply_dense(self, grad, var, apply_state=None):
+            if not self.weight_decay:
+                return super()._resource_apply_dense(grad, var, apply_state)
+            with T.control_dependencies([self._decayed(var, apply_state)]):
+                return super()._resource_apply_dense(grad, var, apply_state)
+
+        def _resource_apply_sparse(self, grad, var, indices, apply_state=None):
+            if not self.weight_decay:
+                return super()._resource_apply_sparse(grad, var, indices, apply_state)
+            with T.control_dependencies([self._decayed(var, apply_state)]):
+                return super()._resource_apply_sparse(grad, var, indices, apply_state)
+
+        def get_config(self):
+            return {**super().get_config(), "weight_decay": self.weight_decay}
+
+    return DecoupledAdamW
+
+
+def adamw(learning_rate, weight_decay: float = 0.0):
+    """The optimizer every tfkit trainer uses: AdamW with `learning_rate` (a float or a Keras
+    schedule), traced as fast as plain Adam (see `_adamw_class`)."""
+    return _adamw_class()(learning_rate, weight_decay=weight_decay)
+
+
 def train_classifier(model, train, val, config: TrainConfig = TrainConfig(), *, progress: bool = True,
                      symmetries: dict | None = None, callbacks: list | None = None) -> TrainResult:
     """Train `model` (tf_keras, logits out) on `train` (ClipSet: uint8 x, int y); returns a new
@@ -186,7 +233,7 @@ def train_classifier(model, train, val, config: TrainConfig = TrainConfig(), *, 
     # final one); accuracy is tracked on the first, `logits`.
     heads = list(model.output_names)
     model.compile(
-        optimizer=K.optimizers.AdamW(schedule, weight_decay=config.weight_decay),
+        optimizer=adamw(schedule, config.weight_decay),
         loss=K.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=config.label_smoothing),
         metrics={heads[0]: "accuracy"} if len(heads) > 1 else ["accuracy"],
     )

@@ -72,7 +72,7 @@ def distill(student, teacher, train, val, config: DistillConfig = DistillConfig(
     on `train`; returns the student and its validation accuracy on `val`."""
     from tfkit._compat.keras import keras, tf
     from tfkit.progress import progress_bar
-    from tfkit.train import clip_batches, evaluate_accuracy
+    from tfkit.train import adamw, clip_batches, evaluate_accuracy
 
     K, T = keras(), tf()
     if len(train.y) == 0:
@@ -103,7 +103,7 @@ def distill(student, teacher, train, val, config: DistillConfig = DistillConfig(
     schedule = K.optimizers.schedules.CosineDecay(  # as tfkit.train: warm up, then cosine to zero
         0.0, decay_steps=max(1, steps - per_epoch), warmup_target=config.learning_rate,
         warmup_steps=min(per_epoch, steps // 4))
-    optimizer = K.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
+    optimizer = adamw(schedule, config.weight_decay)
     temp, alpha = float(config.temperature), float(config.alpha)
     variables = list(student.trainable_variables)
 
