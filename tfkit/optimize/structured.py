@@ -142,7 +142,6 @@ def structured_prune(model, train, val, config: StructuredConfig = StructuredCon
     if model_ms is None:
         model_ms = tflite_p50(model, device, bench_config or _timing(config), precision=config.precision,
                               calibration=calib, rounds=config.timing_rounds if config.blocks else 1)
-
     if config.blocks:
         blocks = find_blocks(model)
         if not blocks:
