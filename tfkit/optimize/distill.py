@@ -181,14 +181,12 @@ def teacher_table(t_model, train, config: TrainConfig, symmetries: dict | None, 
     from tfkit._compat.keras import tf
 
     digest = _table_digest(t_model, train, config, symmetries)
-    if digest in _TABLES:
-        _TABLES.move_to_end(digest)
-        return tf().constant(_TABLES[digest])
-    table = _compute_table(t_model, train, config, symmetries, batch_size)
-    _TABLES[digest] = table
+    if digest not in _TABLES:
+        _TABLES[digest] = _compute_table(t_model, train, config, symmetries, batch_size)
+    _TABLES.move_to_end(digest)
     while len(_TABLES) > _TABLES_KEPT:
         _TABLES.popitem(last=False)
-    return tf().constant(table)
+    return tf().constant(_TABLES[digest])
 
 
 def _compute_table(t_model, train, config: TrainConfig, symmetries: dict | None, batch_size: int) -> np.ndarray:
