@@ -22,7 +22,7 @@ after all training, 9 rounds (7 in full mode) interleaved in shuffled order, and
 host is shared, a single reading of a sub-millisecond model can be 40% off, and other load only
 adds time.
 
-    python benchmarks/pruning.py --quick --json out/pruning.json   # 16 min on a 2-core Xeon; 30 on a 2 GHz EPYC, reference trained included
+    python benchmarks/pruning.py --quick --json out/pruning.json   # 16 min on a 2-core Xeon; 26 on a 2 GHz EPYC, reference trained included
     python benchmarks/pruning.py --json out/pruning_full.json      # full sizes (64 px, 7 stages)
 """
 from __future__ import annotations
@@ -52,7 +52,7 @@ MATCH = 0.005  # "the same accuracy": channel-only within half a point of channe
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true",
-                    help="small sizes: 16 min on a 2-core Xeon, 30 on a 2 GHz EPYC (training the reference included)")
+                    help="small sizes: 16 min on a 2-core Xeon, 26 on a 2 GHz EPYC (training the reference included)")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=Path("out/bench_pruning"))
     ap.add_argument("--only", choices=("structured", "techniques"), default=None)
