@@ -185,17 +185,20 @@ def _adamw_class():
             lr = ((apply_state or {}).get(key) or self._fallback_apply_state(*key))["lr_t"]
             return var.assign_sub(var * (lr * self.weight_decay), read_value=False)
 
-        def _resource_apply_dense(self, grad, var, apply_state=None):
+        def _after_decay(self, update, var, apply_state):
+            """`update()` (the Adam step), once the decoupled decay of `var` has run."""
             if not self.weight_decay:
-                return super()._resource_apply_dense(grad, var, apply_state)
+                return update()
             with T.control_dependencies([self._decayed(var, apply_state)]):
-                return super()._resource_apply_dense(grad, var, apply_state)
+                return update()
+
+        def _resource_apply_dense(self, grad, var, apply_state=None):
+            return self._after_decay(lambda: super(DecoupledAdamW, self)._resource_apply_dense(
+                grad, var, apply_state), var, apply_state)
 
         def _resource_apply_sparse(self, grad, var, indices, apply_state=None):
-            if not self.weight_decay:
-                return super()._resource_apply_sparse(grad, var, indices, apply_state)
-            with T.control_dependencies([self._decayed(var, apply_state)]):
-                return super()._resource_apply_sparse(grad, var, indices, apply_state)
+            return self._after_decay(lambda: super(DecoupledAdamW, self)._resource_apply_sparse(
+                grad, var, indices, apply_state), var, apply_state)
 
         def get_config(self):
             return {**super().get_config(), "weight_decay": self.weight_decay}
