@@ -125,3 +125,37 @@ def test_frame_stack_equals_copies_shifted_in_time(causal):
     copies = 2 if causal else 3
     shifted = layer("TemporalShift")(frames=4, shift_div=copies, causal=causal)(K.layers.Concatenate()([x] * copies))
     np.testing.assert_array_equal(np.asarray(layer("FrameStack")(frames=4, causal=causal)(x)), np.asarray(shifted))
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_shift_and_stack_convert_to_lean_ops_with_the_same_values(causal):
+    """In TFLite the shift is one DEPTHWISE_CONV_2D and the stack a planar TRANSPOSE/PAD/CONCATENATION/
+    TRANSPOSE, with no per-channel slicing; float32 gives the Keras values exactly, int8 within
+    its quantization, and XNNPACK takes the whole graph in one piece."""
+    from tfkit._compat.keras import keras
+    from tfkit.convert.parity import TFLiteModel
+    from tfkit.convert.tflite import convert_keras
+    from tfkit.models.layers import layer
+
+    K = keras()
+    inp = K.Input((6, 6, 3), batch_size=4)
+    stacked = layer("FrameStack")(frames=4, causal=causal)(inp)
+    model = K.Model(inp, layer("TemporalShift")(frames=4, shift_div=3, causal=causal)(stacked))
+    x = np.random.default_rng(0).uniform(-1, 1, (4, 6, 6, 3)).astype(np.float32)
+    want = model(x).numpy()
+    f32 = TFLiteModel(convert_keras(model, "float32"))
+    assert f32.op_counts().get("DEPTHWISE_CONV_2D") == 1 and f32.op_counts().get("TRANSPOSE") == 2
+    shapes = {t["index"]: tuple(t["shape"]) for t in f32.interpreter.get_tensor_details()}
+    slices = [op for op in f32._graph_ops if op["op_name"] == "STRIDED_SLICE"]
+    assert slices and all(shapes[op["inputs"][0]][-1] == shapes[op["outputs"][0]][-1] for op in slices)  # whole frames
+    assert f32.xnnpack_partitions() == 1
+    f32.interpreter.set_tensor(f32.input["index"], x)
+    f32.interpreter.invoke()
+    np.testing.assert_array_equal(f32.interpreter.get_tensor(f32.output["index"]), want)
+    i8 = TFLiteModel(convert_keras(model, "int8", calibration=[x[None][0]]))
+    i8.interpreter.set_tensor(i8.input["index"], (x / i8.input["quantization"][0] + i8.input["quantization"][1])
+                              .round().clip(-128, 127).astype(np.int8))
+    i8.interpreter.invoke()
+    scale, zero = i8.output["quantization"]
+    got = (i8.interpreter.get_tensor(i8.output["index"]).astype(np.float32) - zero) * scale
+    assert np.abs(got - want).max() <= 2 * scale

@@ -44,7 +44,7 @@ LAYER_RULES: dict[str, str | Callable[[], object]] = {
     # tfkit data movement (tfkit/models/layers.py)
     "FoldTime": PASS_THROUGH,
     "UnfoldTime": PASS_THROUGH,
-    "TemporalShift": PASS_THROUGH,
+    "TemporalShift": OUTPUT,  # a fixed depthwise conv: its output needs its own range
     "FrameStack": PASS_THROUGH,
     "StreamShift": PASS_THROUGH,
     "DepthToSpace": PASS_THROUGH,

@@ -48,10 +48,14 @@ def custom_objects() -> dict[str, type]:
     class TemporalShift(K.layers.Layer):
         """Temporal Shift Module (Lin et al., 2019) on (B*T, H, W, C).
 
-        1/shift_div of the channels take the next frame's values, another 1/shift_div the previous
-        frame's, the rest stay; borders are zero-padded. Costs no MACs and no parameters. Built
-        from RESHAPE, STRIDED_SLICE, PAD and CONCATENATION, all int8 builtins; the 4-D
-        (B, T, H*W, C) working shape is the GPU-delegate-safe form.
+        1/shift_div of the channels take the previous frame's values, another 1/shift_div the
+        next frame's (causal: none), the rest stay; borders are zero-padded. No parameters. It
+        runs as one DEPTHWISE_CONV_2D over (B, T, H*W, C) whose fixed (3, 1) kernel holds a
+        single 1 per channel (`shift_taps`): XNNPACK's depthwise kernel moves the data 1.4-4x
+        faster than the RESHAPE/STRIDED_SLICE/PAD/CONCATENATION form it replaced (measured on a
+        Xeon: 0.047 -> 0.012 ms float32, 0.043 -> 0.013 ms int8 at 8 x 16 x 16 x 8), and every
+        delegate runs it. Exact in float; in int8 the 1s quantize exactly and only the output's
+        requantization rounds (half a step at most).
         """
 
         def __init__(self, frames: int, shift_div: int = 8, causal: bool = False, **kw):
@@ -63,13 +67,8 @@ def custom_objects() -> dict[str, type]:
             fold = shift_fold(c, self.shift_div)
             if self.frames < 2 or 2 * fold > c:
                 return x
-            v = T.reshape(x, (-1, self.frames, h * w, c))
-            past = T.pad(v[:, :-1, :, :fold], [[0, 0], [1, 0], [0, 0], [0, 0]])
-            if self.causal:  # online TSM: the first `fold` channels come from frame t-1 only
-                v = T.concat([past, v[:, :, :, fold:]], axis=-1)
-            else:
-                future = T.pad(v[:, 1:, :, fold : 2 * fold], [[0, 0], [0, 1], [0, 0], [0, 0]])
-                v = T.concat([past, future, v[:, :, :, 2 * fold :]], axis=-1)
+            taps = T.constant(shift_taps(c, fold, self.causal), dtype=x.dtype)
+            v = T.nn.depthwise_conv2d(T.reshape(x, (-1, self.frames, h * w, c)), taps, [1, 1, 1, 1], "SAME")
             return T.reshape(v, (-1, h, w, c))
 
         def get_config(self):
@@ -79,9 +78,14 @@ def custom_objects() -> dict[str, type]:
     class FrameStack(K.layers.Layer):
         """Each frame with its neighbours in time stacked as channels, (B*T, H, W, C) ->
         (B*T, H, W, k*C): [t-1, t+1, t] (causal: [t-1, t]), zeros beyond the clip. The same
-        values as concatenating k copies and shifting them with TemporalShift(shift_div=k), in one
-        RESHAPE, two STRIDED_SLICE/PAD pairs and one CONCATENATION: 2.5x faster on this host's
-        XNNPACK for an 8 x 32 x 32 clip (0.10 vs 0.25 ms), in the same GPU-safe 4-D shapes."""
+        values as concatenating k copies and shifting them with TemporalShift(shift_div=k).
+
+        Interleaving k small channel groups per pixel is what costs (a CONCATENATION of
+        3-channel tensors copies 12 bytes at a time), so the clip is made planar first: one
+        TRANSPOSE to (1, C*B, T, H*W), the shifts in time as PADs of whole frames, one
+        CONCATENATION of contiguous blocks, and one TRANSPOSE back. Measured on a Xeon for an
+        8 x 32 x 32 x 3 clip: 0.049 ms float32 / 0.033 ms int8, against 0.087 / 0.067 for the
+        per-pixel concatenation. Every tensor stays 4-D (the GPU delegate's limit)."""
 
         def __init__(self, frames: int, causal: bool = False, **kw):
             super().__init__(**kw)
@@ -89,10 +93,13 @@ def custom_objects() -> dict[str, type]:
 
         def call(self, x):
             h, w, c = x.shape[1], x.shape[2], x.shape[3]
-            v = T.reshape(x, (-1, self.frames, h * w, c))
-            past = T.pad(v[:, :-1], [[0, 0], [1, 0], [0, 0], [0, 0]])
-            parts = [past, v] if self.causal else [past, T.pad(v[:, 1:], [[0, 0], [0, 1], [0, 0], [0, 0]]), v]
-            return T.reshape(T.concat(parts, axis=-1), (-1, h, w, len(parts) * c))
+            k = 2 if self.causal else 3
+            planar = T.transpose(T.reshape(x, (1, -1, c, 1)), (0, 2, 1, 3))  # (1, C, B*T*H*W, 1)
+            v = T.reshape(planar, (1, -1, self.frames, h * w))  # (1, C*B, T, H*W)
+            past = T.pad(v[:, :, :-1], [[0, 0], [0, 0], [1, 0], [0, 0]])
+            parts = [past, v] if self.causal else [past, T.pad(v[:, :, 1:], [[0, 0], [0, 0], [0, 1], [0, 0]]), v]
+            stacked = T.reshape(T.concat(parts, axis=1), (1, k * c, -1, 1))  # tap-major channel rows
+            return T.reshape(T.transpose(stacked, (0, 2, 1, 3)), (-1, h, w, k * c))
 
         def compute_output_shape(self, input_shape):
             return (*input_shape[:-1], (2 if self.causal else 3) * input_shape[-1])
@@ -223,6 +230,24 @@ def custom_objects() -> dict[str, type]:
 def shift_fold(channels: int, shift_div: int) -> int:
     """How many channels one temporal shift moves."""
     return max(channels // shift_div, 1)
+
+
+def shift_taps(channels: int, fold: int, causal: bool = False):
+    """TemporalShift's depthwise kernel, (3, 1, channels, 1) over (time, pixels): tap 0 reads
+    frame t-1, tap 1 frame t, tap 2 frame t+1. The first `fold` channels take t-1, the next
+    `fold` t+1 (not when causal), the rest t.
+
+    >>> shift_taps(4, 1)[:, 0, :, 0].tolist()
+    [[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 1.0], [0.0, 1.0, 0.0, 0.0]]
+    """
+    import numpy as np
+
+    taps = np.zeros((3, 1, channels, 1), np.float32)
+    taps[1, 0, :, 0] = 1.0
+    taps[:, 0, :fold, 0] = np.array([[1.0], [0.0], [0.0]])
+    if not causal:
+        taps[:, 0, fold:2 * fold, 0] = np.array([[0.0], [0.0], [1.0]])
+    return taps
 
 
 def layer(name: str):
