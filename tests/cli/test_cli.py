@@ -200,6 +200,10 @@ def test_structured_then_convert_and_the_other_compressors(tmp_path, tiny_data, 
     assert set(m["latency_ms"]) == {"float32", "int8"} and m["latency_ms"]["int8"]["before"] == m["model_latency_ms"]
     assert all(v > 0 for side in m["latency_ms"].values() for v in side.values())
     assert len(m["removed_blocks"]) <= 1 and all(s["fixed_ms"] >= 0 for s in m["latency_split"])
+    # the projection of the single-block stage 0 feeds stage 1's expansion: merged (fewer MACs, no timing
+    # needed), and the converted file below still matches the Keras model on the parity clips
+    assert "s1b0_expand_conv" in {p["second"] for p in m["merged_pairs"]}
+    assert all(p["macs_merged"] > 0 for p in m["merged_pairs"]) and isinstance(m["merge_timings_ms"], dict)
     r = invoke("convert", tmp_path / "s", "--data", d, "--precision", "float32", "--parity-clips", 4,
                "--out", tmp_path / "c", "-q")
     assert r.exit_code == 0, r.output

@@ -85,17 +85,24 @@ def remove_blocks(model, names, graph: Graph | None = None):
 
 def block_model(model, block: Block, input_shape: tuple[int, ...], graph: Graph | None = None):
     """The block alone: a model from a tensor of `input_shape` (fixed batch) to the block's Add."""
-    graph = graph or Graph.of(model, "block pruning")
-    keep = [*block.layers, block.name]
-    source = "block_input"
-    nodes = [LayerNode(**vars(graph.nodes[n])) for n in keep]  # copies: inputs are reassigned below
+    return sub_model(model, [*block.layers, block.name], block.shortcut, input_shape, graph,
+                     name=f"block_{block.name}")
+
+
+def sub_model(model, layers, source: TensorRef, input_shape: tuple[int, ...], graph: Graph | None = None, *,
+              name: str):
+    """`layers` (in model order, the last one the output) cut out of `model` with their weights,
+    reading a new input of `input_shape` (fixed batch) where they read `source`."""
+    graph = graph or Graph.of(model, "sub-model")
+    entry = "block_input"
+    nodes = [LayerNode(**vars(graph.nodes[n])) for n in layers]  # copies: inputs are reassigned below
     for node in nodes:
-        node.inputs = [(source, 0) if r == block.shortcut else r for r in node.inputs]
-    sub = Graph({**graph.model_config, "input_layers": [[source, 0, 0]]}, nodes, [(block.name, 0)])
-    sub.insert_before(keep[0], LayerNode(source, "InputLayer", {
+        node.inputs = [(entry, 0) if r == source else r for r in node.inputs]
+    sub = Graph({**graph.model_config, "input_layers": [[entry, 0, 0]]}, nodes, [(layers[-1], 0)])
+    sub.insert_before(layers[0], LayerNode(entry, "InputLayer", {
         "batch_input_shape": [int(d) for d in input_shape], "dtype": "float32", "sparse": False, "ragged": False},
         [], {}))
-    return rebuild(sub, model, name=f"block_{block.name}")
+    return rebuild(sub, model, name=name)
 
 
 def tensor_values(model, refs: list[TensorRef], clips: np.ndarray) -> dict[TensorRef, list[np.ndarray]]:
@@ -139,6 +146,19 @@ def _time_tflite(flatbuffer: bytes, name: str, device, config, precision: str = 
         path = Path(tmp) / f"{name}.tflite"
         path.write_bytes(flatbuffer)
         return float(device.run(path, config=config, name=name, precision=precision).latency_ms.p50)
+
+
+def time_interleaved(models: dict[str, bytes], device, bench_config, *, rounds: int,
+                     precision: str = "float32") -> dict[str, float]:
+    """p50 of each flatbuffer on `device`, timed `rounds` times in a shuffled order each round;
+    the fastest round is kept (other load on a shared host only ever adds time)."""
+    readings: dict[str, list[float]] = {key: [] for key in models}
+    rng = np.random.default_rng(0)
+    keys = list(models)
+    for _ in range(rounds):
+        for i in rng.permutation(len(keys)):
+            readings[keys[i]].append(_time_tflite(models[keys[i]], f"model{i}", device, bench_config, precision))
+    return {key: float(np.min(v)) for key, v in readings.items()}
 
 
 def fit_split(block: str, widths, latencies) -> LatencySplit:
@@ -207,13 +227,7 @@ def block_latency_split(model, blocks: list[Block], sample: np.ndarray, *, width
                     base, ChannelConfig(ratio=1.0 - width, scope="uniform", round_to=1, min_channels=1)).model
                 models[f"{signature} {width}"] = convert(sub, block.shortcut)
         plan.append((signature, shape, timed))
-    readings: dict[str, list[float]] = {key: [] for key in models}
-    rng = np.random.default_rng(0)
-    keys = list(models)
-    for _ in range(rounds):
-        for i in rng.permutation(len(keys)):
-            readings[keys[i]].append(_time_tflite(models[keys[i]], f"block{i}", device, bench_config, precision))
-    fastest = {key: float(np.min(v)) for key, v in readings.items()}
+    fastest = time_interleaved(models, device, bench_config, rounds=rounds, precision=precision)
     splits, reported = [], set()
     for block, (signature, shape, timed) in zip(blocks, plan, strict=True):
         latencies = [max(fastest[f"{signature} {w}"] - fastest[f"empty {shape}"], 0.0) for w in timed]

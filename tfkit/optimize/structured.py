@@ -8,7 +8,11 @@ Two stages, after Li, Li & Meng (2024):
    latency is gone.
 2. Start-up latency reduction by width (tfkit.optimize.channels): remove `ratio` of the remaining
    channels by importance.
-Then the pruned student is distilled from the original (tfkit.optimize.distill).
+Then the pruned student is distilled from the original (tfkit.optimize.distill), and the linear
+1x1 pairs that block removal left back to back (a projection feeding the next expansion) are
+merged into one conv each (tfkit.optimize.merge; exact, so after distillation): the bottleneck
+pairs whose merged kernel has more MACs only where merged is faster on the device in
+`precision`.
 
 `blocks=False` is plain channel pruning, the baseline the two-stage method is measured against.
 `precision="int8"` times the blocks (and the model) as int8 flatbuffers, for a model that ships
@@ -30,6 +34,7 @@ import numpy as np
 
 from tfkit.errors import UsageError
 from tfkit.optimize.channels import CRITERIA, ChannelConfig
+from tfkit.optimize.merge import MergePolicy
 
 
 @dataclass(frozen=True)
@@ -51,9 +56,15 @@ class StructuredConfig:
     seed: int = 0
     precision: str = "float32"  # what stage 1 times blocks in: float32 or int8 (as the model ships)
     compare_precisions: bool = True  # time the result in float32 and int8 before/after, note when int8 loses
+    merge_linear: MergePolicy = MergePolicy.AUTO  # merge back-to-back linear 1x1 pairs (tfkit.optimize.merge)
     channel_options: dict = field(default_factory=dict)  # extra ChannelConfig fields
 
     def __post_init__(self):
+        try:
+            object.__setattr__(self, "merge_linear", MergePolicy(self.merge_linear))
+        except ValueError:
+            raise UsageError(f"merge_linear must be one of {', '.join(m.value for m in MergePolicy)}, "
+                             f"got {self.merge_linear!r}") from None
         if not 0.0 <= self.ratio < 1.0:
             raise UsageError(f"channel ratio must be in [0, 1) (0 = blocks only), got {self.ratio}")
         if self.criterion not in CRITERIA:
@@ -77,7 +88,7 @@ class StructuredConfig:
         return ChannelConfig(ratio=self.ratio, criterion=self.criterion, **self.channel_options)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "merge_linear": self.merge_linear.value}
 
 
 @dataclass(frozen=True)
@@ -92,6 +103,8 @@ class StructuredResult:
     model_latency_ms: float  # the unpruned model's p50 in `precision` on the device (stage 1's reference)
     notes: list = field(default_factory=list)
     latency_ms: dict = field(default_factory=dict)  # {"float32"|"int8": {"before": p50, "after": p50}}
+    merged_pairs: tuple = ()  # LinearPair.to_dict() of each linear pair merged after distillation
+    merge_timings_ms: dict = field(default_factory=dict)  # {second layer: {"pair": p50, "merged": p50}}
 
 
 def _timing(config: StructuredConfig):
@@ -128,6 +141,7 @@ def structured_prune(model, train, val, config: StructuredConfig = StructuredCon
     from tfkit.optimize.blocks import block_latency_split, find_blocks, plan_block_removal, remove_blocks
     from tfkit.optimize.channels import prune_channels
     from tfkit.optimize.distill import DistillConfig, distill
+    from tfkit.optimize.merge import choose_merges
     from tfkit.train import TrainConfig, evaluate_accuracy
 
     if model_ms is not None and not model_ms > 0:
@@ -179,6 +193,12 @@ def structured_prune(model, train, val, config: StructuredConfig = StructuredCon
         accuracy = result.val_accuracy
     if student is model:
         raise UsageError("structured pruning changed nothing (no block removed and ratio=0)")
+    merged = choose_merges(student, config.merge_linear, sample=sample, precision=config.precision,
+                           calibration=calib[:4], device=device, bench_config=bench_config or _timing(config),
+                           rounds=config.timing_rounds)
+    if merged.pairs:
+        student = merged.model
+        log(f"[structured] merged linear 1x1 pairs: {', '.join(f'{p.first} -> {p.second}' for p in merged.pairs)}")
     latency = {}
     if config.compare_precisions:
         latency = compare_precisions(model, student, device, bench_config or _timing(config), calib,
@@ -187,7 +207,7 @@ def structured_prune(model, train, val, config: StructuredConfig = StructuredCon
     for note in notes:
         log(f"[structured] note: {note}")
     return StructuredResult(student, accuracy, base_acc, removed, candidates, splits, groups, model_ms, notes,
-                            latency)
+                            latency, tuple(p.to_dict() for p in merged.pairs), merged.timings_ms)
 
 
 def compare_precisions(before, after, device, bench_config, calibration, *, rounds: int = 1,

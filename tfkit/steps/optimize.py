@@ -91,6 +91,7 @@ class StructuredStep(Step):
             "block_candidates": result.block_candidates, "latency_split": result.latency_split,
             "channel_groups": result.channel_groups, "model_latency_ms": result.model_latency_ms,
             "params_before": int(model.count_params()), "latency_ms": result.latency_ms,
+            "merged_pairs": list(result.merged_pairs), "merge_timings_ms": result.merge_timings_ms,
             "notes": result.notes}, workdir, spec)
 
 
