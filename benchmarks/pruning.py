@@ -121,21 +121,38 @@ class Bench:
                         p50_rounds=[round(v[0], 4) for v in readings[name]])
         self.pending.clear()
 
+    def shipped(self, model, precision: str, merged_before=()) -> tuple[object, dict]:
+        """`model` as it ships in `precision`: its back-to-back linear 1x1 pairs merged where that
+        is faster in `precision` on this host (tfkit.optimize.merge; the same function, so no
+        retraining). Every model gets it, the reference too; `merged_before`: pairs merged earlier
+        (structured_prune merges as timed in its own precision, float32 here)."""
+        from tfkit.optimize.merge import choose_merges
+
+        merged = choose_merges(model, "auto", sample=self.calib[:1], precision=precision,
+                               calibration=self.calib[:4], device=self.device, bench_config=self.config)
+        return merged.model, {"pairs": list(merged_before) + [p.to_dict() for p in merged.pairs],
+                              "timings_ms": merged.timings_ms}
+
     def accuracy(self, fb: bytes) -> float:
         from tfkit.convert.parity import TFLiteModel
 
         m = TFLiteModel(fb)
         return float(np.mean([np.argmax(m(c[None])) == y for c, y in zip(self.test[0], self.test[1])]))
 
-    def row(self, model, name: str, *, precisions=("float32", "int8"), qat_int8=None, per_channel: bool = True) -> dict:
+    def row(self, model, name: str, *, precisions=("float32", "int8"), qat_int8=None, per_channel: bool = True,
+            int8_model=None) -> dict:
         """accuracy/size/gzip/latency per precision, MACs and params of a Keras model; `per_channel`
-        False: post-training int8 with one scale per tensor."""
+        False: post-training int8 with one scale per tensor; `int8_model`: the same function in the
+        form that ships in int8 (linear pairs merged as timed in int8), MACs and params of both."""
         from tfkit.optimize.cost import count_macs
         from tfkit.optimize.prune import gzip_bytes
 
         row = {"macs": count_macs(model), "params": int(model.count_params())}
+        if int8_model is not None:
+            row.update(macs_int8=count_macs(int8_model), params_int8=int(int8_model.count_params()))
         for precision in precisions:
-            fb = self.flatbuffer(qat_int8 if (precision == "int8" and qat_int8 is not None) else model, precision,
+            source = int8_model if (precision == "int8" and int8_model is not None) else model
+            fb = self.flatbuffer(qat_int8 if (precision == "int8" and qat_int8 is not None) else source, precision,
                                  qat=precision == "int8" and qat_int8 is not None, per_channel=per_channel)
             slot = self.time(fb, f"{name}_{precision}")  # the same dict gets its latencies later
             slot.update(accuracy=self.accuracy(fb), size_bytes=len(fb), gzip_bytes=gzip_bytes(fb))
@@ -176,9 +193,13 @@ def measure(out: Path, p: dict, *, only: str | None = None, quick: bool = True) 
     t_train = time.perf_counter() - t0
     print(f"reference trained/loaded in {t_train:.0f} s", flush=True)
     bench = Bench(out, test, calib, p["runs"])
-    base = bench.row(reference, "reference")
+    # the reference as it ships too (where a stage has one block, its projection feeds the next
+    # stage's expansion); the unmerged model stays the teacher and the surgery's input
+    shipped = {precision: bench.shipped(reference, precision) for precision in ("float32", "int8")}
+    base = bench.row(shipped["float32"][0], "reference", int8_model=shipped["int8"][0])
     result = {"quick": quick, "params": {k: list(v) if isinstance(v, tuple) else v for k, v in p.items()},
-              "spec": spec.to_dict(), "reference": base, "train_s": round(t_train, 1)}
+              "spec": spec.to_dict(), "reference": base, "train_s": round(t_train, 1),
+              "reference_linear_merges": {precision: info for precision, (_, info) in shipped.items()}}
     finish = []
     if only in (None, "structured"):
         finish.append(_structured(reference, ds, bench, base, p))
@@ -224,8 +245,9 @@ def _structured(reference, ds, bench: Bench, base: dict, p: dict) -> dict:
                                              epochs=p["finetune"], widths=p["widths"], compare_precisions=False),
                             device=bench.device, bench_config=bench.config, progress=False,
                             symmetries=MOTION_SYMMETRIES)
+    cb_int8, cb_int8_merges = bench.shipped(both.model, "int8", both.merged_pairs)
     bench.phase("channel+block (stage 1 timing, stage 2, distillation)")
-    cb = bench.row(both.model, "channel_block")
+    cb = bench.row(both.model, "channel_block", int8_model=cb_int8)
     # start-up: the block-removed model alone (no channel pruning), against the reference
     blocks_only = bench.row(remove_blocks(reference, list(both.removed_blocks)), "blocks_only",
                             precisions=("float32",)) if both.removed_blocks else None
@@ -238,14 +260,15 @@ def _structured(reference, ds, bench: Bench, base: dict, p: dict) -> dict:
                              StructuredConfig(ratio=ratio, blocks=False, epochs=p["finetune"], compare_precisions=False),
                              device=bench.device, bench_config=bench.config, progress=False,
                              symmetries=MOTION_SYMMETRIES, model_ms=both.model_latency_ms)
+        only_int8, _ = bench.shipped(r.model, "int8")  # the same treatment (no pair is back to back here)
         bench.phase(f"channel-only {ratio}")
-        channel_rows[ratio] = bench.row(r.model, f"channel_only_{ratio}")
+        channel_rows[ratio] = bench.row(r.model, f"channel_only_{ratio}", int8_model=only_int8)
         if channel_rows[ratio]["float32"]["accuracy"] >= cb["float32"]["accuracy"] - MATCH:
             break
-    return lambda: _structured_summary(base, both, cb, blocks_only, channel_rows)
+    return lambda: _structured_summary(base, both, cb, blocks_only, channel_rows, cb_int8_merges)
 
 
-def _structured_summary(base, both, cb, blocks_only, channel_rows) -> tuple[dict, list]:
+def _structured_summary(base, both, cb, blocks_only, channel_rows, cb_int8_merges) -> tuple[dict, list]:
     from tfkit.optimize.structured import precision_notes
 
     target = cb["float32"]["accuracy"]
@@ -270,6 +293,8 @@ def _structured_summary(base, both, cb, blocks_only, channel_rows) -> tuple[dict
         "channel_block": cb, "blocks_only": blocks_only,
         "removed_blocks": list(both.removed_blocks), "block_candidates": both.block_candidates,
         "latency_split": both.latency_split, "channel_groups": both.channel_groups,
+        "linear_merges": {"float32": {"pairs": list(both.merged_pairs), "timings_ms": both.merge_timings_ms},
+                          "int8": cb_int8_merges},
         "int8_notes": precision_notes({precision: {"before": base[precision]["p50_ms"], "after": cb[precision]["p50_ms"]}
                                        for precision in ("float32", "int8")}),
     }, [_technique("channel+block pruning (distilled)", base, cb, removed_blocks=list(both.removed_blocks)),
