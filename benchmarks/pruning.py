@@ -17,12 +17,15 @@ set of its own (another seed, 280 clips):
 - one row per technique (structured, magnitude+PQAT, clustering+CQAT, low-rank, distillation
   into a smaller zoo model, dynamic early exit): accuracy, size, latency, MACs, params before
   and after.
+Every model is timed as it ships in each precision: the linear 1x1 pairs it has back to back
+(block removal leaves them) merged where merged is faster in that precision on this host
+(tfkit.optimize.merge); the reference and the channel-only models have none.
 Latency: steady p50 in a fresh runner process, 1 thread, float32 and int8. Every model is timed
 after all training, 9 rounds (7 in full mode) interleaved in shuffled order, and the fastest round is kept: this
 host is shared, a single reading of a sub-millisecond model can be 40% off, and other load only
 adds time.
 
-    python benchmarks/pruning.py --quick --json out/pruning.json   # 16 min on a 2-core Xeon; 26 on a 2 GHz EPYC, reference trained included
+    python benchmarks/pruning.py --quick --json out/pruning.json   # 8 min on a 2-core AMX Xeon (26 on a 2 GHz EPYC before the faster shift), reference trained included
     python benchmarks/pruning.py --json out/pruning_full.json      # full sizes (64 px, 7 stages)
 """
 from __future__ import annotations
@@ -52,7 +55,7 @@ MATCH = 0.005  # "the same accuracy": channel-only within half a point of channe
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true",
-                    help="small sizes: 16 min on a 2-core Xeon, 26 on a 2 GHz EPYC (training the reference included)")
+                    help="small sizes: 8 min on a 2-core AMX Xeon, 26 on a 2 GHz EPYC before the faster shift (training the reference included)")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=Path("out/bench_pruning"))
     ap.add_argument("--only", choices=("structured", "techniques"), default=None)
