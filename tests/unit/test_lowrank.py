@@ -160,6 +160,9 @@ def test_a_built_sequential_model_comes_back_functional():
     ({"macs_budget": 1.0}, "macs_budget must be in [0, 1) (0: off), got 1.0"),
     ({"macs_budget": -0.1}, "got -0.1"),
     ({"energy": 0.8, "macs_budget": 0.5}, "choose one of energy=0.8 and macs_budget=0.5"),
+    ({"latency_budget": 0.5, "macs_budget": 0.5}, "choose one of macs_budget=0.5 and latency_budget=0.5"),
+    ({"latency_budget": 1.2}, "latency_budget must be in [0, 1) (0: off), got 1.2"),
+    ({"latency_budget": 0.5, "precision": "int4"}, "precision must be one of float32, int8, got 'int4'"),
     ({"layers": "logits"}, "layers must be a tuple of layer names, got 'logits'"),
     ({"min_channels": 0}, "min_channels must be >= 1, got 0"),
     ({"round_to": 0}, "round_to must be >= 1, got 0"),
@@ -195,3 +198,54 @@ def test_bad_models_and_layer_names_are_refused(zoo):
 
     with pytest.raises(UsageError, match="subclassed"):
         factorize(Sub(), LowRankConfig())
+
+
+def test_candidate_ranks_stay_below_break_even_and_keep_the_largest():
+    from tfkit.optimize.lowrank_timing import candidate_ranks
+
+    assert candidate_ranks(64, 64, 8, 3) == [8, 16, 24]  # 32 * 128 = 64 * 64: no saving at 32
+    spread = candidate_ranks(256, 256, 8, 4)
+    assert spread[0] == 8 and spread[-1] == 120 and len(spread) == 4 and spread == sorted(spread)
+    assert candidate_ranks(16, 8, 8, 6) == []  # 8 * 24 > 16 * 8
+
+
+@pytest.mark.parametrize("precision", ["float32", "int8"])
+def test_latency_budget_picks_the_largest_rank_its_own_timings_allow(precision):
+    """Each layer is timed alone as it is and factorized at a few ranks; the rank kept is the
+    largest whose p50 is within the budget, a layer where none is stays with its times named
+    (int8 on a CPU whose int8 convs cost per pixel may keep them all), and the layers of one
+    shape and config (fc1 and fc2) are timed once."""
+    from tfkit._compat.keras import keras
+    from tfkit.bench.devices.base import BenchConfig
+    from tfkit.optimize.lowrank_timing import candidate_ranks
+
+    K = keras()
+    inp = K.Input((16, 16, 128), name="x")
+    h = K.layers.GlobalAveragePooling2D()(K.layers.Conv2D(128, 1, activation="relu", name="pw")(inp))
+    h = K.layers.Dense(128, activation="relu", name="fc2")(K.layers.Dense(128, activation="relu", name="fc1")(h))
+    model = K.Model(inp, K.layers.Dense(10, name="out")(h))
+    config = LowRankConfig(latency_budget=0.9, precision=precision, round_to=8, timing_rounds=1, max_candidates=3)
+    x = np.random.default_rng(1).normal(size=(4, 16, 16, 128)).astype(np.float32)
+    timing = {"sample": x[:1], "calibration": x, "bench_config": BenchConfig(threads=1, warmup=2, runs=20)}
+    try:
+        result = factorize(model, config, **timing)
+        layers, skipped = result.layers, result.skipped
+    except UsageError as e:  # no layer met the budget: every reason is in the message
+        assert "nothing in" in str(e) and "no rank meets latency_budget" in str(e)
+        layers, skipped = {}, dict(part.split(": ", 1) for part in str(e).split(": ", 1)[1].split("; "))
+    assert set(layers) | {n for n, why in skipped.items() if "latency_budget" in why} == {"pw", "fc1", "fc2"}
+    for info in layers.values():
+        t = info["latency_ms"]
+        assert list(t["by_rank"]) == candidate_ranks(128, 128, 8, 3) == [8, 32, 56]
+        assert t["factorized"] == t["by_rank"][info["rank"]]
+        assert info["rank"] == max(r for r, ms in t["by_rank"].items() if ms <= 0.9 * t["original"])
+    for why in skipped.values():
+        assert "latency_budget" not in why or ("ms as it is" in why and f"{precision})" in why)
+    if {"fc1", "fc2"} <= set(layers):
+        assert layers["fc1"]["latency_ms"] == layers["fc2"]["latency_ms"]
+    if precision == "float32":  # 128 x 128 at 256 pixels: rank 8 is 8x fewer MACs, and faster
+        assert "pw" in layers
+    with pytest.raises(UsageError, match="latency_budget times each layer on the device: pass sample="):
+        factorize(model, config)
+    with pytest.raises(UsageError, match="'fc2' is shared .*latency budget .*needs every layer called once"):
+        factorize(_plain([1.0]), config, sample=_inputs()[:1])

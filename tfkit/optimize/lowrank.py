@@ -6,11 +6,17 @@ W2 = sqrt(S_r) V_r^T. Both are plain Conv2D/Dense layers, so every converter and
 them; the factorized layer costs r*(in+out) weights and MACs instead of in*out, a saving only
 when r < in*out / (in+out), and layers where it is not are left as they are (and reported).
 
-The rank is chosen one of two ways. By default it is the smallest rank keeping `energy` of the
+The rank is chosen one of three ways. By default it is the smallest rank keeping `energy` of the
 kernel's squared singular values, rounded up to a multiple of `round_to`. With `macs_budget` > 0
 it is instead the largest multiple of `round_to` whose factorized layer (bias counted) costs at
-most that fraction of the original's parameters, which also bounds its MACs; the budget replaces
-the energy target, so giving both a budget and a non-default energy is refused.
+most that fraction of the original's parameters, which also bounds its MACs. With
+`latency_budget` > 0 each layer is cut out and timed alone on the device, in `precision`, as it
+is and factorized at several ranks; the rank is the largest whose measured latency is at most
+that fraction of the original's, and a layer where none is stays as it is (reported with its
+times). Fewer MACs is not less time: two thin convs pay two ops' fixed cost, and on a CPU whose
+int8 kernels cost per pixel below some width (tfkit.optimize.merge) the pair can be slower at any
+rank. A budget replaces the energy target, so giving a budget and a non-default energy (or two
+budgets) is refused.
 
 The graph is edited in the model's config and rebuilt, and the weights copied by layer name:
 the input model is never modified. Truncation changes the outputs; fine-tune afterwards (the
@@ -46,18 +52,31 @@ class LowRankConfig:
 
     energy: float = DEFAULT_ENERGY
     macs_budget: float = 0.0
+    latency_budget: float = 0.0  # in (0, 1): each layer's factorized p50 over its own, timed on the device
+    precision: str = "float32"  # what latency_budget times layers in: float32 or int8 (as the model ships)
     layers: tuple[str, ...] = ()
     min_channels: int = 16
     round_to: int = 8
+    timing_rounds: int = 3  # latency_budget: each candidate timed this often, interleaved; the fastest kept
+    max_candidates: int = 6  # latency_budget: ranks timed per distinct layer shape (evenly spread)
 
     def __post_init__(self):
         if not 0.0 < self.energy <= 1.0:
             raise UsageError(f"energy must be in (0, 1], got {self.energy}")
-        if not 0.0 <= self.macs_budget < 1.0:
-            raise UsageError(f"macs_budget must be in [0, 1) (0: off), got {self.macs_budget}")
-        if self.macs_budget and self.energy != DEFAULT_ENERGY:
-            raise UsageError(f"choose one of energy={self.energy} and macs_budget={self.macs_budget}: the budget "
-                             "sets the rank on its own")
+        for name in ("macs_budget", "latency_budget"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise UsageError(f"{name} must be in [0, 1) (0: off), got {getattr(self, name)}")
+        chosen = [f"{n}={getattr(self, n)}" for n in ("macs_budget", "latency_budget") if getattr(self, n)]
+        if self.energy != DEFAULT_ENERGY:
+            chosen.insert(0, f"energy={self.energy}")
+        if len(chosen) > 1:
+            raise UsageError(f"choose one of {' and '.join(chosen)}: a budget sets the rank on its own")
+        from tfkit.optimize.blocks import TIMED_PRECISIONS
+
+        if self.precision not in TIMED_PRECISIONS:
+            raise UsageError(f"precision must be one of {', '.join(TIMED_PRECISIONS)}, got {self.precision!r}")
+        if self.timing_rounds < 1 or self.max_candidates < 1:
+            raise UsageError("timing_rounds and max_candidates must be >= 1")
         if isinstance(self.layers, str) or not all(isinstance(n, str) for n in self.layers):
             raise UsageError(f"layers must be a tuple of layer names, got {self.layers!r}")
         object.__setattr__(self, "layers", tuple(self.layers))
@@ -73,7 +92,9 @@ class LowRankConfig:
 @dataclass(frozen=True)
 class LowRankResult:
     model: object  # a new Functional tf_keras model (not compiled)
-    layers: dict = field(default_factory=dict)  # {name: {in, out, rank, kept_energy, params_before, params_after}}
+    # {name: {in, out, rank, kept_energy, params_before, params_after[, latency_ms]}}; latency_budget
+    # adds {"original": p50, "factorized": p50 at the rank chosen, "by_rank": {rank: p50}}
+    layers: dict = field(default_factory=dict)
     skipped: dict = field(default_factory=dict)  # {name: why it was left as it is}
     params_before: int = 0  # whole model
     params_after: int = 0
@@ -170,14 +191,21 @@ def _split_configs(layer_config: dict, first_name: str, rank: int) -> tuple[dict
     return first, second
 
 
-def factorize(model, config: LowRankConfig = LowRankConfig()) -> LowRankResult:
+def _plan(u, s, vt, rank: int, rows: int, cols: int, bias: bool) -> tuple:
+    root = np.sqrt(s[:rank])
+    return (u[:, :rank] * root, root[:, None] * vt[:rank], {
+        "in": rows, "out": cols, "rank": rank,
+        "kept_energy": round(float(np.sum(s[:rank] ** 2) / np.sum(s ** 2)), 6),
+        "params_before": _params(rows, cols, None, bias), "params_after": _params(rows, cols, rank, bias)})
+
+
+def factorize(model, config: LowRankConfig = LowRankConfig(), *, sample: np.ndarray | None = None,
+              calibration: np.ndarray | None = None, device=None, bench_config=None) -> LowRankResult:
     """Factorize the eligible Dense and 1x1 Conv2D layers of `model` (Functional, or a built
     Sequential, returned as Functional) by truncated SVD. Returns a new model; `model` is not
-    modified."""
-    from tfkit._compat.keras import keras
-    from tfkit.models.layers import custom_objects
-
-    K = keras()
+    modified. With `config.latency_budget`: `sample` is one model input (batch axis included),
+    `calibration` model inputs whose activations calibrate int8 timing models, `device` where
+    layers are timed (default: this host)."""
     graph = _as_functional(model)
     check_functional(graph, "low-rank factorization")
     names = [layer.name for layer in graph.layers]
@@ -188,9 +216,11 @@ def factorize(model, config: LowRankConfig = LowRankConfig()) -> LowRankResult:
         if why:
             raise UsageError(f"layer {name!r} cannot be factorized: {why}; low-rank factorization takes Dense "
                              "layers and 1x1 Conv2D layers (groups=1, no dilation)")
+    if config.latency_budget and sample is None:
+        raise UsageError("latency_budget times each layer on the device: pass sample= (one model input)")
     wanted = set(config.layers) if config.layers else set(names)
 
-    plans, skipped = {}, {}
+    plans, skipped, timed = {}, {}, {}
     for layer in graph.layers:
         if layer.name not in wanted or getattr(layer, "kernel", None) is None:
             continue
@@ -204,20 +234,39 @@ def factorize(model, config: LowRankConfig = LowRankConfig()) -> LowRankResult:
             skipped[layer.name] = f"{rows} -> {cols} channels, fewer than min_channels={config.min_channels}"
             continue
         u, s, vt = np.linalg.svd(w.astype(np.float64), full_matrices=False)
+        if config.latency_budget:
+            timed[layer.name] = (u, s, vt, rows, cols, layer.use_bias)
+            continue
         rank, why = _choose_rank(s, rows, cols, layer.use_bias, config)
         if not rank:
             skipped[layer.name] = why
             continue
-        root = np.sqrt(s[:rank])
-        plans[layer.name] = (u[:, :rank] * root, root[:, None] * vt[:rank], {
-            "in": rows, "out": cols, "rank": rank,
-            "kept_energy": round(float(np.sum(s[:rank] ** 2) / np.sum(s ** 2)), 6),
-            "params_before": _params(rows, cols, None, layer.use_bias),
-            "params_after": _params(rows, cols, rank, layer.use_bias)})
+        plans[layer.name] = _plan(u, s, vt, rank, rows, cols, layer.use_bias)
+    if timed:
+        from tfkit.optimize.lowrank_timing import ranks_by_latency
+
+        chosen, timings, reasons = ranks_by_latency(graph, timed, config, sample=sample, calibration=calibration,
+                                                    device=device, bench_config=bench_config)
+        skipped.update(reasons)
+        for name, rank in chosen.items():
+            plans[name] = _plan(*timed[name][:3], rank, *timed[name][3:])
+            plans[name][2]["latency_ms"] = timings[name]
     if not plans:
         raise UsageError(f"nothing in {model.name!r} to factorize with {config}: "
                          + ("; ".join(f"{n}: {r}" for n, r in skipped.items()) or "no Dense or 1x1 Conv2D layer"))
+    rebuilt = rebuild_factorized(graph, plans)
+    return LowRankResult(rebuilt, {name: plan[2] for name, plan in plans.items()}, skipped,
+                         model.count_params(), rebuilt.count_params())
 
+
+def rebuild_factorized(graph, plans: dict):
+    """A new model from Functional `graph` with each planned layer split in two: plans[name] =
+    (first factor kernel, second factor kernel, {"rank": r, ...})."""
+    from tfkit._compat.keras import keras
+    from tfkit.models.layers import custom_objects
+
+    K = keras()
+    names = [layer.name for layer in graph.layers]
     graph_config = graph.get_config()
     taken = set(names)
     first_names, layer_configs = {}, []
@@ -242,5 +291,4 @@ def factorize(model, config: LowRankConfig = LowRankConfig()) -> LowRankResult:
             first.set_weights([w1.reshape(first.kernel.shape).astype(first.kernel.dtype.as_numpy_dtype)])
         elif layer.weights and layer.name not in first_names.values():
             layer.set_weights(graph.get_layer(layer.name).get_weights())
-    return LowRankResult(rebuilt, {name: plan[2] for name, plan in plans.items()}, skipped,
-                         model.count_params(), rebuilt.count_params())
+    return rebuilt

@@ -133,9 +133,19 @@ class LowRankStep(Step):
         model_art, data_art = inputs
         model, train, val = load_model_and_clips(inputs)
         before = _before(model, data_art, val)
-        result = factorize(model, self.config)
+        timing = {}
+        if self.config.latency_budget:  # each layer is timed alone on this host on real activations
+            from tfkit.data import normalize
+
+            norm = data_art.manifest.spec["clip"]["normalization"]
+            timing = {"sample": normalize(val.x[:1], norm), "calibration": normalize(train.x[:4], norm)}
+            ctx.log(f"[lowrank] timing each eligible layer alone in {self.config.precision} on this host")
+        result = factorize(model, self.config, **timing)
         ctx.log(f"[lowrank] {len(result.layers)} layers factorized; params {result.params_before} -> "
                 f"{result.params_after}; fine-tuning 2 epochs")
+        for name, why in result.skipped.items():
+            if "latency_budget" in why:
+                ctx.log(f"[lowrank] {name} left as it is: {why}")
         tuned = train_classifier(result.model, train, val, TrainConfig(epochs=2, learning_rate=3e-4),
                                  progress=ctx.progress, symmetries=data_art.manifest.spec.get("symmetries"))
         return _compressed(model_art, before, tuned.model, {
