@@ -94,7 +94,7 @@ def sub_model(model, layers, source: TensorRef, input_shape: tuple[int, ...], gr
     """`layers` (in model order, the last one the output) cut out of `model` with their weights,
     reading a new input of `input_shape` (fixed batch) where they read `source`."""
     graph = graph or Graph.of(model, "sub-model")
-    entry = "block_input"
+    entry = "sub_input"
     nodes = [LayerNode(**vars(graph.nodes[n])) for n in layers]  # copies: inputs are reassigned below
     for node in nodes:
         node.inputs = [(entry, 0) if r == source else r for r in node.inputs]
@@ -122,6 +122,16 @@ def tensor_values(model, refs: list[TensorRef], clips: np.ndarray) -> dict[Tenso
 def tensor_shapes(model, refs: list[TensorRef], sample: np.ndarray) -> dict[TensorRef, tuple[int, ...]]:
     """Actual shapes (batch 1 input) of the given tensors: folded-time models have batch T inside."""
     return {r: tuple(v[0].shape) for r, v in tensor_values(model, refs, sample[:1]).items()}
+
+
+def timing_inputs(model, refs: list[TensorRef], sample: np.ndarray, calibration: np.ndarray | None,
+                  precision: str) -> tuple[dict, dict]:
+    """What timing a piece of `model` cut out at each of `refs` needs: the tensor's shape, and
+    for int8 its real values on `calibration` (default: `sample`) to calibrate the piece with."""
+    refs = list(dict.fromkeys(refs))
+    shapes = tensor_shapes(model, refs, sample)
+    values = tensor_values(model, refs, sample if calibration is None else calibration) if precision == "int8" else {}
+    return shapes, values
 
 
 @dataclass(frozen=True)
@@ -199,9 +209,8 @@ def block_latency_split(model, blocks: list[Block], sample: np.ndarray, *, width
     device = device or LocalDevice()
     bench_config = bench_config or BenchConfig(threads=1, warmup=10, runs=100)
     graph = Graph.of(model, "block pruning")
-    shapes = tensor_shapes(model, [b.shortcut for b in blocks], sample)
-    inputs = tensor_values(model, [b.shortcut for b in blocks], sample if calibration is None else calibration) \
-        if precision == "int8" else {}  # each block's real input activations calibrate its int8 model
+    # each block's real input activations calibrate its int8 model
+    shapes, inputs = timing_inputs(model, [b.shortcut for b in blocks], sample, calibration, precision)
     K = keras()
 
     def convert(sub, shortcut):

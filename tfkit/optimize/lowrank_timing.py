@@ -42,16 +42,13 @@ def ranks_by_latency(graph, timed: dict, config, *, sample: np.ndarray, calibrat
     from tfkit.bench.devices.base import BenchConfig
     from tfkit.bench.devices.local import LocalDevice
     from tfkit.convert.tflite import convert_keras
-    from tfkit.optimize.blocks import sub_model, tensor_shapes, tensor_values, time_interleaved
+    from tfkit.optimize.blocks import sub_model, time_interleaved, timing_inputs
     from tfkit.optimize.graph import Graph
     from tfkit.optimize.lowrank import _plan, rebuild_factorized
 
     g = Graph.of(graph, "low-rank factorization by latency budget (each layer is timed alone)")
     sources = {name: g.nodes[name].inputs[0] for name in timed}
-    refs = list(dict.fromkeys(sources.values()))
-    shapes = tensor_shapes(graph, refs, sample)
-    inputs = tensor_values(graph, refs, sample if calibration is None else calibration) \
-        if config.precision == "int8" else {}
+    shapes, inputs = timing_inputs(graph, list(sources.values()), sample, calibration, config.precision)
 
     models: dict[str, bytes] = {}
     plan_of: dict[str, tuple[str, list[int]]] = {}  # layer -> (signature, ranks timed)

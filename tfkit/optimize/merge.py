@@ -168,9 +168,7 @@ def choose_merges(model, policy: MergePolicy | str = MergePolicy.AUTO, *, sample
     if precision not in blocks.TIMED_PRECISIONS:
         raise UsageError(f"pairs are timed in {' or '.join(blocks.TIMED_PRECISIONS)}, got precision {precision!r}")
     graph = Graph.of(model, "linear merging")
-    shapes = blocks.tensor_shapes(model, [p.source for p in timed], sample)
-    inputs = blocks.tensor_values(model, [p.source for p in timed], sample if calibration is None else calibration) \
-        if precision == "int8" else {}
+    shapes, inputs = blocks.timing_inputs(model, [p.source for p in timed], sample, calibration, precision)
     flatbuffers = {}
     for pair in timed:
         layers = [pair.first, *([pair.batchnorm] if pair.batchnorm else []), pair.second]
