@@ -270,7 +270,7 @@ def _structured(reference, ds, bench: Bench, base: dict, p: dict) -> dict:
                              StructuredConfig(ratio=ratio, blocks=False, epochs=p["finetune"], compare_precisions=False),
                              device=bench.device, bench_config=bench.config, progress=False,
                              symmetries=MOTION_SYMMETRIES, model_ms=both.model_latency_ms)
-        only_int8, _ = bench.shipped(r.model, "int8")  # the same treatment (no pair is back to back here)
+        only_int8, _ = bench.shipped(r.model, "int8")  # the same treatment (a single-block stage has a pair)
         bench.phase(f"channel-only {ratio}")
         channel_rows[ratio] = bench.row(r.model, f"channel_only_{ratio}", int8_model=only_int8)
         if channel_rows[ratio]["float32"]["accuracy"] >= cb["float32"]["accuracy"] - MATCH:
