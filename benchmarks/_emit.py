@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shlex
+import sys
+from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -41,8 +44,14 @@ def host() -> dict:
             **{p: _version(p) for p in ("tensorflow", "ai-edge-litert", "numpy")}}
 
 
+def provenance() -> dict:
+    """When and how a result was made, for docs/results.md (benchmarks/results_page.py)."""
+    return {"measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "command": shlex.join(["python", *sys.argv])}
+
+
 def emit(result: dict, json_path: Path | None) -> None:
-    result = {**result, "host": result.get("host") or host()}
+    result = {**provenance(), **result, "host": result.get("host") or host()}
     text = json.dumps(result, indent=2)
     print(text)
     if json_path:
