@@ -107,3 +107,24 @@ def test_recipes_prints_and_writes_the_table(tmp_path):
     assert "table updated" in invoke("recipes", folder, "--write-readme", readme).stdout
     assert "already up to date" in invoke("recipes", folder, "--write-readme", readme).stdout
     assert recipe_table(folder) in readme.read_text()
+
+
+def test_a_checkout_reads_its_recipes_from_converters_in_place(tmp_path, monkeypatch):
+    # an editable install has no packaged copy: converters/ itself, wherever the command runs from
+    from pathlib import Path
+
+    monkeypatch.chdir(tmp_path)
+    converters = Path(__file__).resolve().parents[2] / "converters"
+    assert invoke("recipes", "--path").stdout.strip() == str(converters)
+    plan = invoke("run", "tsm_mobilenet_v2_cpu-int8", "--dry-run", "--out", tmp_path / "o")
+    assert plan.exit_code == 0 and plan.stdout.startswith("recipe tsm_mobilenet_v2_cpu-int8 (model tsm_mobilenet_v2,")
+
+
+def test_a_tfkit_without_its_recipes_says_so_in_one_line(tmp_path, monkeypatch):
+    from tfkit.recipe import shipped
+
+    monkeypatch.setattr(shipped, "recipe_folders", lambda: (tmp_path / "_recipes", tmp_path / "converters"))
+    for args in (["recipes"], ["recipes", "--path"], ["run", "tsm_mobilenet_v2_cpu-int8", "--dry-run"]):
+        result = invoke(*args)
+        assert result.exit_code == 2, result.output
+        assert len(result.stderr.strip().splitlines()) == 1 and "installed without" in result.stderr

@@ -1,4 +1,5 @@
-"""`tfkit run RECIPE` and `tfkit recipes`: run a YAML recipe (converters/), list the shipped ones.
+"""`tfkit run RECIPE` and `tfkit recipes`: run a YAML recipe (a file, or a shipped one by name), list
+the shipped ones (converters/ in a checkout, packaged inside an installed wheel).
 
 Example:
     $ tfkit run converters/tsm_mobilenet_v2_cpu-int8.yaml --set train.epochs=2 --out out/cpu
@@ -14,6 +15,7 @@ import yaml
 
 from tfkit.cli.common import context, force_option, quiet_option
 from tfkit.errors import InputPathError, RecipeError, UnknownNameError
+from tfkit.recipe.shipped import shipped_recipe_folder
 
 README_BEGIN, README_END = "<!-- recipes:begin -->", "<!-- recipes:end -->"
 
@@ -46,11 +48,17 @@ def run(recipe, out, sets, dry_run, force, quiet):
 @click.argument("folder", required=False, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--write-readme", "readme", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the table into this README between its recipe markers instead of printing it.")
-def recipes(folder, readme):
-    """List the recipes in FOLDER (default: converters/) as a Markdown table, each one checked."""
+@click.option("--path", "show_path", is_flag=True,
+              help="Print the folder that holds the shipped recipes (copy one from there to edit it).")
+def recipes(folder, readme, show_path):
+    """List the recipes in FOLDER (default: the shipped ones, which an installed tfkit carries inside
+    its package and a source checkout keeps in converters/) as a Markdown table, each one checked."""
     from tfkit.recipe import recipe_table
 
-    folder = folder or recipe_folder()
+    folder = folder or shipped_recipe_folder()
+    if show_path:
+        click.echo(folder)
+        return
     if readme is None:
         click.echo(recipe_table(folder), nl=False)
         return
@@ -72,18 +80,12 @@ def parse_overrides(items) -> dict:
     return out
 
 
-def recipe_folder() -> Path:
-    """converters/ in the current folder, else the one beside the tfkit package (a source checkout)."""
-    here = Path("converters")
-    return here if here.is_dir() else Path(__file__).resolve().parents[2] / "converters"
-
-
 def resolve_recipe(name_or_path) -> Path:
     """A recipe file path, or a shipped recipe's name (`tsm_mobilenet_v2_cpu-int8`)."""
     path = Path(name_or_path)
     if path.is_file():
         return path
-    folder = recipe_folder()
+    folder = shipped_recipe_folder()
     shipped = folder / f"{path.name.removesuffix('.yaml')}.yaml"
     if path.parent == Path(".") and shipped.is_file():
         return shipped
