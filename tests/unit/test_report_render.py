@@ -17,13 +17,17 @@ from tfkit.types import BenchResult, LatencyStats
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def result(name="tsm", precision="int8", accuracy=0.8125, p50=0.47, size=45_592, rss=52.5) -> BenchResult:
+def result(name="tsm", precision="int8", accuracy=0.8125, p50=0.47, size=45_592, rss=52.5, extra=None) -> BenchResult:
     return BenchResult(
         name=name, precision=precision, size_bytes=size,
         latency_ms=LatencyStats(p50=p50, p90=p50 * 1.2, p99=p50 * 1.5, mean=p50 * 1.05, runs=50),
         init_ms=1.9, first_inference_ms=0.8, peak_rss_mb=rss, threads=2, runtime="ai_edge_litert 2.3.0",
-        accuracy=accuracy, device="local",
+        accuracy=accuracy, device="local", extra=extra or {},
     )
+
+
+RANDOM_PARITY = {"precision": "int8", "clips": 64, "max_abs_logit_diff": 0.31, "top1_agreement": 0.984,
+                 "threshold": "top-1 agreement 0.984 >= 0.95", "passed": True, "inputs": "random"}
 
 
 def png_size(data: bytes) -> tuple[int, int]:
@@ -46,10 +50,11 @@ def test_report_files_and_json_contract(tmp_path):
     first = document["artifacts"][0]
     assert tuple(first) == ARTIFACT_KEYS == (
         "name", "precision", "size_bytes", "accuracy", "latency_ms", "init_ms", "first_inference_ms",
-        "peak_rss_mb", "threads", "runtime", "device")
+        "peak_rss_mb", "threads", "runtime", "device", "inputs", "parity")
     assert first["latency_ms"] == {"p50": 0.47, "p90": pytest.approx(0.564), "p99": pytest.approx(0.705),
                                    "mean": pytest.approx(0.4935)}
     assert (first["size_bytes"], first["accuracy"], first["threads"]) == (45_592, 0.8125, 2)
+    assert (first["inputs"], first["parity"]) == ("real clips", None)  # derived: a result saved before they were recorded
 
     width, height = png_size(paths.plot.read_bytes())
     assert width > 300 and height > 200
@@ -61,9 +66,9 @@ def test_markdown_table_has_every_artifact_and_column(tmp_path):
     header = next(line for line in md.splitlines() if line.startswith("| name"))
     assert [c.strip() for c in header.strip("|").split("|")] == [
         "name", "precision", "size KB", "accuracy %", "p50 ms", "p90 ms", "p99 ms", "init ms", "first ms",
-        "peak RSS MB"]
-    assert "| tsm | int8 | 44.5 | 81.2 | 0.470 | 0.564 | 0.705 | 1.900 | 0.800 | 52.5 |" in md
-    assert "| tsm | float32 | 44.5 | n/a |" in md
+        "peak RSS MB", "inputs", "parity"]
+    assert "| tsm | int8 | 44.5 | 81.2 | 0.470 | 0.564 | 0.705 | 1.900 | 0.800 | 52.5 | real clips | n/a |" in md
+    assert "| tsm | float32 | 44.5 | n/a |" in md and md.count("| random | n/a |") == 1
     assert "![" in md and "](latency_accuracy.png)" in md and "- **seed**: 1" in md
 
 
@@ -75,8 +80,33 @@ def test_user_text_is_escaped(tmp_path):
     assert "<script>" not in page and "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in page
     assert "<b>t</b>" not in page and "<img src=x" not in page and "<i>key</i>" not in page
     md = paths.markdown.read_text()
-    assert "<script>" not in md and "a\\|b $x$ &amp; c" in md
+    # Markdown's own backslash escapes, not HTML entities: no tag can open, the text reads as typed.
+    assert not re.search(r"(?<!\\)<[A-Za-z/]", md) and "\\<script>alert('x')\\</script>" in md
+    assert "a\\|b $x$ & c" in md and "&amp;" not in md and "\\<img src=x onerror=alert(1)>" in md
     assert json.loads(paths.json.read_text())["artifacts"][0]["name"] == evil  # data stays as given
+
+
+def test_report_says_which_inputs_fed_each_number(tmp_path):
+    """A random-input parity check must not read as an accuracy check, in every format; the
+    Markdown keeps ">=" as typed (only HTML escapes it)."""
+    third_party = result(name="their_model", precision="unknown", accuracy=None,
+                         extra={"input_source": "random", "parity": None})
+    converted = result(accuracy=None, extra={"input_source": "random", "parity": RANDOM_PARITY})
+    scored = result(precision="float32", accuracy=0.9,
+                    extra={"input_source": "real clips", "parity": {**RANDOM_PARITY, "inputs": "real clips"}})
+    paths = write_report([third_party, converted, scored], tmp_path, notes={"parity int8": "top-1 agreement 0.984 >= 0.95"})
+    rows = json.loads(paths.json.read_text())["artifacts"]
+    assert [r["inputs"] for r in rows] == ["random", "random", "real clips"]
+    assert rows[0]["parity"] is None and rows[1]["parity"]["inputs"] == "random"
+    assert rows[1]["parity"]["top1_agreement"] == 0.984 and rows[2]["parity"]["inputs"] == "real clips"
+    md = paths.markdown.read_text()
+    assert "| their_model | unknown |" in md and "| random | n/a |" in md
+    assert "| random | top-1 agreement 0.984 >= 0.95 on 64 random inputs |" in md
+    assert "| real clips | top-1 agreement 0.984 >= 0.95 on 64 real clips |" in md
+    assert "&gt;" not in md and "- **parity int8**: top-1 agreement 0.984 >= 0.95" in md
+    page = paths.html.read_text()
+    assert "top-1 agreement 0.984 &gt;= 0.95 on 64 random inputs</td>" in page and ">= 0.95" not in page
+    assert "<td>random</td>" in page and "<td>real clips</td>" in page
 
 
 def test_html_is_self_contained_with_the_same_png(tmp_path):

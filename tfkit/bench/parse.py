@@ -39,6 +39,10 @@ ERROR_HINTS: dict[str, str] = {
     "eval_data": "Fix the eval .npz: x uint8 (N,T,H,W,3) clips shaped like the model input, y int labels.",
     "eval_unsupported": "Accuracy can be measured only for single-input models with a (1, classes) output; "
     "benchmark without eval_npz.",
+    "dynamic_input": "Export the model with fixed input sizes (batch may stay dynamic), e.g. a tf.function "
+    "input_signature with every non-batch dimension set, then convert again.",
+    "unsupported_input": "The runner makes random timing inputs of numeric and bool types only; this input "
+    "type cannot be fed.",
     "usage": "tfkit passed the runner an option it does not accept: the runner on the device may be stale.",
     "internal": "The runner itself crashed: please report it with the stderr shown.",
 }

@@ -227,9 +227,20 @@ def timed_invoke(interpreter):
     return (time.perf_counter() - start) * 1000.0
 
 
+def check_static_shape(detail):
+    """Refuse an input whose non-batch dimensions are dynamic (-1 in its signature): the interpreter
+    would silently size them 1, and a timing on such a degenerate input would mislead."""
+    signature = [int(s) for s in detail.get("shape_signature", detail["shape"])]
+    dynamic = [axis for axis, size in enumerate(signature) if size < 0 and axis > 0]
+    if dynamic:
+        raise RunnerError("dynamic_input", f"input {detail.get('name')!r} has dynamic dimensions at axes {dynamic} "
+                          f"(signature {signature}); the runner cannot guess their sizes.")
+
+
 def measure(interpreter, warmup, runs, seed):
     rng = np.random.default_rng(seed)
     for detail in interpreter.get_input_details():
+        check_static_shape(detail)  # a dynamic batch (axis 0) is timed at batch 1, the shape it has
         interpreter.set_tensor(detail["index"], random_input(detail, rng))
     first_ms = timed_invoke(interpreter)
     for _ in range(warmup):

@@ -192,17 +192,49 @@ def convert(model, data_dir, out, quiet, force, **kw):
     done(run_step(ConvertStep(cfg), arts, out, context(quiet), force=force))
 
 
+def _out_checked_late(fn):
+    """--out without click's `required`, which would be checked before the inputs: a wrong MODEL
+    should be what the user hears about first. `_need_out` checks it once the inputs are resolved."""
+    return click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
+                        help="Output folder (an artifact folder with manifest.json). Required.")(fn)
+
+
+def _need_out(out, example: str) -> Path:
+    from tfkit.errors import UsageError
+
+    if out is None:
+        raise UsageError(f"Missing option '--out': the folder to write the result into, e.g. --out {example}.")
+    return out
+
+
+HOW_TFLITE_OR_FILE = f"pass a .tflite file, or {HOW_TFLITE}"
+
+
+def _tflite_models(paths) -> list:
+    """Each path: a `tfkit convert` folder, or a .tflite file from anywhere (parsed in a child
+    process first, so a corrupt or hostile file ends in one error line)."""
+    from tfkit.errors import InputPathError
+    from tfkit.steps.bench import tflite_file_artifact
+
+    for p in paths:
+        if Path(p).is_dir() and not (Path(p) / "manifest.json").is_file():
+            raise InputPathError(f"{p} is a folder but not a tfkit artifact (no manifest.json); {HOW_TFLITE_OR_FILE}")
+    return [tflite_file_artifact(p) if Path(p).is_file() else
+            load_artifact(p, ArtifactKind.TFLITE_MODEL, how=HOW_TFLITE_OR_FILE) for p in paths]
+
+
 @click.command()
 @click.argument("models", type=ARTIFACT, nargs=-1, required=True)
 @click.option("--data", "data_dir", type=ARTIFACT, default=None,
               help="Dataset artifact whose validation clips measure accuracy on the device (of the models "
-                   "whose input they fit). Without it: latency and memory only.")
+                   "whose input they fit). Without it: latency and memory only, on random inputs.")
 @config_options(BenchStepConfig)
-@out_option
+@_out_checked_late
 @quiet_option
 @force_option
 def bench(models, data_dir, out, quiet, force, **kw):
-    """Benchmark TFLite artifacts, each in a fresh process on the device."""
+    """Benchmark MODELS, each in a fresh process on the device: `tfkit convert` folders or any .tflite
+    files (tfkit metadata used when present; each result says whether real clips or random inputs fed it)."""
     from tfkit.bench.devices import DEVICES
     from tfkit.steps import run_step
     from tfkit.steps.bench import BenchStep
@@ -210,19 +242,38 @@ def bench(models, data_dir, out, quiet, force, **kw):
     cfg = config_from(BenchStepConfig, kw)
     DEVICES.get(cfg.device)
     data_arts = [] if data_dir is None else [load_artifact(data_dir, ArtifactKind.DATASET, how=HOW_DATA)]
-    arts = [load_artifact(m, ArtifactKind.TFLITE_MODEL, how=HOW_TFLITE) for m in models]
+    arts = _tflite_models(models)
+    out = _need_out(out, "out/bench")
     done(run_step(BenchStep(cfg), [*data_arts, *arts], out, context(quiet), force=force))
 
 
-@click.command()
-@click.argument("bench_dir", type=ARTIFACT)
-@config_options(ReportConfig)
-@out_option
-@quiet_option
-def report(bench_dir, out, quiet, **kw):
-    """Write report.json, report.md, report.html and latency_accuracy.png."""
-    from tfkit.steps import run_step
-    from tfkit.steps.bench import ReportStep
+def _is_artifact_of(path: Path, kind: ArtifactKind) -> bool:
+    from tfkit.artifacts import Artifact
+    from tfkit.errors import TfkitError
 
-    art = load_artifact(bench_dir, ArtifactKind.BENCHMARK, how=HOW_BENCH)
+    try:
+        return Path(path).is_dir() and Artifact.load(path).kind == kind
+    except TfkitError:
+        return False
+
+
+@click.command()
+@click.argument("inputs", type=ARTIFACT, nargs=-1, required=True)
+@config_options(ReportConfig)
+@_out_checked_late
+@quiet_option
+def report(inputs, out, quiet, **kw):
+    """Write report.json, report.md, report.html and latency_accuracy.png from a `tfkit bench` folder,
+    or from .tflite files / `tfkit convert` folders: those are benchmarked first with bench's defaults
+    (no dataset: latency and memory on random inputs) into the folder OUT-bench beside OUT."""
+    from tfkit.steps import run_step
+    from tfkit.steps.bench import BenchStep, ReportStep
+
+    if len(inputs) == 1 and _is_artifact_of(inputs[0], ArtifactKind.BENCHMARK):
+        art = load_artifact(inputs[0], ArtifactKind.BENCHMARK, how=HOW_BENCH)
+        out = _need_out(out, "out/report")
+    else:
+        models = _tflite_models(inputs)
+        out = _need_out(out, "out/report")
+        art = run_step(BenchStep(BenchStepConfig()), models, out.with_name(out.name + "-bench"), context(quiet))
     done(run_step(ReportStep(config_from(ReportConfig, kw)), [art], out, context(quiet)))

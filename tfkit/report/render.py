@@ -29,6 +29,12 @@ from tfkit.types import BenchResult
 
 PLOT_NAME = "latency_accuracy.png"
 PLOT_ALT = "p50 latency vs top-1 accuracy, marker area = file size"
+# Says what the "inputs" and "parity" columns mean, so that no number reads as more than it is.
+INPUTS_NOTE = ("Latency and memory are timed on seeded random inputs of each model's input shape and type. "
+               "Inputs: \"real clips\" = accuracy measured on the dataset's validation clips; \"random\" = no "
+               "real data reached the model, so no accuracy. Parity: the conversion's check against its Keras "
+               "source, and the inputs it ran on (on random inputs it proves the .tflite computes what the Keras "
+               "model does, not that either is accurate).")
 
 
 @dataclass(frozen=True)
@@ -77,7 +83,7 @@ def write_report(
 def render_markdown(results: Sequence[BenchResult], *, title: str, created: str, notes: dict) -> str:
     lines = [f"# {markdown_escape(title)}", "", f"Created {created}.", ""]
     lines += [f"Measured on: {markdown_escape(setting)}." for setting in measured_on(results)]
-    lines += ["", markdown_table(results), "", f"![{PLOT_ALT}]({PLOT_NAME})", ""]
+    lines += ["", markdown_table(results), "", markdown_escape(INPUTS_NOTE), "", f"![{PLOT_ALT}]({PLOT_NAME})", ""]
     if notes:
         lines += ["## Notes", ""]
         lines += [f"- **{markdown_escape(key)}**: {markdown_escape(_note_text(value))}" for key, value in notes.items()]
@@ -113,6 +119,7 @@ dt {{ font-weight: bold; }}
 <p>Created {esc(created)}. Measured on:</p>
 <ul>{settings}</ul>
 {html_table(results)}
+<p>{esc(INPUTS_NOTE)}</p>
 <img alt="{esc(PLOT_ALT)}" src="data:image/png;base64,{image}">
 {notes_html}
 </body>

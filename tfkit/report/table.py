@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -18,9 +19,11 @@ from tfkit.types import BenchResult
 # The keys of each entry of report.json's "artifacts" list. Public contract: add, never rename.
 ARTIFACT_KEYS = (
     "name", "precision", "size_bytes", "accuracy", "latency_ms", "init_ms", "first_inference_ms",
-    "peak_rss_mb", "threads", "runtime", "device",
+    "peak_rss_mb", "threads", "runtime", "device", "inputs", "parity",
 )
+REAL_CLIPS, RANDOM = "real clips", "random"  # the values of "inputs": which data fed a result
 LATENCY_KEYS = ("p50", "p90", "p99", "mean")
+PARITY_KEYS = ("threshold", "clips", "max_abs_logit_diff", "top1_agreement", "passed", "inputs")
 NOT_AVAILABLE = "n/a"
 
 
@@ -29,8 +32,37 @@ def finite_or_none(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
 
 
+def input_source(result: BenchResult) -> str:
+    """"real clips" when the accuracy came from a dataset's clips, else "random" (latency and memory
+    are timed on seeded random inputs either way). Results saved before it was recorded: derived."""
+    recorded = result.extra.get("input_source")
+    return recorded if recorded in (REAL_CLIPS, RANDOM) else (RANDOM if result.accuracy is None else REAL_CLIPS)
+
+
+def parity_record(result: BenchResult) -> dict | None:
+    """The conversion's parity check {threshold, clips, passed, inputs, ...}, or None (not converted by tfkit)."""
+    parity = result.extra.get("parity")
+    return parity if isinstance(parity, dict) else None
+
+
+def parity_text(result: BenchResult) -> str:
+    """e.g. "top-1 agreement 0.984 >= 0.95 on 64 random inputs"; n/a for a file tfkit did not convert."""
+    p = parity_record(result)
+    if p is None:
+        return NOT_AVAILABLE
+    return f"{p.get('threshold')} on {inputs_phrase(p.get('clips'), p.get('inputs'))}"
+
+
+def inputs_phrase(count: object, inputs: object) -> str:
+    """e.g. "64 real clips", "64 random inputs", "inputs not recorded"."""
+    what = {REAL_CLIPS: "real clips", RANDOM: "random inputs"}.get(inputs, "inputs not recorded")
+    return f"{count} {what}" if isinstance(count, int) else what
+
+
 def artifact_record(result: BenchResult) -> dict:
-    """One entry of report.json's "artifacts"; accuracy is a top-1 fraction in [0, 1] or null."""
+    """One entry of report.json's "artifacts"; accuracy is a top-1 fraction in [0, 1] or null;
+    inputs "real clips" or "random"; parity the conversion's check (with its "inputs") or null."""
+    parity = parity_record(result)
     return {
         "name": result.name,
         "precision": result.precision,
@@ -43,6 +75,8 @@ def artifact_record(result: BenchResult) -> dict:
         "threads": int(result.threads),
         "runtime": result.runtime,
         "device": result.device,
+        "inputs": input_source(result),
+        "parity": None if parity is None else {k: parity.get(k) for k in PARITY_KEYS if k in parity},
     }
 
 
@@ -76,6 +110,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("init ms", lambda r: _ms(r.init_ms)),
     Column("first ms", lambda r: _ms(r.first_inference_ms)),
     Column("peak RSS MB", lambda r: _number(r.peak_rss_mb, 1)),
+    Column("inputs", input_source, numeric=False),
+    Column("parity", parity_text, numeric=False),
 )
 
 
@@ -85,9 +121,19 @@ def measured_on(results: Sequence[BenchResult]) -> list[str]:
     return list(seen)
 
 
+# What Markdown would read as raw HTML (a tag, comment, declaration or autolink) or an entity.
+_HTML_START = re.compile(r"<(?=[A-Za-z/!?])")
+_ENTITY = re.compile(r"&(?=#?[A-Za-z0-9]+;)")
+
+
 def markdown_escape(text: object) -> str:
-    """Text safe inside a Markdown table cell: no raw HTML, no cell breaks, one line."""
-    escaped = html.escape(str(text), quote=False).replace("|", "\\|")
+    """Text safe inside a Markdown table cell: no raw HTML, no cell breaks, one line; shown as typed.
+
+    Markdown is not HTML: ">=" or "a & b" stay as they are, and only a "<" that would open a tag or
+    a "&" that would start an entity gets Markdown's own backslash escape (rendered as the bare
+    character), as does "|" (a cell break)."""
+    escaped = str(text).replace("\\", "\\\\").replace("|", "\\|")
+    escaped = _ENTITY.sub(r"\\&", _HTML_START.sub(r"\\<", escaped))
     return " ".join(escaped.splitlines())
 
 

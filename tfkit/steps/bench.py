@@ -1,16 +1,22 @@
 """`bench` and `report` steps: .tflite artifacts -> measurements on a device -> report files.
 
+A .tflite file tfkit did not make enters as `tflite_file_artifact(path)`: its tfkit metadata is used
+when present (precision, normalization), and each result says which inputs fed it (`input_source`:
+"real clips" when the dataset scored it, else "random").
+
 Example:
-    >>> run_step(BenchStep(BenchStepConfig()), [f32_art, int8_art, data_art], Path("out/06-bench"))  # doctest: +SKIP
+    >>> run_step(BenchStep(BenchStepConfig()), [data_art, f32_art, int8_art], Path("out/06-bench"))  # doctest: +SKIP
+    >>> run_step(BenchStep(BenchStepConfig()), [tflite_file_artifact("m.tflite")], Path("out/b"))  # doctest: +SKIP
 """
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from tfkit.artifacts import write_text_atomic
-from tfkit.errors import UsageError
+from tfkit.artifacts import Artifact, Manifest, write_text_atomic
+from tfkit.errors import ModelFileError, UsageError
+from tfkit.report.table import RANDOM, REAL_CLIPS, inputs_phrase
 from tfkit.steps.base import STEPS, RunContext, Step, StepOutput
 from tfkit.types import ArtifactKind, BenchResult
 
@@ -31,10 +37,64 @@ class BenchStepConfig:
 
 
 def artifact_label(art) -> str:
-    """A readable, unique-enough name for a model artifact: family + precision + folder."""
+    """A readable, unique-enough name for a model artifact: family + precision (a plain file: its name)."""
     spec = art.manifest.spec
+    if spec.get("file"):
+        return spec["name"]
     family = spec.get("model", {}).get("family", spec.get("name", "model"))  # a user model: its name
     return f"{family}-{spec.get('precision', 'keras')}"
+
+
+def tflite_file_artifact(path: str | Path) -> Artifact:
+    """A .tflite file that tfkit may not have made, as an in-memory tflite artifact for the bench step.
+
+    The file is parsed in a memory-capped child process first (tfkit.isolate), so a corrupt or
+    hostile file ends in one ModelFileError; nothing is written beside it. Its tfkit metadata, when
+    present, gives the precision and normalization; without it the precision is "unknown".
+    """
+    from tfkit.convert.metadata import describe_file
+
+    path = Path(path)
+    info = describe_file(path)
+    meta = info["tfkit"]
+    inputs, outputs = info["inputs"], info["outputs"]
+    for t in inputs:  # the runner refuses these too; here the user hears it before any benchmark starts
+        dynamic = [axis for axis, size in enumerate(t["shape_signature"]) if size < 0 and axis > 0]
+        if dynamic:
+            raise ModelFileError(f"{path}: input {t['name']!r} has dynamic dimensions at axes {dynamic} (signature "
+                                 f"{t['shape_signature']}), so a benchmark cannot know what size to time. Export it "
+                                 "with fixed input sizes (batch may stay dynamic) and convert again.")
+    spec = {
+        "name": path.stem,
+        "file": str(path.resolve()),
+        "tfkit_metadata": meta is not None,
+        "precision": (meta or {}).get("precision") or "unknown",
+        "normalization": (meta or {}).get("normalization"),
+        "inputs": [{k: t[k] for k in ("name", "shape", "shape_signature", "dtype")} for t in inputs],
+        # What `_fits` compares with a dataset: the one input's shape, the first output's last dim.
+        "input": {"shape": inputs[0]["shape"]} if len(inputs) == 1 else {},
+        "num_classes": outputs[0]["shape"][-1] if outputs and outputs[0]["shape"] else None,
+    }
+    manifest = Manifest(kind=ArtifactKind.TFLITE_MODEL, files={"model": path.name}, spec=spec)
+    return Artifact(path.parent, manifest)
+
+
+def parity_of(model_art) -> dict | None:
+    """The parity check of the conversion that made a tflite artifact, with which inputs it ran on
+    ("real clips" or "random"); None for a file tfkit did not convert."""
+    rec = next((r for r in reversed(model_art.manifest.history) if r.step == "convert"), None)
+    if rec is None or not isinstance(rec.metrics.get("parity"), dict):
+        return None
+    return {**rec.metrics["parity"], "inputs": parity_inputs(rec)}
+
+
+def parity_inputs(rec) -> str:
+    """"real clips" or "random": recorded by the convert step; for records made before it was, a
+    dataset among the step's input files means real clips."""
+    recorded = rec.metrics.get("parity_inputs")
+    if recorded in (REAL_CLIPS, RANDOM):
+        return recorded
+    return REAL_CLIPS if any(d.path.endswith(".npz") for d in rec.inputs) else RANDOM
 
 
 @STEPS.register("bench")
@@ -61,32 +121,45 @@ class BenchStep(Step):
         data_art = inputs[0] if inputs[0].kind == ArtifactKind.DATASET else None
         models = inputs[1:] if data_art is not None else list(inputs)
         c: BenchStepConfig = self.config
-        norm = data_art.manifest.spec["clip"]["normalization"] if data_art is not None else "symmetric"
-        config = BenchConfig(threads=c.threads, warmup=c.warmup, runs=c.runs, normalization=norm,
-                             runtime=c.runtime, eval_limit=c.eval_limit)
+        data_norm = data_art.manifest.spec["clip"]["normalization"] if data_art is not None else "symmetric"
         entries = [(artifact_label(m), m.manifest.spec.get("precision", "unknown"), m.file("model")) for m in models]
         scored = [data_art is not None and _fits(m, data_art, ctx) for m in models]
+        # A plain file's own tfkit metadata says how it wants pixels; tfkit artifacts use the dataset's.
+        norms = [m.manifest.spec.get("normalization") or data_norm if m.manifest.spec.get("file") else data_norm
+                 for m in models]
         results = [None] * len(entries)
-        for score in (True, False):  # accuracy only where the dataset's clips fit the model's input
-            picked = [i for i, s in enumerate(scored) if s == score]
-            if picked:
-                measured = benchmark([entries[i] for i in picked], device=c.device, config=config,
-                                     eval_npz=data_art.file("val") if score else None, progress=ctx.progress)
-                for i, r in zip(picked, measured):
-                    results[i] = r
+        for score, norm in dict.fromkeys(zip(scored, norms)):  # one runner batch per (scored, normalization)
+            picked = [i for i in range(len(entries)) if (scored[i], norms[i]) == (score, norm)]
+            config = BenchConfig(threads=c.threads, warmup=c.warmup, runs=c.runs, normalization=norm,
+                                 runtime=c.runtime, eval_limit=c.eval_limit)
+            measured = benchmark([entries[i] for i in picked], device=c.device, config=config,
+                                 eval_npz=data_art.file("val") if score else None, progress=ctx.progress)
+            for i, r in zip(picked, measured):
+                results[i] = r
+        results = [replace(r, extra={**r.extra, **_provenance(m, r)}) for m, r in zip(models, results)]
         for r in results:
             ctx.log(f"[bench] {r.name}: p50 {r.latency_ms.p50:.2f} ms, accuracy "
-                    f"{'n/a' if r.accuracy is None else f'{r.accuracy:.3f}'}, {r.size_bytes / 1024:.0f} KB")
+                    f"{'n/a' if r.accuracy is None else f'{r.accuracy:.3f}'} ({r.extra['input_source']} inputs), "
+                    f"{r.size_bytes / 1024:.0f} KB")
         write_text_atomic(workdir / RESULTS_FILE, json.dumps([r.to_dict() for r in results], indent=2))
-        metrics = {r.name: {"accuracy": r.accuracy, "p50_ms": r.latency_ms.p50, "size_bytes": r.size_bytes}
-                   for r in results}
+        metrics = {r.name: {"accuracy": r.accuracy, "p50_ms": r.latency_ms.p50, "size_bytes": r.size_bytes,
+                            "inputs": r.extra["input_source"]} for r in results}
         return StepOutput(ArtifactKind.BENCHMARK, {"results": RESULTS_FILE}, {"device": c.device}, metrics)
+
+
+def _provenance(model_art, result) -> dict:
+    """What the report must say about where a result's numbers come from."""
+    spec = model_art.manifest.spec
+    return {"input_source": REAL_CLIPS if result.accuracy is not None else RANDOM,
+            "source": "file" if spec.get("file") else "tfkit",
+            "tfkit_metadata": bool(spec.get("tfkit_metadata", not spec.get("file"))),
+            "parity": parity_of(model_art)}
 
 
 def _fits(model_art, data_art, ctx: RunContext) -> bool:
     """Whether the dataset's clips and classes fit a user model (zoo models are scored as always)."""
     spec = model_art.manifest.spec
-    if not spec.get("user"):
+    if not (spec.get("user") or spec.get("file")):
         return True
     clip, classes = data_art.manifest.spec["clip"], len(data_art.manifest.spec["classes"])
     want = spec.get("input", {}).get("shape", spec.get("input_shape", []))[1:]
@@ -133,12 +206,14 @@ class ReportStep(Step):
 
 
 def _notes_from_history(art) -> dict:
-    """What the report should tell besides the table: training accuracy, parity of each conversion."""
+    """What the report should tell besides the table: training accuracy, parity of each conversion
+    and which inputs that parity was checked on (random inputs prove no accuracy)."""
     notes = {}
     for rec in art.manifest.history:
         if rec.step == "train":
             notes["keras validation accuracy"] = round(rec.metrics.get("val_accuracy", float("nan")), 4)
         if rec.step == "convert":
             p = rec.metrics.get("parity", {})
-            notes[f"parity {rec.config.get('precision')}"] = p.get("threshold")
+            phrase = inputs_phrase(p.get("clips"), parity_inputs(rec))
+            notes[f"parity {rec.config.get('precision')}"] = f"{p.get('threshold')} on {phrase}"
     return notes

@@ -135,7 +135,8 @@ class ConvertStep(Step):
             parity = normalize(_pick(val, c.parity_clips, c.seed), norm)
         ctx.log(f"[convert] {c.precision} {c.form}: converting"
                 + (f" (calibrating on {len(calibration)} clips)" if VARIANTS.get(c.precision).needs_calibration else ""))
-        extra = {} if data_art is not None else {"parity_inputs": "random"}
+        # Which inputs parity ran on, so that no report shows a random-input check as an accuracy one.
+        extra = {"parity_inputs": "real clips" if data_art is not None else "random"}
         if c.qat_epochs:
             model, extra["qat"] = _quantization_aware(model, data_art, c, ctx)
         if c.form == "stream":
