@@ -31,9 +31,23 @@ def tiny_root(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def tiny_dataset(tiny_root):
-    with pytest.warns(UserWarning, match="zz_broken.mp4"):
-        return load_dataset(tiny_root, CLIP, val_fraction=0.34, seed=0, progress=False)
+def reported(tiny_root):
+    """(dataset, the lines load_dataset reported) for tiny_root."""
+    lines = []
+    ds = load_dataset(tiny_root, CLIP, val_fraction=0.34, seed=0, progress=False, report=lines.append)
+    return ds, lines
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(reported):
+    return reported[0]
+
+
+def test_a_broken_file_is_named_once_and_no_python_warning(tiny_root, reported, recwarn):
+    lines = reported[1]
+    assert len(lines) == 1 and "zz_broken.mp4" in lines[0] and "not a decodable video" in lines[0]
+    load_dataset(tiny_root, CLIP, val_fraction=0.34, seed=0, progress=False, report=lambda line: None)
+    assert not [w for w in recwarn if "zz_broken" in str(w.message)]
 
 
 def test_scan_lists_videos_by_class(tiny_root):
@@ -115,8 +129,7 @@ def test_load_dataset_clips_match_load_clip(tiny_dataset):
 
 
 def test_load_dataset_with_progress_bar_outside_a_terminal(tiny_root, capsys):
-    with pytest.warns(UserWarning):
-        ds = load_dataset(tiny_root, CLIP, val_fraction=0.0, progress=True)
+    ds = load_dataset(tiny_root, CLIP, val_fraction=0.0, progress=True, report=lambda line: None)
     assert len(ds.val) == 0 and ds.val.x.shape == (0, *CLIP.shape) and len(ds.train) == 21
 
 

@@ -40,7 +40,13 @@ ARTIFACT = click.Path(path_type=Path)
 @force_option
 def data(out, quiet, force, **kw):
     """Decode videos into train/val clip sets. SOURCE is `builtin` (the generated motion set) or a
-    folder laid out as root/<class>/<video>.{mp4,avi,mkv,webm,mov}."""
+    folder laid out as root/<class>/<video>.{mp4,avi,mkv,webm,mov}.
+
+    Videos are decoded by streaming (only the frames the clips use, shrunk at once), so long 1080p
+    footage needs no more memory than a short clip. Each video gives up to --clips-per-video clips
+    (--windows uniform: non-overlapping, evenly spread; sliding: every --window-stride frames); the
+    split is by video. Prints clips per class and split; a class with no readable video or an empty
+    validation split is an error."""
     from tfkit.data.folder import scan
     from tfkit.steps import run_step
     from tfkit.steps.data import BUILTIN, DataStep

@@ -1,4 +1,4 @@
-"""Real video in, clips out: decoding (PyAV), clip sampling, folder datasets, the motion set.
+"""Real video in, clips out: streaming decode (PyAV), clip windows, folder datasets, the motion set.
 
 Imports numpy and PyAV only; no TensorFlow.
 
@@ -9,8 +9,29 @@ Example:
     >>> load_dataset(root, ClipSpec(frames=8, size=64), progress=False).train.x.shape
     (56, 8, 64, 64, 3)
 """
-from tfkit.data.clips import load_clip, normalize, resize_crop, sample_indices
-from tfkit.data.folder import VIDEO_SUFFIXES, ClipSet, Split, VideoDataset, load_dataset, scan, split
+from tfkit.data.clips import (
+    WindowMode,
+    Windows,
+    clip_span,
+    load_clip,
+    load_clips,
+    normalize,
+    resize_crop,
+    sample_indices,
+    window_starts,
+)
+from tfkit.data.decode import read_frames_at
+from tfkit.data.folder import (
+    VIDEO_SUFFIXES,
+    ClassCount,
+    ClipSet,
+    Split,
+    VideoDataset,
+    counts_table,
+    load_dataset,
+    scan,
+    split,
+)
 from tfkit.data.synthetic import MOTION_CLASSES, MOTION_SYMMETRIES, generate_motion_dataset, motion_video
 from tfkit.data.video import (
     Video,
@@ -26,23 +47,31 @@ __all__ = [
     "MOTION_CLASSES",
     "MOTION_SYMMETRIES",
     "VIDEO_SUFFIXES",
+    "ClassCount",
     "ClipSet",
     "Split",
     "Video",
     "VideoDataset",
     "VideoInfo",
+    "WindowMode",
+    "Windows",
+    "clip_span",
+    "counts_table",
     "encoder_for",
     "generate_motion_dataset",
     "load_clip",
+    "load_clips",
     "load_dataset",
     "motion_video",
     "normalize",
     "probe",
     "read_frames",
+    "read_frames_at",
     "read_video",
     "resize_crop",
     "sample_indices",
     "scan",
     "split",
+    "window_starts",
     "write_video",
 ]

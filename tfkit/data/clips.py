@@ -1,22 +1,30 @@
-"""Frames to model clips, in pure numpy: pick T frames, resize + center-crop, normalize.
+"""Frames to model clips: where the windows sit, pick T frames, resize + center-crop, normalize.
 
-Clips stay uint8 until the model needs them (`normalize`), so datasets store compactly.
+Clips stay uint8 until the model needs them (`normalize`), so datasets store compactly. Videos
+are decoded by streaming (tfkit.data.decode): only the frames the clips use, each shrunk to the
+clip size as it leaves the decoder, so a long 1080p video costs no more memory than a short one.
 
 Example:
     >>> clip = load_clip("jump.mp4", ClipSpec(frames=8, size=64))
     >>> clip.shape, clip.dtype
     ((8, 64, 64, 3), dtype('uint8'))
+    >>> load_clips("walk.mp4", ClipSpec(frames=8, size=64), Windows(per_video=4)).shape
+    (4, 8, 64, 64, 3)
     >>> normalize(clip, Normalization.SYMMETRIC).min() >= -1.0
     True
 """
 from __future__ import annotations
 
+import enum
 import os
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
-from tfkit.data.video import read_video
+from tfkit.data.decode import read_frames_at
+from tfkit.data.video import VideoInfo, probe
+from tfkit.errors import DataError, UsageError
 from tfkit.types import ClipSpec, Normalization
 
 Start = int | Literal["center"]
@@ -145,8 +153,106 @@ def normalize(frames_uint8: np.ndarray, normalization: Normalization | str) -> n
     return frames_uint8.astype(np.float32) * np.float32(scale) + np.float32(offset)
 
 
+class WindowMode(str, enum.Enum):
+    """Where a video's clips sit in time."""
+
+    UNIFORM = "uniform"  # the video cut into equal parts, one window centred in each
+    SLIDING = "sliding"  # a window every `stride` source frames from the start
+
+
+@dataclass(frozen=True)
+class Windows:
+    """How many clips one video gives, and where.
+
+    `per_video` caps the clips of one video (0 = as many as fit). Uniform windows never overlap,
+    so a video shorter than `per_video` clip spans gives fewer (at least one, centred, as before).
+    Sliding windows start every `stride` source frames (0 = one clip span: back to back); when
+    more fit than `per_video`, evenly spaced ones are kept. Nothing here is random.
+
+    Example:
+        >>> window_starts(900, 30.0, ClipSpec(frames=8, stride=2), Windows(per_video=4)).tolist()
+        [105, 330, 555, 780]
+    """
+
+    mode: WindowMode = WindowMode.UNIFORM
+    per_video: int = 1
+    stride: int = 0
+
+    def __post_init__(self):
+        try:
+            object.__setattr__(self, "mode", WindowMode(self.mode))
+        except ValueError as exc:
+            raise UsageError(f"windows must be one of {', '.join(m.value for m in WindowMode)}, "
+                             f"got {self.mode!r}") from exc
+        if self.per_video < 0 or self.stride < 0:
+            raise UsageError(f"clips per video and window stride must be >= 0 (0 = automatic), got "
+                             f"{self.per_video} and {self.stride}")
+
+
+def clip_span(src_fps: float, clip: ClipSpec) -> int:
+    """Source frames one clip covers, first to last sampled frame inclusive."""
+    return int(np.floor((clip.frames - 1) * _source_step(src_fps, clip) + _EPS)) + 1
+
+
+def window_starts(n_frames: int, src_fps: float, clip: ClipSpec, windows: Windows) -> np.ndarray:
+    """First source frame of each clip window in a video of `n_frames` frames (sorted, >= 1 window).
+
+    Example:
+        >>> window_starts(30, 30.0, ClipSpec(frames=4, stride=2), Windows(WindowMode.SLIDING, 0, 5)).tolist()
+        [0, 5, 10, 15, 20]
+    """
+    if n_frames < 1:
+        raise ValueError(f"a video needs at least one frame, got n_frames={n_frames}")
+    span = clip_span(src_fps, clip)
+    if n_frames <= span:  # too short for one full window: one, padded by sample_indices
+        return np.zeros(1, np.int64)
+    if windows.mode is WindowMode.UNIFORM:
+        fit = n_frames // span
+        count = fit if windows.per_video == 0 else min(windows.per_video, fit)
+        part = n_frames / count  # >= span, so centred windows never overlap
+        return np.floor(np.arange(count) * part + (part - span) / 2 + _EPS).astype(np.int64)
+    starts = np.arange(0, n_frames - span + 1, windows.stride or span, dtype=np.int64)
+    if 0 < windows.per_video < len(starts):
+        starts = starts[np.round(np.linspace(0, len(starts) - 1, windows.per_video)).astype(np.int64)]
+    return starts
+
+
+def _preshrink(size: int) -> int:
+    """Short side swscale shrinks a frame to before resize_crop: big frames become small at once,
+    and resize_crop's area + bilinear step still has 2x the pixels it keeps (up to 4x on big ones)."""
+    return 4 * size
+
+
+def _frames_for(info: VideoInfo, clip: ClipSpec, starts) -> np.ndarray:
+    try:
+        return np.stack([sample_indices(info.frames, info.fps, clip, start=int(s)) for s in starts])
+    except ValueError as exc:
+        raise DataError(f"{info.path}: {exc}; sample by --stride instead of --fps for this video.") from exc
+
+
+def load_clips(path: str | os.PathLike, clip: ClipSpec, windows: Windows | None = None) -> np.ndarray:
+    """Decode only the frames `windows` needs and cut them into uint8 (K, T, size, size, 3) clips.
+
+    Memory is bounded by the clips (K x T frames at clip size, plus the one frame being decoded),
+    never by the video's length or resolution.
+
+    Example:
+        >>> load_clips("walk.mp4", ClipSpec(frames=8, size=32), Windows(per_video=3)).shape
+        (3, 8, 32, 32, 3)
+    """
+    windows = windows or Windows()
+    info = probe(path, count=False)
+    if clip.fps is not None and not info.fps > 0:
+        raise DataError(f"{info.path}: the file has no frame rate to resample to {clip.fps} fps; "
+                        f"sample by --stride instead.")
+    indices = _frames_for(info, clip, window_starts(info.frames, info.fps, clip, windows))
+    frames = read_frames_at(path, indices.ravel(), short_side=_preshrink(clip.size),
+                            transform=lambda rgb: resize_crop(rgb, clip.size))
+    return frames.reshape(*indices.shape, *frames.shape[1:])
+
+
 def load_clip(path: str | os.PathLike, clip: ClipSpec, *, start: Start = "center") -> np.ndarray:
-    """Decode a video and cut one uint8 (T, size, size, 3) clip from it (no normalization).
+    """Decode (by streaming) one uint8 (T, size, size, 3) clip from a video (no normalization).
 
     The window is centred by default, the usual choice for evaluation clips.
 
@@ -154,10 +260,10 @@ def load_clip(path: str | os.PathLike, clip: ClipSpec, *, start: Start = "center
         >>> load_clip("jump.mp4", ClipSpec(frames=8, size=64, stride=2)).shape
         (8, 64, 64, 3)
     """
-    max_frames = None
-    if isinstance(start, int) and clip.fps is None:  # the window's end is known before decoding
-        max_frames = start + (clip.frames - 1) * clip.stride + 1
-    video = read_video(path, max_frames=max_frames)
-    n_decoded = len(video.frames)
-    indices = sample_indices(n_decoded, video.info.fps, clip, start=start)
-    return resize_crop(video.frames[indices], clip.size)
+    info = probe(path, count=False)
+    if clip.fps is not None and not info.fps > 0:
+        raise DataError(f"{info.path}: the file has no frame rate to resample to {clip.fps} fps; "
+                        f"sample by --stride instead.")
+    indices = sample_indices(info.frames, info.fps, clip, start=start)
+    return read_frames_at(path, indices, short_side=_preshrink(clip.size),
+                          transform=lambda rgb: resize_crop(rgb, clip.size))

@@ -1,7 +1,9 @@
 """Folder-per-class video datasets (`root/<class>/<video>`, the UCF101 / Kinetics layout).
 
-Unreadable videos are skipped, named in `VideoDataset.skipped` and in a warning, never fatal
-unless nothing at all can be read.
+Each video gives one or more clips (`Windows`); the split is made over videos, so the clips of
+one video are all in train or all in validation. Unreadable videos are skipped, each named once
+(one line through `report`) and listed in `VideoDataset.skipped`; a class left with no readable
+video, or an empty validation split, is a DataError.
 
 Example:
     >>> ds = load_dataset("videos/", ClipSpec(frames=8, size=64), val_fraction=0.2, seed=0)
@@ -16,15 +18,14 @@ import json
 import logging
 import math
 import os
-import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from tfkit.atomic import atomic_path
-from tfkit.data.clips import load_clip
+from tfkit.data.clips import Windows, load_clips
 from tfkit.errors import DataError, InputPathError, UsageError
 from tfkit.progress import progress_bar
 from tfkit.types import ClipSpec
@@ -79,7 +80,8 @@ class Split:
 
 
 def split(items: Iterable[Item], val_fraction: float = 0.2, seed: int = 0) -> Split:
-    """Stratified split: round(n * val_fraction) of each class to val, but >= 1 stays in train.
+    """Stratified split: round(n * val_fraction) of each class to val, but >= 1 stays in train
+    and, when val_fraction > 0, a class of 2 or more gives >= 1 to val (each class is validated).
 
     Deterministic for a seed (each class is shuffled by its own generator, so adding a class
     does not reshuffle the others); both halves come back sorted.
@@ -98,7 +100,8 @@ def split(items: Iterable[Item], val_fraction: float = 0.2, seed: int = 0) -> Sp
     val: list[Item] = []
     for name in sorted(by_class):
         members = sorted(by_class[name])
-        n_val = min(math.floor(len(members) * val_fraction + 0.5), len(members) - 1)
+        n_val = math.floor(len(members) * val_fraction + 0.5)
+        n_val = min(max(n_val, 1 if val_fraction > 0 else 0), len(members) - 1)
         rng = np.random.default_rng([seed, *name.encode()])
         order = rng.permutation(len(members))
         val.extend(members[i] for i in order[:n_val])
@@ -168,6 +171,17 @@ class ClipSet:
         return cls(x, y, files, classes, ClipSpec(**spec) if spec else None)
 
 
+@dataclass(frozen=True)
+class ClassCount:
+    """Clips and videos of one class in each split."""
+
+    name: str
+    train_clips: int
+    train_videos: int
+    val_clips: int
+    val_videos: int
+
+
 @dataclass(frozen=True, eq=False)
 class VideoDataset:
     """A folder dataset cut into clips: the classes, a train and a val ClipSet, skipped files."""
@@ -177,26 +191,88 @@ class VideoDataset:
     val: ClipSet
     skipped: tuple[tuple[str, str], ...]  # (path, reason)
 
+    def counts(self) -> tuple[ClassCount, ...]:
+        """Clips and videos per class and split (the clips of one video share its file name)."""
+        def per_class(part: ClipSet, index: int) -> tuple[int, int]:
+            mask = part.y == index
+            return int(mask.sum()), len({f for f, m in zip(part.files, mask) if m})
+
+        return tuple(ClassCount(name, *per_class(self.train, i), *per_class(self.val, i))
+                     for i, name in enumerate(self.classes))
+
+
+def counts_table(counts: Sequence[ClassCount]) -> list[str]:
+    """Clips (videos) per class and split as aligned text lines, with a total row.
+
+    Example:
+        >>> print("\\n".join(counts_table(ds.counts())))  # doctest: +SKIP
+        class  train clips (videos)  val clips (videos)
+        jump               16 (4)              4 (1)
+    """
+    rows = [(c.name, f"{c.train_clips} ({c.train_videos})", f"{c.val_clips} ({c.val_videos})") for c in counts]
+    total = [sum(getattr(c, f) for c in counts) for f in ("train_clips", "train_videos", "val_clips", "val_videos")]
+    rows.append(("total", f"{total[0]} ({total[1]})", f"{total[2]} ({total[3]})"))
+    header = ("class", "train clips (videos)", "val clips (videos)")
+    widths = [max(len(r[k]) for r in [header, *rows]) for k in range(3)]
+    return [f"{r[0]:<{widths[0]}}  {r[1]:>{widths[1]}}  {r[2]:>{widths[2]}}" for r in [header, *rows]]
+
 
 def _clip_set(items: Sequence[Item], clips: dict[Path, np.ndarray], classes: tuple[str, ...],
               clip: ClipSpec) -> ClipSet:
-    x = np.stack([clips[p] for p, _ in items]) if items else np.zeros((0, *clip.shape), np.uint8)
-    y = np.array([classes.index(name) for _, name in items], dtype=np.int64)
-    return ClipSet(x, y, tuple(str(p) for p, _ in items), classes, clip)
+    if not items:
+        return ClipSet(np.zeros((0, *clip.shape), np.uint8), np.zeros(0, np.int64), (), classes, clip)
+    x = np.concatenate([clips[p] for p, _ in items])
+    y = np.concatenate([np.full(len(clips[p]), classes.index(name), np.int64) for p, name in items])
+    files = tuple(str(p) for p, _ in items for _ in range(len(clips[p])))
+    return ClipSet(x, y, files, classes, clip)
+
+
+def _check_classes(root, classes: tuple[str, ...], clips: dict[Path, np.ndarray], items: Sequence[Item],
+                   skipped: Sequence[tuple[str, str]]) -> None:
+    """Every class needs a readable video: a class of broken files would silently train on nothing."""
+    if not clips:
+        raise DataError(f"no readable video in {root} ({len(skipped)} tried); the first: {skipped[0][1]}")
+    empty = [name for name in classes if not any(p in clips for p, c in items if c == name)]
+    if empty:
+        raise DataError(
+            f"class {', '.join(repr(n) for n in empty)} in {root} has no readable video (all skipped above); "
+            f"replace or re-encode its files, or remove the class folder."
+        )
+
+
+def _check_val(root, counts: Sequence[ClassCount], val_fraction: float, report: Callable[[str], None]) -> None:
+    if val_fraction <= 0:
+        return
+    if not any(c.val_clips for c in counts):
+        raise DataError(
+            f"the validation split of {root} is empty: every class has a single readable video, and the "
+            f"split is by video (clips of one video never straddle train and validation); add a second "
+            f"video to each class."
+        )
+    lone = [c.name for c in counts if not c.val_clips]
+    if lone:
+        report(f"warning: class {', '.join(lone)} has a single readable video, so no validation clip; "
+               f"its validation accuracy is not measured (add a second video to validate it)")
 
 
 def load_dataset(root: str | os.PathLike, clip: ClipSpec, *, val_fraction: float = 0.2,
-                 seed: int = 0, progress: bool = True) -> VideoDataset:
-    """Scan root/<class>/<video>, cut one centred clip per video, split stratified by class.
+                 seed: int = 0, progress: bool = True, windows: Windows | None = None,
+                 report: Callable[[str], None] | None = None) -> VideoDataset:
+    """Scan root/<class>/<video>, cut clips from each video (`windows`: one centred clip by
+    default), split the videos stratified by class, and gather each split's clips.
 
-    Unreadable videos are skipped (listed in `skipped` and warned about, each by name); the
-    split is made over the readable ones. Raises DataError when none can be read.
+    Unreadable videos are skipped: each is named once through `report` (default: this module's
+    logger) and listed in `skipped`. Raises DataError when a class has no readable video, or
+    when val_fraction > 0 and the validation split came out empty.
 
     Example:
-        >>> ds = load_dataset("videos/", ClipSpec(frames=8, size=64), progress=False)
+        >>> ds = load_dataset("videos/", ClipSpec(frames=8, size=64), windows=Windows(per_video=4),
+        ...                   progress=False)
         >>> ds.train.y.dtype, ds.skipped
         (dtype('int64'), ())
     """
+    report = report or log.warning
+    windows = windows or Windows()
     items = scan(root)
     classes = tuple(sorted({name for _, name in items}))
     clips: dict[Path, np.ndarray] = {}
@@ -204,21 +280,19 @@ def load_dataset(root: str | os.PathLike, clip: ClipSpec, *, val_fraction: float
     with progress_bar(f"clips from {Path(root).name}", len(items), enabled=progress) as advance:
         for path, _ in items:
             try:
-                clips[path] = load_clip(path, clip)
+                clips[path] = load_clips(path, clip, windows)
             except DataError as exc:
                 skipped.append((str(path), str(exc)))
-                log.warning("skipping unreadable video: %s", exc)
+                report(f"skipped: {exc}")  # the message names the file
             advance()
-    if not clips:
-        raise DataError(f"no readable video in {root} ({len(skipped)} tried); the first: {skipped[0][1]}")
-    if skipped:
-        names = ", ".join(path for path, _ in skipped)
-        warnings.warn(f"skipped {len(skipped)} unreadable video(s) in {root}: {names}", stacklevel=2)
+    _check_classes(root, classes, clips, items, skipped)
     readable = [(path, name) for path, name in items if path in clips]
-    halves = split(readable, val_fraction=val_fraction, seed=seed)
-    return VideoDataset(
+    halves = split(readable, val_fraction=val_fraction, seed=seed)  # by video, before any clip is placed
+    dataset = VideoDataset(
         classes=classes,
         train=_clip_set(halves.train, clips, classes, clip),
         val=_clip_set(halves.val, clips, classes, clip),
         skipped=tuple(skipped),
     )
+    _check_val(root, dataset.counts(), val_fraction, report)
+    return dataset

@@ -33,8 +33,9 @@ _TEXT_CODECS = frozenset({"ansi", "bintext", "xbin", "idf"})
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """What a video file holds. `frames` is the container's count, or counted by decoding where
-    the container keeps none (mkv, webm)."""
+    """What a video file holds. `frames` is the container's count, or, where the container keeps
+    none (mkv, webm), counted by decoding or (probe(count=False)) estimated from duration x fps;
+    `exact` says which."""
 
     path: Path
     frames: int
@@ -42,6 +43,7 @@ class VideoInfo:
     width: int
     height: int
     codec: str
+    exact: bool = True
 
 
 @dataclass(frozen=True, eq=False)
@@ -149,17 +151,28 @@ def _stream_fps(stream) -> float:
     return float(rate) if rate else 0.0
 
 
-def _info(path: Path, stream, frames: int) -> VideoInfo:
-    ctx = stream.codec_context
-    return VideoInfo(path, frames, _stream_fps(stream), ctx.width, ctx.height, ctx.name)
-
-
 def _no_frames(path: Path) -> DataError:
     return DataError(f"{path}: video stream holds no decodable frames; {_REENCODE_HINT}.")
 
 
-def probe(path: str | os.PathLike) -> VideoInfo:
+def _estimated_frames(container, stream) -> int:
+    """Duration x fps, for containers that store no frame count (0 where neither is known)."""
+    fps = _stream_fps(stream)
+    if stream.duration and stream.time_base:
+        seconds = float(stream.duration * stream.time_base)
+    elif container.duration:
+        seconds = container.duration / av.time_base
+    else:
+        return 0
+    return max(1, round(seconds * fps)) if fps > 0 else 0
+
+
+def probe(path: str | os.PathLike, *, count: bool = True) -> VideoInfo:
     """Frame count, fps, size and codec of a video file.
+
+    Where the container stores no frame count, `count=True` decodes the stream to count them
+    (exact, slow on long videos); `count=False` estimates duration x fps (`info.exact` False) and
+    decodes only when the container has no duration either.
 
     Example:
         >>> probe("clip.mp4").frames
@@ -168,14 +181,22 @@ def probe(path: str | os.PathLike) -> VideoInfo:
     path = _existing_file(path)
     with _as_data_error(path), av.open(str(path)) as container:
         stream = _video_stream(container, path)
-        frames = stream.frames or sum(1 for _ in container.decode(stream))
+        frames, exact = stream.frames, True
+        if not frames and not count:
+            frames, exact = _estimated_frames(container, stream), False
+        if not frames:
+            frames, exact = sum(1 for _ in container.decode(stream)), True
         if frames == 0:
             raise _no_frames(path)
-        return _info(path, stream, frames)
+        ctx = stream.codec_context
+        return VideoInfo(path, frames, _stream_fps(stream), ctx.width, ctx.height, ctx.name, exact)
 
 
 def read_video(path: str | os.PathLike, *, max_frames: int | None = None) -> Video:
     """Decode a whole (short) video, or its first `max_frames` frames, to uint8 RGB.
+
+    Holds every frame at full size: for clips out of real footage use `read_frames_at` (or
+    tfkit.data.clips.load_clips), which keep only the frames they need, already shrunk.
 
     Example:
         >>> read_video("clip.mp4").frames.shape

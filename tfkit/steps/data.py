@@ -10,6 +10,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from tfkit.data.clips import WindowMode, Windows
 from tfkit.errors import UsageError
 from tfkit.steps.base import STEPS, RunContext, Step, StepOutput
 from tfkit.types import ArtifactKind, ClipSpec
@@ -27,6 +28,12 @@ class DataConfig:
     normalization: str = "symmetric"
     val_fraction: float = 0.2
     seed: int = 0
+    # Clips per video: up to `clips_per_video` (0 = as many as fit) in non-overlapping `uniform`
+    # windows, or `sliding` windows every `window_stride` source frames (0 = back to back). A video
+    # too short for more gives fewer: the built-in set's 24-frame videos give one clip each.
+    clips_per_video: int = 4
+    windows: WindowMode = WindowMode.UNIFORM
+    window_stride: int = 0
     # Only for the built-in set:
     videos_per_class: int = 60
     video_frames: int = 24
@@ -38,6 +45,11 @@ class DataConfig:
         if self.videos_per_class < 2:
             raise UsageError(f"videos_per_class must be >= 2, got {self.videos_per_class}")
         self.clip  # validates the clip fields
+        object.__setattr__(self, "windows", self.clip_windows.mode)  # validated, a WindowMode from here on
+
+    @property
+    def clip_windows(self) -> Windows:
+        return Windows(self.windows, self.clips_per_video, self.window_stride)
 
     @property
     def clip(self) -> ClipSpec:
@@ -49,6 +61,7 @@ class DataConfig:
 
     def to_dict(self) -> dict:
         d = asdict(self)
+        d["windows"] = self.windows.value
         if self.source != BUILTIN:
             d["source"] = str(Path(self.source).resolve())
         return d
@@ -92,7 +105,7 @@ class DataStep(Step):
         return {"folder": folder_fingerprint(Path(self.config.source))}
 
     def run(self, inputs, workdir: Path, ctx: RunContext) -> StepOutput:
-        from tfkit.data import generate_motion_dataset, load_dataset
+        from tfkit.data import counts_table, generate_motion_dataset, load_dataset
 
         c: DataConfig = self.config
         files = {"train": "train.npz", "val": "val.npz"}
@@ -103,9 +116,12 @@ class DataStep(Step):
             files["videos"] = "videos/dataset.json"
         else:
             root = Path(c.source)
-        ds = load_dataset(root, c.clip, val_fraction=c.val_fraction, seed=c.seed, progress=ctx.progress)
-        for path, reason in ds.skipped:
-            ctx.log(f"[data] skipped unreadable video {path}: {reason}")
+        # Skipped files and a class without validation clips are reported once each, through ctx.log.
+        ds = load_dataset(root, c.clip, val_fraction=c.val_fraction, seed=c.seed, progress=ctx.progress,
+                          windows=c.clip_windows, report=lambda line: ctx.log(f"[data] {line}"))
+        counts = ds.counts()
+        for line in counts_table(counts):
+            ctx.log(f"[data] {line}")
         ds.train.save_npz(workdir / files["train"])
         ds.val.save_npz(workdir / files["val"])
         spec = {"classes": list(ds.classes), "clip": c.clip.to_dict(), "source": str(c.source),
@@ -113,5 +129,9 @@ class DataStep(Step):
         (workdir / "classes.json").write_text(json.dumps(list(ds.classes)))
         files["classes"] = "classes.json"
         metrics = {"train_clips": len(ds.train.y), "val_clips": len(ds.val.y), "classes": len(ds.classes),
+                   "train_videos": sum(n.train_videos for n in counts),
+                   "val_videos": sum(n.val_videos for n in counts),
+                   "per_class": {n.name: {"train_clips": n.train_clips, "train_videos": n.train_videos,
+                                          "val_clips": n.val_clips, "val_videos": n.val_videos} for n in counts},
                    "skipped": [{"path": str(p), "reason": r} for p, r in ds.skipped]}
         return StepOutput(ArtifactKind.DATASET, files, spec, metrics)
