@@ -53,7 +53,9 @@ def demo(out: Path, config: DemoConfig = DemoConfig(), ctx: RunContext = RunCont
     classes = arts["data"].manifest.spec["classes"]
     spec = replace(config.model, num_classes=len(classes), frames=config.data.frames, size=config.data.size)
     arts["build"] = run_step(BuildStep(spec), [], out / "02-build", ctx, force=force)
-    train_cfg = TrainConfig(**{**config.train.to_dict(), "normalization": config.data.normalization})
+    # Training follows the data's normalization (tfkit.train.data_normalization); naming it records
+    # it in the train step's config, and a different explicit choice is an error, not an override.
+    train_cfg = replace(config.train, normalization=config.train.normalization or config.data.normalization)
     arts["train"] = run_step(TrainStep(train_cfg), [arts["build"], arts["data"]], out / "03-train", ctx, force=force)
     tflites = []
     for i, precision in enumerate(config.precisions):

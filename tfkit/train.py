@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from tfkit.data.clips import normalize
-from tfkit.errors import UsageError
+from tfkit.errors import DataError, UsageError
 from tfkit.types import Normalization
 
 
@@ -25,16 +25,56 @@ class TrainConfig:
     weight_decay: float = 1e-4
     label_smoothing: float = 0.05
     augment: bool = True  # label-aware flips/transposes/time reversal the dataset declares
-    seed: int = 0
-    normalization: Normalization = Normalization.SYMMETRIC
+    seed: int = 0  # shuffling, augmentation, dropout: see `reproducible`
+    # None: the clips' own (their ClipSpec's, see `data_normalization`). A value is only a check:
+    # training on clips cut for another normalization is an error, never a silent rescale.
+    normalization: Normalization | None = None
 
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1 or not self.learning_rate > 0:
             raise UsageError(f"invalid training config {self}: epochs>=1, batch_size>=1, learning_rate>0")
-        object.__setattr__(self, "normalization", Normalization(self.normalization))
+        if self.normalization is not None:
+            try:
+                object.__setattr__(self, "normalization", Normalization(self.normalization))
+            except ValueError:
+                raise UsageError(f"unknown normalization {self.normalization!r}; choose one of "
+                                 f"{', '.join(n.value for n in Normalization)}") from None
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "normalization": self.normalization.value}
+        return {**asdict(self), "normalization": self.normalization.value if self.normalization else None}
+
+
+def data_normalization(clips, expected: Normalization | str | None = None) -> Normalization:
+    """How `clips` (a ClipSet) must be scaled: the normalization its clip spec was cut for, so no
+    trainer can feed it on another scale. `expected` (a config's explicit choice) must agree with
+    it (DataError otherwise); clips without a clip spec (a bare npz) take `expected`, or ClipSpec's
+    default, symmetric.
+
+    Example:
+        >>> data_normalization(data.train)  # doctest: +SKIP
+        <Normalization.UNIT: 'unit'>
+    """
+    clip = getattr(clips, "clip", None)
+    own = clip.normalization if clip is not None else None
+    if expected is None:
+        return own or Normalization.SYMMETRIC
+    expected = Normalization(expected)
+    if own is not None and own != expected:
+        raise DataError(f"the clips were cut for {own.value!r} normalization but training asks for "
+                        f"{expected.value!r}; drop the normalization from the training config (it follows "
+                        "the data) or rebuild the dataset with the normalization the model expects")
+    return expected
+
+
+def reproducible(seed: int) -> None:
+    """Seed Python, NumPy, TensorFlow and Keras's initializers with `seed`, and make TensorFlow's
+    ops deterministic: the same config and data then give the same weights on the same machine.
+    Called by each trainer as it starts (never at import: op determinism is process-wide and
+    also runs tf.data maps with random ops serially). Measured cost: see README, Reproducibility."""
+    from tfkit._compat.keras import keras, tf
+
+    keras().utils.set_random_seed(int(seed))
+    tf().config.experimental.enable_op_determinism()
 
 
 @dataclass(frozen=True)
@@ -148,7 +188,7 @@ def clip_batches(clips, config: TrainConfig, symmetries: dict | None = None, *, 
     from tfkit._compat.keras import tf
 
     T = tf()
-    scale, offset = config.normalization.scale_offset()
+    scale, offset = data_normalization(clips, config.normalization).scale_offset()
 
     def prep(x, y, *key):
         return (T.cast(x, T.float32) * scale + offset, y, *key)
@@ -226,7 +266,9 @@ def train_classifier(model, train, val, config: TrainConfig = TrainConfig(), *, 
     K, T = keras(), tf()
     if len(train.y) == 0:
         raise UsageError("the training split is empty; add videos or lower val_fraction")
-    K.utils.set_random_seed(config.seed)
+    normalization = data_normalization(train, config.normalization)
+    data_normalization(val, normalization)  # both halves on one scale
+    reproducible(config.seed)
     steps_per_epoch = int(np.ceil(len(train.y) / config.batch_size))
     total = steps_per_epoch * config.epochs
     schedule = K.optimizers.schedules.CosineDecay(
@@ -264,6 +306,6 @@ def train_classifier(model, train, val, config: TrainConfig = TrainConfig(), *, 
 
     with progress_bar("training", total=total, enabled=progress) as advance:
         hist = model.fit(ds, epochs=config.epochs, verbose=0, callbacks=[Bar(advance), *(callbacks or ())])
-    val_accuracy = evaluate_accuracy(model, val.x, val.y, config.normalization)
+    val_accuracy = evaluate_accuracy(model, val.x, val.y, normalization)
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     return TrainResult(model, val_accuracy, history[accuracy_key][-1], history)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import OrderedDict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -72,7 +72,7 @@ def distill(student, teacher, train, val, config: DistillConfig = DistillConfig(
     on `train`; returns the student and its validation accuracy on `val`."""
     from tfkit._compat.keras import keras, tf
     from tfkit.progress import progress_bar
-    from tfkit.train import adamw, clip_batches, evaluate_accuracy
+    from tfkit.train import adamw, clip_batches, data_normalization, evaluate_accuracy, reproducible
 
     K, T = keras(), tf()
     if len(train.y) == 0:
@@ -80,7 +80,7 @@ def distill(student, teacher, train, val, config: DistillConfig = DistillConfig(
     n_student, n_teacher = int(student.outputs[0].shape[-1]), int(teacher.outputs[0].shape[-1])
     if n_student != n_teacher:
         raise UsageError(f"student has {n_student} classes but the teacher {n_teacher}")
-    K.utils.set_random_seed(config.seed)
+    reproducible(config.seed)
     s_feats = [_layer_output(student, s, "student") for s, _ in config.features]
     t_feats = [_layer_output(teacher, t, "teacher") for _, t in config.features]
     for (s_name, t_name), s, t in zip(config.features, s_feats, t_feats, strict=True):
@@ -90,7 +90,9 @@ def distill(student, teacher, train, val, config: DistillConfig = DistillConfig(
     t_model = K.Model(teacher.inputs, [teacher.outputs[0], *t_feats])
     projections = [K.layers.Dense(int(t.shape[-1]), use_bias=False, name=f"distill_proj{i}")
                    if s.shape[-1] != t.shape[-1] else None for i, (s, t) in enumerate(zip(s_feats, t_feats))]
-    tc = config.train_config()
+    # The clips' normalization, fixed once here: the teacher table, the batches and the accuracies use it.
+    tc = replace(config.train_config(), normalization=data_normalization(train))
+    data_normalization(val, tc.normalization)
     # The teacher is frozen and augmentation draws from a few variants per clip, so without
     # feature pairs its logits are computed once per (clip, variant) and looked up: fewer teacher
     # passes whenever there are at least as many epochs as variants (measured: the teacher's
@@ -158,7 +160,7 @@ def _table_digest(t_model, train, config: TrainConfig, symmetries: dict | None) 
     """What a teacher table depends on, hashed: the teacher's architecture and weights, the clips,
     the normalization and which transforms make the variants (not the label maps: the table holds
     logits, not labels). A teacher trained further, or other clips, give another digest."""
-    from tfkit.train import _augments
+    from tfkit.train import _augments, data_normalization
 
     h = hashlib.blake2b(digest_size=20)
     architecture = dict(t_model.get_config())
@@ -167,7 +169,7 @@ def _table_digest(t_model, train, config: TrainConfig, symmetries: dict | None) 
     for w in t_model.weights:
         h.update(np.ascontiguousarray(w.numpy()).tobytes())
     x = np.ascontiguousarray(train.x)
-    h.update(repr((x.shape, str(x.dtype), config.normalization.value,
+    h.update(repr((x.shape, str(x.dtype), data_normalization(train, config.normalization).value,
                    sorted(symmetries or {}) if _augments(config, symmetries) else None)).encode())
     h.update(x.tobytes())
     return h.hexdigest()
@@ -191,10 +193,10 @@ def teacher_table(t_model, train, config: TrainConfig, symmetries: dict | None, 
 
 def _compute_table(t_model, train, config: TrainConfig, symmetries: dict | None, batch_size: int) -> np.ndarray:
     from tfkit._compat.keras import tf
-    from tfkit.train import _Augmenter, _augments
+    from tfkit.train import _Augmenter, _augments, data_normalization
 
     T = tf()
-    scale, offset = config.normalization.scale_offset()
+    scale, offset = data_normalization(train, config.normalization).scale_offset()
     augment = _Augmenter(symmetries, list(train.classes)) if _augments(config, symmetries) else None
     count = variants(config, symmetries)
     forward = T.function(lambda x: t_model(x, training=False))

@@ -79,8 +79,9 @@ def split_for_exit(model, at: str, sample: np.ndarray | None = None) -> ExitPart
 
 
 def train_exit(parts: ExitParts, train, val, *, epochs: int = 4, progress: bool = True,
-               symmetries: dict | None = None) -> ExitParts:
-    """Train only the exit classifier (the trunk frozen, BatchNorm in inference mode)."""
+               symmetries: dict | None = None, seed: int = 0) -> ExitParts:
+    """Train only the exit classifier (the trunk frozen, BatchNorm in inference mode), on the
+    clips' own normalization, seeded by `seed`."""
     from tfkit._compat.keras import keras
     from tfkit.train import TrainConfig, train_classifier
 
@@ -88,7 +89,7 @@ def train_exit(parts: ExitParts, train, val, *, epochs: int = 4, progress: bool 
     for layer in parts.head.layers:
         layer.trainable = layer.name == "exit_logits"
     exit_only = K.Model(parts.head.inputs, parts.head.outputs[0])
-    train_classifier(exit_only, train, val, TrainConfig(epochs=epochs, learning_rate=3e-3, weight_decay=0.0),
+    train_classifier(exit_only, train, val, TrainConfig(epochs=epochs, learning_rate=3e-3, weight_decay=0.0, seed=seed),
                      progress=progress, symmetries=symmetries)
     return parts
 

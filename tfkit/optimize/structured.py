@@ -142,11 +142,12 @@ def structured_prune(model, train, val, config: StructuredConfig = StructuredCon
     from tfkit.optimize.channels import prune_channels
     from tfkit.optimize.distill import DistillConfig, distill
     from tfkit.optimize.merge import choose_merges
-    from tfkit.train import TrainConfig, evaluate_accuracy
+    from tfkit.train import data_normalization, evaluate_accuracy
 
     if model_ms is not None and not model_ms > 0:
         raise UsageError(f"model_ms must be a measured latency > 0 ms, got {model_ms}")
-    norm = TrainConfig().normalization
+    norm = data_normalization(train)  # what the clips were cut for: timing, accuracy and distillation agree
+    data_normalization(val, norm)
     base_acc = evaluate_accuracy(model, val.x, val.y, norm)
     sample = np.asarray(val.x[:1], np.float32)
     scale, offset = norm.scale_offset()

@@ -61,10 +61,10 @@ def _compressed(model_art, before: float, model, metrics: dict, workdir: Path, s
 
 
 def _before(model, data_art, val) -> float:
-    from tfkit.train import evaluate_accuracy
-    from tfkit.types import Normalization
+    from tfkit.train import data_normalization, evaluate_accuracy
 
-    return evaluate_accuracy(model, val.x, val.y, Normalization(data_art.manifest.spec["clip"]["normalization"]))
+    return evaluate_accuracy(model, val.x, val.y,
+                             data_normalization(val, data_art.manifest.spec["clip"]["normalization"]))
 
 
 @STEPS.register("structured")
@@ -128,7 +128,7 @@ class LowRankStep(Step):
 
     def run(self, inputs, workdir: Path, ctx: RunContext) -> StepOutput:
         from tfkit.optimize.lowrank import factorize
-        from tfkit.train import TrainConfig, train_classifier
+        from tfkit.train import TrainConfig, data_normalization, train_classifier
 
         model_art, data_art = inputs
         model, train, val = load_model_and_clips(inputs)
@@ -137,7 +137,7 @@ class LowRankStep(Step):
         if self.config.latency_budget:  # each layer is timed alone on this host on real activations
             from tfkit.data import normalize
 
-            norm = data_art.manifest.spec["clip"]["normalization"]
+            norm = data_normalization(val, data_art.manifest.spec["clip"]["normalization"])
             timing = {"sample": normalize(val.x[:1], norm), "calibration": normalize(train.x[:4], norm)}
             ctx.log(f"[lowrank] timing each eligible layer alone in {self.config.precision} on this host")
         result = factorize(model, self.config, **timing)
@@ -146,7 +146,9 @@ class LowRankStep(Step):
         if self.config.latency_budget:  # what the timing decided against is worth seeing
             for name, why in result.skipped.items():
                 ctx.log(f"[lowrank] {name} left as it is: {why}")
-        tuned = train_classifier(result.model, train, val, TrainConfig(epochs=2, learning_rate=3e-4),
+        # The data's normalization comes with the clips (tfkit.train.data_normalization).
+        tuned = train_classifier(result.model, train, val, TrainConfig(epochs=2, learning_rate=3e-4,
+                                                                        seed=self.config.seed),
                                  progress=ctx.progress, symmetries=data_art.manifest.spec.get("symmetries"))
         return _compressed(model_art, before, tuned.model, {
             "val_accuracy": tuned.val_accuracy, "layers": result.layers, "skipped": result.skipped,
