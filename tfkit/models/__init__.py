@@ -14,8 +14,14 @@ from tfkit.models.streaming import build_streaming, run_stream, stream_states, t
 
 
 def build(spec: VideoModelSpec):
-    """Build the model a spec describes (random initial weights)."""
-    return MODELS.get(spec.family)(spec)
+    """Build the model a spec describes, its random initial weights drawn from `spec.seed`: the
+    same spec gives the same weights (the initializers are unseeded Keras ones, which draw their
+    seeds from the generator `set_random_seed` resets)."""
+    family = MODELS.get(spec.family)  # an unknown name fails before TensorFlow loads
+    from tfkit._compat.keras import keras
+
+    keras().utils.set_random_seed(int(spec.seed))
+    return family(spec)
 
 
 def model_names() -> list[str]:

@@ -37,6 +37,7 @@ class VideoModelSpec:
     frame_stack: bool = False  # stem sees frames t-1, t, t+1 stacked as 9 channels (early fusion)
     causal: bool = False  # shifts look only at past frames, so the model also runs frame by frame
     dropout: float = 0.2
+    seed: int = 0  # the initial weights: `build` seeds every initializer from it
 
     def __post_init__(self):
         checks = {

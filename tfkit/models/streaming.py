@@ -29,7 +29,11 @@ def build_streaming(spec: VideoModelSpec):
     if not spec.causal:
         raise UsageError("a streaming model needs a causal spec (causal=True): the default temporal shift "
                          "looks one frame ahead. Build and train the clip model with causal=True.")
-    return MODELS.get(spec.family)(spec, stream=True)
+    family = MODELS.get(spec.family)
+    from tfkit._compat.keras import keras
+
+    keras().utils.set_random_seed(int(spec.seed))  # as `tfkit.models.build`: the same spec, the same weights
+    return family(spec, stream=True)
 
 
 def to_streaming(clip_model, spec: VideoModelSpec):

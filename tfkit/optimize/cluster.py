@@ -266,8 +266,9 @@ def cluster_weights(model, train, val, config: ClusterConfig = ClusterConfig(), 
                     symmetries: dict | None = None) -> ClusterResult:
     """Cluster `model`'s kernels to `config.clusters` shared values while fine-tuning on `train`
     (a ClipSet), then strip the wrappers. Returns a new model; `model` is not modified."""
-    from tfkit.train import TrainConfig, train_classifier
+    from tfkit.train import TrainConfig, reproducible, train_classifier
 
+    reproducible(config.seed)  # k-means++ and random centroids are drawn when the wrappers are built
     folded = ()
     if config.fold_batchnorm:
         from tfkit.optimize.fold import fold_batchnorm

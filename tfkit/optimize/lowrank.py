@@ -59,6 +59,7 @@ class LowRankConfig:
     round_to: int = 8
     timing_rounds: int = 3  # latency_budget: each candidate timed this often, interleaved; the fastest kept
     max_candidates: int = 6  # latency_budget: ranks timed per distinct layer shape (evenly spread)
+    seed: int = 0  # the lowrank step's fine-tune afterwards: shuffling, augmentation, dropout
 
     def __post_init__(self):
         if not 0.0 < self.energy <= 1.0:
