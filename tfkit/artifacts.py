@@ -8,6 +8,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
@@ -123,28 +124,77 @@ class Artifact:
         return cls(path, manifest)
 
 
+STAGING = ".staging-"
+
+
+def _process_tag(pid: int) -> str:
+    """`pid` plus its start time (Linux), so that a reused pid is not taken for the old process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            start = f.read().rsplit(b")", 1)[1].split()[19].decode()
+    except (OSError, IndexError, UnicodeDecodeError):
+        start = "x"
+    return f"{pid}.{start}"
+
+
+def _owner_gone(tag: str) -> bool:
+    """Whether the process named by a `_process_tag` no longer runs (unknown tags are kept)."""
+    pid, _, start = tag.partition(".")
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError):
+        return False
+    return start not in ("", "x") and _process_tag(int(pid)) not in (tag, f"{pid}.x")
+
+
+def remove_stale_stages(final: Path) -> list[Path]:
+    """Remove the staging (and half-swapped `.old-`) folders beside `final` that a killed run left;
+    those of a run still going (its process is alive) are kept. Returns what it removed."""
+    final = Path(final)
+    removed = []
+    name = glob.escape(final.name)
+    for pattern, tag_of in ((f".{name}{STAGING}*", lambda n: n.rsplit(STAGING, 1)[1].rsplit("-", 1)[0]),
+                            (f".{name}.old-*", lambda n: n.rsplit(".old-", 1)[1])):
+        for path in final.parent.glob(pattern):
+            if path.is_dir() and _owner_gone(tag_of(path.name)):
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+    return removed
+
+
 @contextlib.contextmanager
 def staged_dir(final: Path) -> Iterator[Path]:
     """Yield a staging folder beside `final`; on success it replaces `final` in one rename, on
-    failure it is kept as `<final>.failed` for inspection and `final` is untouched."""
+    failure (an interrupt included) it is kept as `<final>.failed` for inspection and `final` is
+    untouched. Staging folders of killed runs (named by their pid) are removed first."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.staging-"))
+    remove_stale_stages(final)
+    stage = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}{STAGING}{_process_tag(os.getpid())}-"))
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(stage, 0o777 & ~umask)  # mkdtemp makes 0700; artifacts are ordinary folders
     try:
         yield stage
     except BaseException:
-        failed = final.with_name(final.name + ".failed")
+        failed = failed_dir(final)
         shutil.rmtree(failed, ignore_errors=True)
         os.replace(stage, failed)
         raise
     old = None
     if final.exists():
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        old = final.with_name(f".{final.name}.old-{_process_tag(os.getpid())}")
         os.replace(final, old)
     os.replace(stage, final)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-    shutil.rmtree(final.with_name(final.name + ".failed"), ignore_errors=True)
+    shutil.rmtree(failed_dir(final), ignore_errors=True)
+
+
+def failed_dir(final: Path) -> Path:
+    """Where a failed or interrupted step's staging folder is kept: `<final>.failed`."""
+    return Path(final).with_name(Path(final).name + ".failed")

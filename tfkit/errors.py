@@ -6,6 +6,7 @@ Example:
 from __future__ import annotations
 
 import difflib
+import signal
 from collections.abc import Iterable
 
 
@@ -64,3 +65,17 @@ class BenchmarkError(TfkitError):
 
 class ToolNotFoundError(TfkitError):
     """An external tool (binary, runtime, device) is absent; the message says how to get it."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM reached a running command (the CLI turns both into this). A KeyboardInterrupt,
+    so `except Exception` in a step does not swallow it; the running step's staging folder becomes
+    `<out>.failed` with its log; the CLI exits 128 + the signal number (130, 143), as shells do."""
+
+    def __init__(self, signum: int):
+        try:
+            name = signal.Signals(signum).name
+        except ValueError:
+            name = f"signal {signum}"
+        super().__init__(f"interrupted by {name}")
+        self.signum, self.signal_name, self.exit_code = signum, name, 128 + signum

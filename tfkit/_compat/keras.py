@@ -29,6 +29,10 @@ def tf() -> ModuleType:
         raise ToolNotFoundError(
             f"TensorFlow is not importable ({e}). Install tfkit's dependencies: pip install -e ."
         ) from e
+    from tfkit._compat import tflogs
+
+    if tflogs.mode() == tflogs.QUIET:  # the CLI (or a child it started) without --verbose
+        tflogs.quiet_python_loggers()
     return tensorflow
 
 

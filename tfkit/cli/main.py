@@ -7,7 +7,9 @@ Example:
 from __future__ import annotations
 
 import importlib
+import re
 import sys
+import threading
 
 import click
 
@@ -50,19 +52,74 @@ class LazyGroup(click.Group):
             formatter.write_dl([(name, help_) for name, (_, help_) in COMMANDS.items()])
 
     def invoke(self, ctx):
+        from tfkit._compat import tflogs
         from tfkit.errors import TfkitError
 
+        verbose = bool(ctx.params.get("verbose"))
+        saved_env = tflogs.quiet_environment(verbose)  # before any command loads TensorFlow; children inherit it
+        log_filter = None if verbose or not _real_stderr() else tflogs.StderrFilter()
+        handlers = _interrupts_raise()
         try:
+            if log_filter is not None:
+                log_filter.start()
             return super().invoke(ctx)
         except TfkitError as e:
-            # One actionable line, no traceback; usage errors exit 2 like click's own.
-            click.echo(f"error: {e}", err=True)
-            sys.exit(e.exit_code)
+            failure, code = f"error: {_message(e)}", e.exit_code
+        except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: the step has already moved its staging aside
+            failure, code = f"stopped: {_message(e) or 'interrupted by SIGINT'}", getattr(e, "exit_code", 130)
+        finally:
+            if log_filter is not None:
+                log_filter.stop()
+            _restore(handlers)
+            tflogs.restore(saved_env)
+        # One actionable line, no traceback; usage errors exit 2 like click's own, signals 128 + N.
+        click.echo(failure, err=True)
+        sys.exit(code)
+
+
+def _message(e: BaseException) -> str:
+    """The exception's words plus its notes (e.g. where the failed step's log is). A message that
+    quotes a tool's own "error: ..." line keeps it, but never starts with a second "error:"."""
+    text = "\n".join([str(e), *getattr(e, "__notes__", ())]).strip()
+    return re.sub(r"^(error:\s*)+", "", text, flags=re.IGNORECASE)
+
+
+def _real_stderr() -> bool:
+    """Whether sys.stderr is fd 2 itself (not click's CliRunner capture), so filtering fd 2 is safe."""
+    try:
+        return sys.stderr.fileno() == 2
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def _interrupts_raise() -> dict:
+    """SIGINT and SIGTERM raise `Interrupted` in the main thread, so a running step unwinds (its
+    staging folder goes to .failed, children are killed) instead of the process dying mid-write."""
+    import signal
+
+    from tfkit.errors import Interrupted
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def interrupted(signum, frame):
+        raise Interrupted(signum)
+
+    return {sig: signal.signal(sig, interrupted) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _restore(handlers: dict) -> None:
+    import signal
+
+    for sig, handler in handlers.items():
+        signal.signal(sig, handler)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="tfkit")
-def cli():
+@click.option("--verbose", is_flag=True,
+              help="Show TensorFlow's and LiteRT's own log lines (hidden by default: they read like failures).")
+def cli(verbose: bool):
     """tfkit: video models from Keras to fast, small TensorFlow Lite artifacts.
 
     Every command writes an artifact folder with a manifest.json that records its whole history.

@@ -12,7 +12,7 @@ import sys
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, is_dataclass
+from dataclasses import asdict, dataclass, field, is_dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import ClassVar
@@ -23,6 +23,7 @@ from tfkit.artifacts import (
     FileDigest,
     Manifest,
     StepRecord,
+    failed_dir,
     sha256_json,
     staged_dir,
     write_text_atomic,
@@ -31,15 +32,57 @@ from tfkit.errors import UsageError
 from tfkit.registry import Registry
 from tfkit.types import ArtifactKind
 
+FAILED_LOG = "step.log"  # in `<out>.failed/`: what the step logged, then its error and traceback
+
 
 def _stderr(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def _ignore(metrics: dict) -> None:
+    pass
+
+
 @dataclass(frozen=True)
 class RunContext:
+    """How a step reports: `log` lines for the user, `record` for what it has measured so far (kept
+    in `<out>.failed/metrics.json` if the step then fails or is interrupted)."""
+
     progress: bool = True
     log: Callable[[str], None] = field(default=_stderr)
+    record: Callable[[dict], None] = field(default=_ignore)
+
+
+class _Journal:
+    """What a running step said and measured, for `<out>.failed/` when it does not finish."""
+
+    def __init__(self, ctx: RunContext):
+        self.lines: list[str] = []
+        self.metrics: dict = {}
+        self._ctx = ctx
+
+    def log(self, msg: str) -> None:
+        self.lines.append(f"{datetime.now(UTC).isoformat(timespec='seconds')} {msg}")
+        self._ctx.log(msg)
+
+    def record(self, metrics: dict) -> None:
+        self.metrics.update(metrics)
+        self._ctx.record(metrics)
+
+    def write_failure(self, stage: Path, step: Step, config: dict, digests, error: BaseException) -> None:
+        """step.log (its log lines, then the error and traceback), config.json and, if the step
+        recorded any, metrics.json; beside whatever files it had already written."""
+        import json
+        import traceback
+
+        what = str(error) or type(error).__name__
+        text = "\n".join([*self.lines, f"--- {step.name} did not finish: {what}",
+                          "".join(traceback.format_exception(error)).rstrip()])
+        write_text_atomic(stage / FAILED_LOG, text + "\n")
+        write_text_atomic(stage / "config.json", json.dumps(
+            {"step": step.name, "config": config, "inputs": [asdict(d) for d in digests]}, indent=2, default=str))
+        if self.metrics:
+            write_text_atomic(stage / "metrics.json", json.dumps(self.metrics, indent=2, default=str))
 
 
 @dataclass(frozen=True)
@@ -137,8 +180,17 @@ def run_step(step: Step, inputs: Sequence[Artifact], out_dir: Path, ctx: RunCont
     ctx.log(f"[{step.name}] -> {out_dir}")
     started = datetime.now(UTC).isoformat(timespec="seconds")
     t0 = time.perf_counter()
+    journal = _Journal(ctx)
     with staged_dir(out_dir) as stage:
-        out = step.run(inputs, stage, ctx)
+        try:
+            out = step.run(inputs, stage, replace(ctx, log=journal.log, record=journal.record))
+        except BaseException as e:  # interrupts too: the staging folder becomes `.failed` with this in it
+            try:
+                journal.write_failure(stage, step, config, digests, e)
+            except OSError:
+                pass  # a full disk must not hide the step's own error
+            e.add_note(f"{step.name}: its log, config and partial results are in {failed_dir(out_dir)}")
+            raise
         record = StepRecord(
             step=step.name, config=config, inputs=tuple(digests),
             outputs=tuple(FileDigest.of(stage / name, stage) for _, name in sorted(out.files.items())),
