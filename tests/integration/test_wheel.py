@@ -48,7 +48,7 @@ def wheel(tmp_path_factory) -> Path:
     run([sys.executable, "-c", f"from setuptools import build_meta; build_meta.build_sdist({str(dist)!r})"],
         cwd=tree)
     with tarfile.open(only(dist.glob("*.tar.gz"))) as sdist:
-        sdist.extractall(dist / "sdist")
+        sdist.extractall(dist / "sdist", filter="data")
     run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", dist,
          only((dist / "sdist").iterdir())])
     return only(dist.glob("*.whl"))
