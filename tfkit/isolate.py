@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 
@@ -55,14 +57,54 @@ def run_child(module: str, args: list[str], *, what: str, timeout_s: float = TIM
         raise ModelFileError(f"reading {what} crashed the reader process ({sig}); the file is corrupt or hostile "
                              "(it was read in a child process, so nothing else was affected)")
     try:
-        result = json.loads([ln for ln in done.stdout.decode("utf-8").splitlines() if ln.startswith("{")][-1])
-    except (UnicodeDecodeError, ValueError, IndexError):
-        tail = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no output"]
-        raise ModelFileError(f"reading {what} failed (exit {done.returncode}): {tail[0]}") from None
+        lines = done.stdout.decode("utf-8", "replace").splitlines()
+        result = json.loads([ln for ln in lines if ln.startswith("{")][-1])
+    except (ValueError, IndexError):
+        raise ModelFileError(f"reading {what} failed (exit {done.returncode}): "
+                             f"{last_words(done.stderr.decode('utf-8', 'replace'))}") from None
     if done.returncode != 0 or not isinstance(result, dict) or "error" in result:
         error = result.get("error") if isinstance(result, dict) else None
         raise ModelFileError(str(error or f"reading {what} failed (exit {done.returncode})"))
     return result
+
+
+# An exception class name at the start of a line ("KeyError: 'x'", "struct.error: unpack ..."):
+# the user gets the words after it, never the name of tfkit's or a library's internals.
+_EXCEPTION_NAME = re.compile(r"^(?:[A-Za-z_]\w*\.)*\w*(?:Error|Exception|Exit|Interrupt|error|Warning)"
+                            r"(?::\s*|$)")
+
+
+def last_words(stderr: str) -> str:
+    """The last line a failed child wrote that is not TensorFlow/LiteRT noise or a traceback's
+    frame, without an exception class name in front; "no output" if there is none."""
+    from tfkit._compat.tflogs import drop_noise
+
+    lines = [ln.strip() for ln in drop_noise(stderr).splitlines() if ln.strip()]
+    lines = [ln for ln in lines if not ln.startswith(("Traceback", "File \"", "^", "~"))]
+    words = _EXCEPTION_NAME.sub("", lines[-1]).strip() if lines else ""
+    return words or "no output"
+
+
+def plain_reason(error: BaseException) -> str:
+    """Why reading a file failed, in words about the file (no exception class names).
+
+    Example:
+        >>> plain_reason(UnicodeDecodeError("utf-8", b"a\\xff", 1, 2, "invalid start byte"))
+        'a text field in it is not valid UTF-8 (byte 0xff at offset 1 of the field)'
+    """
+    for kinds, words in _REASONS:
+        if isinstance(error, kinds):
+            return words(error)
+    return "its tables point outside the file or hold values no TFLite writer produces"
+
+
+_REASONS = (
+    (UnicodeDecodeError, lambda e: f"a text field in it is not valid UTF-8 (byte 0x{e.object[e.start]:02x} at "
+                                   f"offset {e.start} of the field)"),
+    (json.JSONDecodeError, lambda e: f"a JSON field in it is malformed ({e.msg} at line {e.lineno} column {e.colno})"),
+    (MemoryError, lambda e: "reading it ran out of memory (its tables claim sizes far beyond the file)"),
+    (RecursionError, lambda e: "reading it ran out of stack (its tables nest without end)"),
+)
 
 
 def limit_memory(extra: int) -> None:
@@ -92,8 +134,9 @@ def child_main(path: str, work: Callable[[bytes], dict]) -> int:
         out = {"error": f"cannot read {p}: {e.strerror or e}"}
     except TfkitError as e:
         out = {"error": str(e)}
-    except (MemoryError, RecursionError) as e:
-        out = {"error": f"{p} is a corrupt or hostile TFLite file: reading it ran out of "
-                        f"{'memory' if isinstance(e, MemoryError) else 'stack'}"}
+    except Exception as e:  # noqa: BLE001 - any reader failure on untrusted bytes (MemoryError too) is the file's
+        traceback.print_exc()  # for --verbose readers of the child's stderr; the user gets the words below
+        out = {"error": f"{p} is a corrupt or hostile TFLite file: {plain_reason(e)}; get a fresh copy or "
+                        "convert it again"}
     print(json.dumps(out), flush=True)
     return 0

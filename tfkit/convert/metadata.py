@@ -240,8 +240,10 @@ def _parse(raw: bytes) -> ModelMetadata:
     try:
         d = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
-        raise ModelFileError(f"{what} is not valid UTF-8 JSON ({type(e).__name__}: {e}); reconvert the model "
-                             f"with `tfkit convert`") from None
+        from tfkit.isolate import plain_reason
+
+        raise ModelFileError(f"{what} is not valid UTF-8 JSON: {plain_reason(e)}; reconvert the model with "
+                             "`tfkit convert`") from None
     return ModelMetadata.from_dict(d, what=what)
 
 
