@@ -13,7 +13,7 @@ from tfkit.delegates.base import (
     delegate_names,
     get_delegate,
 )
-from tfkit.delegates.check import check_bytes, check_file
+from tfkit.delegates.check import CheckOptions, check_bytes, check_file
 
-__all__ = ["DELEGATES", "ENTRY_POINT_GROUP", "Coverage", "DelegateProvider", "OpCoverage", "check_bytes",
+__all__ = ["DELEGATES", "ENTRY_POINT_GROUP", "CheckOptions", "Coverage", "DelegateProvider", "OpCoverage", "check_bytes",
            "check_file", "delegate_names", "get_delegate"]

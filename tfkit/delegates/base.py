@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import ClassVar
 
-from tfkit.delegates.graph import CONTROL_FLOW, OpInfo, TfliteGraph
+from tfkit.delegates.graph import CONTROL_FLOW, OpInfo, TfliteGraph, partition
 from tfkit.errors import UnknownNameError, UsageError
 from tfkit.registry import Registry
 
@@ -62,6 +62,9 @@ class Coverage:
     source: str  # what decided: "static rules", "measured: ai-edge-litert 2.x", "edgetpu_compiler 16.0"
     notes: tuple[str, ...] = ()
     fallback_indices: tuple[int, ...] = field(default=(), repr=False)
+    measured: bool = False  # True when the real delegate (or its compiler) decided, not tfkit's rule tables
+    backend: str = ""  # which implementation the verdict is for ("ML Drift WebGPU/Vulkan", "OpenCL")
+    disagreements: tuple[str, ...] = ()  # measured verdicts only: where the static rules said otherwise
 
     def summary(self) -> str:
         on_cpu = self.ops_total - self.ops_delegated
@@ -78,11 +81,14 @@ class Coverage:
         d["summary"] = self.summary()
         d["notes"] = list(self.notes)
         d["fallback_indices"] = list(self.fallback_indices)
+        d["disagreements"] = list(self.disagreements)
         return d
 
 
-def summarize(delegate: str, decisions: Sequence[OpDecision], *, source: str, notes=()) -> Coverage:
-    """Group per-op decisions into the coverage table and a verdict."""
+def summarize(delegate: str, decisions: Sequence[OpDecision], *, source: str, notes=(), measured: bool = False,
+              backend: str = "", graph: TfliteGraph | None = None) -> Coverage:
+    """Group per-op decisions into the coverage table and a verdict. With `graph`, partitions are
+    counted as TFLite forms them (by data dependencies), else as runs in file order."""
     rows: dict[tuple[str, bool, str], list] = {}
     for d in decisions:
         row = rows.setdefault((d.op, d.delegated, d.reason), [0, d.detail])
@@ -94,9 +100,11 @@ def summarize(delegate: str, decisions: Sequence[OpDecision], *, source: str, no
     for d in decisions:
         partitions += d.delegated and not inside
         inside = d.delegated
+    if graph is not None:
+        partitions = sum(p.delegated for p in partition(graph, {d.index for d in decisions if d.delegated}))
     verdict = "full" if total and done == total else "none" if done == 0 else "partial"
     return Coverage(delegate, verdict, total, done, ops, partitions, source, tuple(notes),
-                    tuple(d.index for d in decisions if not d.delegated))
+                    tuple(d.index for d in decisions if not d.delegated), measured, backend)
 
 
 @dataclass(frozen=True)
@@ -114,6 +122,9 @@ class DelegateProvider(ABC):
     benchmark_flags: ClassVar[tuple[str, ...]]  # for TFLite's benchmark_model
     android_accelerator: ClassVar[str]  # how Android code selects it
     deprecated: ClassVar[str | None] = None  # a warning shown with every result
+    # Custom ops (by custom code) the delegate has a kernel for; every other custom op stays on the
+    # CPU, and only if the runtime that loads the model has it registered.
+    custom_ops: ClassVar[frozenset[str]] = frozenset()
 
     @abstractmethod
     def op_reason(self, op: OpInfo, graph: TfliteGraph) -> Reason | None:
@@ -121,7 +132,8 @@ class DelegateProvider(ABC):
         dynamic shape, rank, not fully int8...)."""
 
     def decide(self, graph: TfliteGraph) -> list[OpDecision]:
-        return [decision(op, common_reason(op) or self.op_reason(op, graph)) for op in graph.ops]
+        return [decision(op, common_reason(op, self.custom_ops, self.title) or self.op_reason(op, graph))
+                for op in graph.ops]
 
     def coverage(self, graph: TfliteGraph, flatbuffer: bytes | None = None) -> Coverage:
         """Per-op coverage; `flatbuffer` lets providers that can measure or run a tool do so."""
@@ -129,7 +141,7 @@ class DelegateProvider(ABC):
         if graph.subgraphs > 1:
             notes.append(f"{graph.subgraphs - 1} more subgraph(s) (control flow) are not analysed; "
                          "delegates run only the main one")
-        return summarize(self.name, self.decide(graph), source="static rules", notes=notes)
+        return summarize(self.name, self.decide(graph), source="static rules", notes=notes, graph=graph)
 
     @abstractmethod
     def load_hint(self) -> LoadHint:
@@ -152,13 +164,30 @@ def decision(op: OpInfo, reason: Reason | None) -> OpDecision:
     return OpDecision(op.index, op.name, False, text, detail)
 
 
-def common_reason(op: OpInfo) -> str | None:
-    """What no delegate here runs: custom ops and control flow."""
+def common_reason(op: OpInfo, custom_ops: frozenset[str] = frozenset(), who: str = "this delegate") -> str | None:
+    """Custom ops the delegate has no kernel for, and control flow (no delegate here runs it)."""
     if op.custom:
-        return f"custom op {op.name.split(':', 1)[1]!r}: no stock delegate runs custom ops"
+        code = op.name.split(":", 1)[1]
+        if code in custom_ops:
+            return None
+        known = ", ".join(sorted(custom_ops)) or "none"
+        return f"custom op {code!r}: {who} runs only these custom ops: {known}"
     if op.name in CONTROL_FLOW:
         return f"{op.name}: control flow runs on the CPU interpreter"
     return None
+
+
+def keep_largest_partitions(graph: TfliteGraph, decisions: Sequence[OpDecision], max_partitions: int, why: str,
+                            *, skip: frozenset[int] = frozenset()) -> list[OpDecision]:
+    """Delegates hand over only their `max_partitions` largest partitions (by op count; <= 0: no
+    limit), as TFLite's GraphPartitionHelper::GetFirstNLargestPartitions picks them; ops of the
+    other delegable partitions stay on the CPU with `why`. `skip`: ops the caller decides itself."""
+    parts = [p for p in partition(graph, {d.index for d in decisions if d.delegated}, skip=skip) if p.delegated]
+    if max_partitions <= 0 or len(parts) <= max_partitions:
+        return list(decisions)
+    kept = {i for p in sorted(parts, key=lambda p: -len(p.ops))[:max_partitions] for i in p.ops}
+    return [OpDecision(d.index, d.op, False, why, f"op #{d.index}") if d.delegated and d.index not in kept
+            and d.index not in skip else d for d in decisions]
 
 
 def dynamic_tensor(op: OpInfo):

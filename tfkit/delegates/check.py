@@ -10,34 +10,49 @@ Example:
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tfkit.delegates.base import Coverage, OpCoverage, check_names, get_delegate
+from tfkit.delegates.base import Coverage, DelegateProvider, OpCoverage, check_names, get_delegate
 from tfkit.delegates.graph import TfliteGraph
 from tfkit.errors import InputPathError
 
 CHILD_TIMEOUT_S = 300.0
 
 
-def check_bytes(flatbuffer: bytes, delegates: Sequence[str], *, what: str = "model",
-                android_api: int = 30) -> list[Coverage]:
+@dataclass(frozen=True)
+class CheckOptions:
+    """How providers decide. `measure=False`: rule tables only, even where the real delegate loads."""
+
+    android_api: int = 30  # NNAPI: the Android API level targeted
+    nnapi_max_partitions: int = 3  # NNAPI: max_number_delegated_partitions (<= 0: no limit)
+    measure: bool = True
+
+    def apply(self, provider: DelegateProvider) -> DelegateProvider:
+        for attr, value in (("android_api", self.android_api), ("max_partitions", self.nnapi_max_partitions)):
+            if provider.name == "nnapi" and hasattr(provider, attr):
+                setattr(provider, attr, value)
+        if hasattr(provider, "measure_real") and not self.measure:
+            provider.measure_real = False
+        return provider
+
+
+def check_bytes(flatbuffer: bytes, delegates: Sequence[str], *, what: str = "model", android_api: int = 30,
+                options: CheckOptions | None = None) -> list[Coverage]:
     """In this process: coverage of `flatbuffer` for each delegate (trusted input)."""
+    options = options or CheckOptions(android_api=android_api)
     graph = TfliteGraph.from_flatbuffer(flatbuffer, what=what)
-    out = []
-    for name in check_names(delegates):
-        provider = get_delegate(name)
-        if name == "nnapi":
-            provider.android_api = android_api
-        out.append(provider.coverage(graph, flatbuffer))
-    return out
+    return [options.apply(get_delegate(name)).coverage(graph, flatbuffer) for name in check_names(delegates)]
 
 
 def check_file(path: str | os.PathLike, delegates: Sequence[str], *, android_api: int = 30,
-               timeout: float = CHILD_TIMEOUT_S) -> list[Coverage]:
-    """Coverage of the .tflite at `path` for each delegate, computed in a child process."""
+               timeout: float = CHILD_TIMEOUT_S, options: CheckOptions | None = None) -> list[Coverage]:
+    """Coverage of the .tflite at `path` for each delegate, computed in a child process (which
+    starts its own child for the GPU accelerator, with the Vulkan environment set there only)."""
     from tfkit.isolate import check_size, run_child
 
     path = Path(path)
@@ -45,15 +60,17 @@ def check_file(path: str | os.PathLike, delegates: Sequence[str], *, android_api
         raise InputPathError(f"no .tflite file at {path}")
     check_size(path)
     names = check_names(delegates)
-    payload = run_child("tfkit.delegates.check", [str(path), ",".join(names), str(android_api)], what=str(path),
-                        timeout_s=timeout)
+    options = options or CheckOptions(android_api=android_api)
+    payload = run_child("tfkit.delegates.check", [str(path), ",".join(names), json.dumps(asdict(options))],
+                        what=str(path), timeout_s=timeout)
     return [_coverage_from_dict(d) for d in payload["coverage"]]
 
 
 def _coverage_from_dict(d: dict) -> Coverage:
     return Coverage(d["delegate"], d["verdict"], d["ops_total"], d["ops_delegated"],
                     tuple(OpCoverage(**r) for r in d["ops"]), d["partitions"], d["source"], tuple(d["notes"]),
-                    tuple(d["fallback_indices"]))
+                    tuple(d["fallback_indices"]), d.get("measured", False), d.get("backend", ""),
+                    tuple(d.get("disagreements", ())))
 
 
 def _child(argv: list[str]) -> int:
@@ -66,10 +83,10 @@ def _child(argv: list[str]) -> int:
     from tfkit.delegates import builtin  # noqa: F401
     from tfkit.isolate import child_main
 
-    path, names, api = argv[0], argv[1].split(","), int(argv[2])
+    path, names, options = argv[0], argv[1].split(","), CheckOptions(**json.loads(argv[2]))
     warnings.simplefilter("ignore")
     return child_main(path, lambda data: {"coverage": [c.to_dict() for c in
-                                                       check_bytes(data, names, what=path, android_api=api)]})
+                                                       check_bytes(data, names, what=path, options=options)]})
 
 
 if __name__ == "__main__":

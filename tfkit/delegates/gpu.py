@@ -9,6 +9,7 @@ Example:
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict, dataclass, replace
 
 from tfkit.delegates.base import (
@@ -17,10 +18,13 @@ from tfkit.delegates.base import (
     LoadHint,
     OpDecision,
     Reason,
+    decision,
     dynamic_tensor,
+    keep_largest_partitions,
     runtime_dtypes,
 )
 from tfkit.delegates.graph import OpInfo
+from tfkit.errors import UnknownNameError
 
 COMPATIBLE_MARK = "Your model looks compatible with GPU delegate"
 
@@ -66,9 +70,25 @@ GPU_MAX_RANK = 4  # BHWC; 5-D (BHWDC) only inside a few kernels
 GPU_RANK_EXACT = {"STRIDED_SLICE": (3, 4), "PAD": (3, 4), "PADV2": (3, 4), "MIRROR_PAD": (3, 4)}
 
 
-def _gpu_reason(op: OpInfo) -> Reason | None:
+# Where LiteRT's GPU accelerator (ML Drift over WebGPU, what ai-edge-litert ships) refuses what
+# the classic delegate's checks pass; each one measured on SwiftShader (see docs/delegate_coverage.md).
+ML_DRIFT_REFUSES = {
+    "DENSIFY": "op unsupported by LiteRT's GPU accelerator (ML Drift): 'DENSIFY: Operation is not supported.' "
+               "(sparse weights stay on the CPU and split the graph)",
+}
+BACKENDS = {
+    "opencl": "TFLite GPU delegate (OpenCL/OpenGL ES on Android, Metal on iOS): its compatibility rules",
+    "ml_drift": "LiteRT GPU accelerator (ML Drift over WebGPU/Vulkan): the same rules with its measured differences",
+}
+
+
+def _gpu_reason(op: OpInfo, backend: str = "opencl") -> Reason | None:
+    if op.custom:
+        return None  # common_reason already refused the custom ops the delegate has no parser for
     if op.name not in GPU_SUPPORTED:
         return f"op unsupported: the GPU delegate has no {op.name}"
+    if backend == "ml_drift" and op.name in ML_DRIFT_REFUSES:
+        return ML_DRIFT_REFUSES[op.name]
     dyn = dynamic_tensor(op)
     if dyn is not None:
         return "dynamic shape: GPU kernels are compiled for static shapes", dyn.describe()
@@ -85,63 +105,90 @@ def _gpu_reason(op: OpInfo) -> Reason | None:
     return None
 
 
+# Custom ops the GPU delegate parses (tensorflow/lite/tools/versioning/gpu_compatibility.cc,
+# CheckCustomOpsGpuDelegateCompatibility; model_builder.cc's NewOperationParser), and that LiteRT's
+# CompiledModel registers for its GPU accelerator (litert/runtime/compiled_model.cc). MediaPipe's
+# own builds add TransformLandmarks, TransformTensorBilinear and Landmarks2TransformMatrix
+# through custom parsers; stock delegates do not have them.
+GPU_CUSTOM_OPS = frozenset({"Convolution2DTransposeBias", "MaxPoolingWithArgmax2D", "MaxUnpooling2D", "Resampler"})
+
+
 @DELEGATES.register("gpu")
 class GpuDelegate(DelegateProvider):
     name = "gpu"
     title = "GPU delegate (OpenCL/OpenGL ES on Android, Metal on iOS)"
     benchmark_flags = ("--use_gpu=true", "--gpu_precision_loss_allowed=true")
     android_accelerator = "GpuDelegate (org.tensorflow.lite.gpu) / Accelerator.GPU (CompiledModel API)"
+    custom_ops = GPU_CUSTOM_OPS
     max_partitions = 1  # TfLiteGpuDelegateOptionsV2.max_delegated_partitions default
 
-    def op_reason(self, op, graph):
-        return _gpu_reason(op)
+    def __init__(self, measure: bool = True, backend: str = "opencl"):
+        if backend not in BACKENDS:
+            raise UnknownNameError("GPU backend", backend, list(BACKENDS))
+        self.measure_real = measure  # False: static rules even where the real accelerator could load
+        self.backend = backend  # whose rules the static verdict follows
 
-    def decide(self, graph):
-        """Only the largest run of supported ops is delegated (max_delegated_partitions=1 by
-        default); the other supported runs stay on the CPU with the reason said. A DEQUANTIZE of
-        float16 weights (float16 models) is folded into the partition of the ops that read it."""
-        plain = super().decide(graph)
-        folded = {op.index for op in graph.ops if op.name == "DEQUANTIZE" and op.inputs
-                  and op.inputs[0].constant and op.inputs[0].dtype == "float16"}
-        runs, start, last = [], None, None
-        for d in [*plain, None]:
-            if d is not None and d.index in folded:
-                continue
-            if d is not None and d.delegated and start is None:
-                start = d.index
-            elif (d is None or not d.delegated) and start is not None:
-                runs.append((start, last + 1))
-                start = None
-            last = d.index if d is not None else last
-        keep = sorted(runs, key=lambda r: r[0] - r[1])[:self.max_partitions]
-        inside = {i for a, b in keep for i in range(a, b) if i not in folded}
+    def op_reason(self, op, graph):
+        return _gpu_reason(op, self.backend)
+
+    def unresolved_custom_op(self, graph) -> OpInfo | None:
+        """A custom op that neither this delegate nor stock LiteRT has a kernel for: the model
+        then fails to load at all (measured: "Encountered unresolved custom op"), unless the app
+        registers one."""
+        return next((op for op in graph.ops if op.custom and op.name.split(":", 1)[1] not in self.custom_ops), None)
+
+    def decide(self, graph, refused: dict[int, Reason] | None = None):
+        """Only the largest partition of supported ops is delegated (max_delegated_partitions=1 by
+        default); the other supported ones stay on the CPU with the reason said. A DEQUANTIZE of
+        float16 weights (float16 models) is folded into the partition of the ops that read it.
+        `refused`: op index -> reason, to decide from what the real delegate refused instead."""
+        if refused is None:
+            plain = super().decide(graph)
+            stuck = self.unresolved_custom_op(graph)
+            if stuck is not None:
+                code = stuck.name.split(":", 1)[1]
+                why = (f"custom op {code!r}: stock LiteRT has no kernel for it, so the model does not load (with "
+                       f"or without the GPU); an app that registers one gets the other ops delegated")
+                return [OpDecision(op.index, op.name, False, why, f"op #{stuck.index}") for op in graph.ops]
+        else:
+            plain = [decision(op, refused.get(op.index)) for op in graph.ops]
+        folded = frozenset(op.index for op in graph.ops if op.name == "DEQUANTIZE" and op.inputs
+                           and op.inputs[0].constant and op.inputs[0].dtype == "float16")
+        out = keep_largest_partitions(graph, plain, self.max_partitions, "supported, but outside the largest GPU "
+                                      "partition (max_delegated_partitions=1 by default)", skip=folded)
+        inside = {d.index for d in out if d.delegated and d.index not in folded}
         readers: dict[int, set[int]] = {}
         for op in graph.ops:
             for t in op.inputs:
                 readers.setdefault(t.index, set()).add(op.index)
-        out = []
-        for d in plain:
+        for d in out:
             if d.index in folded:
                 used = set().union(*(readers.get(t.index, set()) for t in graph.ops[d.index].outputs))
-                if used & inside:
-                    out.append(OpDecision(d.index, d.op, True))
-                    continue
-                out.append(OpDecision(d.index, d.op, False, "float16 weights read only by ops on the CPU"))
-            elif d.delegated and d.index not in inside:
-                out.append(OpDecision(d.index, d.op, False, "supported, but outside the largest GPU partition "
-                                      "(max_delegated_partitions=1 by default)", f"op #{d.index}"))
-            else:
-                out.append(d)
+                out[d.index] = (OpDecision(d.index, d.op, True) if used & inside else
+                                OpDecision(d.index, d.op, False, "float16 weights read only by ops on the CPU"))
         return out
 
     def coverage(self, graph, flatbuffer: bytes | None = None):
-        cov = super().coverage(graph)
-        if flatbuffer is not None:
-            report = analyze_gpu(flatbuffer)
-            extra = [f"LiteRT analyzer: {w}" for w in report.warnings]
-            cov = replace(cov, source="static rules (the GPU delegate's compatibility checks) + LiteRT analyzer",
-                          notes=(*cov.notes, *extra))
-        return cov
+        """Measured by the real LiteRT GPU accelerator where a Vulkan driver exists (then the
+        static rules are checked against it), else the static rules."""
+        cov = replace(super().coverage(graph), backend=BACKENDS[self.backend])
+        if flatbuffer is None:
+            return cov
+        report = analyze_gpu(flatbuffer)
+        extra = [f"LiteRT analyzer: {w}" for w in report.warnings]
+        cov = replace(cov, source="static rules (the GPU delegate's compatibility checks) + LiteRT analyzer",
+                      notes=(*cov.notes, *extra))
+        if self.backend == "opencl":
+            drift = [d for d in GpuDelegate(measure=False, backend="ml_drift").decide(graph) if not d.delegated
+                     and d.reason in ML_DRIFT_REFUSES.values()]
+            if drift:
+                ops = ", ".join(f"{op} x{n}" for op, n in sorted(Counter(d.op for d in drift).items()))
+                cov = replace(cov, notes=(*cov.notes, f"LiteRT's GPU accelerator (ML Drift, WebGPU) refuses more: {ops}"))
+        if not self.measure_real:
+            return cov
+        from tfkit.delegates.gpu_measured import measure_coverage
+
+        return measure_coverage(self, graph, flatbuffer, cov)
 
     def load_hint(self):
         import ctypes.util

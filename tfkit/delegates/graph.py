@@ -109,3 +109,46 @@ class TfliteGraph:
         for op in self.ops:
             counts[op.name] = counts.get(op.name, 0) + 1
         return dict(sorted(counts.items()))
+
+
+@dataclass(frozen=True)
+class Partition:
+    """A run of ops that one side (delegate or CPU) executes back to back."""
+
+    delegated: bool
+    ops: tuple[int, ...]  # op indices, in the order they were taken
+
+
+def partition(graph: TfliteGraph, delegated: set[int], *, skip: frozenset[int] = frozenset()) -> list[Partition]:
+    """Split the graph the way TFLite does before it hands nodes to a delegate
+    (PartitionGraphIntoIndependentNodeSubsets in tensorflow/lite/graph_info.cc, greedy mode):
+    each epoch takes every op whose inputs are ready and whose side (delegated or not) is the
+    epoch's, so an op with only constant inputs (a DENSIFY of stored weights) does not split a
+    delegated run the way it would in plain execution order. `skip`: ops left out of the
+    partitioning (their outputs count as ready from the start)."""
+    produced = {t.index for op in graph.ops if op.index not in skip for t in op.outputs}
+    ready = {t.index for op in graph.ops for t in op.inputs if t.index not in produced}
+    todo = [op for op in graph.ops if op.index not in skip]
+    done: set[int] = set()
+    out: list[Partition] = []
+    while len(done) < len(todo):
+        side, taken, progress = None, [], True
+        while progress:
+            progress = False
+            for op in todo:
+                if op.index in done or any(t.index not in ready for t in op.inputs):
+                    continue
+                mine = op.index in delegated
+                side = mine if side is None else side
+                if mine != side:
+                    continue
+                done.add(op.index)
+                taken.append(op.index)
+                ready.update(t.index for t in op.outputs)
+                progress = True
+        if not taken:  # a cycle or an input nobody produces: keep the rest in file order
+            rest = [op.index for op in todo if op.index not in done]
+            out.append(Partition(False, tuple(rest)))
+            break
+        out.append(Partition(bool(side), tuple(taken)))
+    return out

@@ -3,7 +3,11 @@ GPU delegate or a vendor NPU delegate; every result says so.
 
 Coverage is decided by the NNAPI delegate's documented per-op rules kept as data: the highest
 op version it maps and the Android API level that first has the op, plus dtype, rank and
-static-shape rules. A device can still run a mapped op on NNAPI's own CPU reference (often
+static-shape rules. Like the real delegate, only the largest `max_partitions` delegable
+partitions are handed over (StatefulNnApiDelegate::Options::max_number_delegated_partitions,
+default 3, tensorflow/lite/delegates/nnapi/nnapi_delegate.h: "sorting partitions in decreasing
+order of number of nodes and selecting them until the limit is reached"); the rest run on the
+CPU. A device can still run a mapped op on NNAPI's own CPU reference (often
 slower than XNNPACK): benchmark with `--disable_nnapi_cpu=true` to see the truth.
 
 Example:
@@ -11,7 +15,16 @@ Example:
 """
 from __future__ import annotations
 
-from tfkit.delegates.base import DELEGATES, DelegateProvider, LoadHint, Reason, dynamic_tensor, runtime_dtypes
+from tfkit.delegates.base import (
+    DELEGATES,
+    DelegateProvider,
+    LoadHint,
+    OpDecision,
+    Reason,
+    dynamic_tensor,
+    keep_largest_partitions,
+    runtime_dtypes,
+)
 from tfkit.delegates.graph import OpInfo, TfliteGraph
 
 # op -> (highest op version the NNAPI delegate maps, first Android API level with it)
@@ -38,6 +51,7 @@ NNAPI_OPS: dict[str, tuple[int, int]] = {
 }
 # dtype -> first Android API level whose NNAPI has it (int8 is TENSOR_QUANT8_ASYMM_SIGNED, NNAPI 1.3)
 NNAPI_DTYPES = {"float32": 27, "uint8": 27, "int32": 27, "float16": 29, "bool": 29, "int8": 30}
+MAX_PARTITIONS = 3  # StatefulNnApiDelegate::Options::max_number_delegated_partitions default
 ANDROID = {27: "8.1", 28: "9", 29: "10", 30: "11", 31: "12", 33: "13", 34: "14", 35: "15"}
 
 
@@ -54,8 +68,15 @@ class NnapiDelegate(DelegateProvider):
     deprecated = ("NNAPI is deprecated from Android 15 (API 35) and often runs on its CPU reference or slower "
                   "than XNNPACK: prefer the GPU delegate (tfkit check --delegate gpu) or a vendor NPU delegate")
 
-    def __init__(self, android_api: int = 30):
+    def __init__(self, android_api: int = 30, max_partitions: int = MAX_PARTITIONS):
         self.android_api = android_api
+        self.max_partitions = max_partitions  # <= 0: no limit (as the delegate's option)
+
+    def decide(self, graph: TfliteGraph) -> list[OpDecision]:
+        limit = self.max_partitions
+        why = (f"supported, but outside the {limit} largest NNAPI partitions (max_number_delegated_partitions="
+               f"{limit}; raise it in NnApiDelegate.Options, or make the graph split less)")
+        return keep_largest_partitions(graph, super().decide(graph), limit, why)
 
     def op_reason(self, op: OpInfo, graph: TfliteGraph) -> Reason | None:
         rule = NNAPI_OPS.get(op.name)

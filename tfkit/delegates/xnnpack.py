@@ -32,6 +32,11 @@ MEAN MINIMUM MUL NEG PAD PRELU QUANTIZE REDUCE_MAX RELU RELU6 RELU_N1_TO_1 RESHA
 ROUND RSQRT SLICE SOFTMAX SPACE_TO_DEPTH SPLIT SQRT SQUARE SQUARED_DIFFERENCE STRIDED_SLICE SUB SUM
 TANH TRANSPOSE TRANSPOSE_CONV
 """.split())  # noqa: SIM905  (a table reads better as text)
+# Custom ops XNNPACK has kernels for (tensorflow/lite/delegates/xnnpack/xnnpack_delegate.cc,
+# VisitNode's kTfLiteBuiltinCustom case); LiteRT's CompiledModel registers them for its CPU
+# accelerator (litert/runtime/compiled_model.cc). The plain Interpreter has no kernel for them, so
+# there such a model does not load and these rules decide.
+XNNPACK_CUSTOM_OPS = frozenset({"Convolution2DTransposeBias", "MaxPoolingWithArgmax2D", "MaxUnpooling2D"})
 NOT_LOADED = "static rules: the model did not load in this host's LiteRT, so XNNPACK could not be asked"
 DTYPES = frozenset({"float32", "float16", "int8", "uint8", "int32"})  # int32: shapes and indices only
 
@@ -42,8 +47,11 @@ class XnnpackDelegate(DelegateProvider):
     title = "XNNPACK (LiteRT's default CPU delegate)"
     benchmark_flags = ("--use_xnnpack=true", "--num_threads=4")
     android_accelerator = "CPU: the default (Interpreter API) / Accelerator.CPU (CompiledModel API)"
+    custom_ops = XNNPACK_CUSTOM_OPS
 
     def op_reason(self, op: OpInfo, graph: TfliteGraph) -> str | None:
+        if op.custom:
+            return None  # common_reason decided: a custom op XNNPACK has a kernel for
         if op.name not in SUPPORTED:
             return f"op unsupported: XNNPACK has no {op.name} kernel"
         bad = sorted(runtime_dtypes(op) - DTYPES)
@@ -94,7 +102,7 @@ class XnnpackDelegate(DelegateProvider):
             if op.index in delegated:
                 decisions.append(OpDecision(op.index, op.name, True))
             else:
-                decisions.append(decision(op, common_reason(op) or self.op_reason(op, graph) or
+                decisions.append(decision(op, common_reason(op, self.custom_ops, self.title) or self.op_reason(op, graph) or
                                           "declined by XNNPACK in this runtime (op parameters it does not handle)"))
         return summarize(self.name, decisions, source=f"measured: ai-edge-litert {version('ai-edge-litert')} "
                                                        "on this host")
