@@ -72,6 +72,7 @@ def files(tmp_path_factory):
         "two_inputs": _convert(lambda a, b: tf.reduce_sum(a, axis=1) + tf.cast(b, tf.float32),
                                [tf.TensorSpec([1, 4, 3], tf.float32), tf.TensorSpec([1, 3], tf.int32)]),
         "dynamic": _convert(lambda x: tf.reduce_mean(x, axis=[1, 2]), [tf.TensorSpec([1, None, None, 3], tf.float32)]),
+        "dynamic_batch": _convert(lambda x: tf.reduce_mean(x, axis=[1, 2]), [tf.TensorSpec([None, 8, 8, 3], tf.float32)]),
     }
     spec = {"precision": "float32", "form": "clip", "classes": list(CLASSES),
             "input": {"name": "x", "shape": [1, *CLIP], "dtype": "float32"}}
@@ -213,3 +214,22 @@ def test_report_says_parity_ran_on_random_inputs(tmp_path, dataset):
     assert re.search(r"- \*\*parity float32\*\*: max\\\|dlogit\\\| \S+ <= \S+ on 4 random inputs", md), md
     assert "&lt;" not in md and "&gt;" not in md
     assert "on 4 random inputs</td>" in (tmp_path / "r" / "report.html").read_text()
+
+
+def test_runner_refuses_dynamic_sizes_but_times_a_dynamic_batch_at_1(files, tmp_path):
+    """The device-side rule (the runner runs tfkit artifacts on boards too, where no host check ran)."""
+    import subprocess
+    import sys
+
+    from tfkit.bench.devices import runner_script
+
+    def run(name):
+        proc = subprocess.run([sys.executable, str(runner_script()), "--model", str(files[name]), "--runs", "2",
+                               "--warmup", "0"], capture_output=True, text=True, check=False)
+        return proc.returncode, json.loads(proc.stdout.strip().splitlines()[-1])
+
+    code, out = run("dynamic")
+    assert (code, out["kind"]) == (1, "dynamic_input") and "axes [1, 2]" in out["error"]
+    code, out = run("dynamic_batch")
+    assert code == 0 and out["inputs"][0]["shape"] == [1, 8, 8, 3]
+    ok(invoke("bench", files["dynamic_batch"], "--runs", 2, "--warmup", 0, "--out", tmp_path / "b", "-q"))
