@@ -12,10 +12,34 @@ from tfkit.errors import InputPathError
 
 
 def save_model(model, path: Path) -> None:
-    """Atomic `.keras` save (temp file in the same folder, then rename)."""
+    """Atomic `.keras` save (temp file in the same folder, then rename), without timestamps:
+    the same model saves to the same bytes, so manifests' sha256 show when two runs agree."""
     path = Path(path)
     with atomic_path(path) as tmp:
         model.save(tmp)
+        _drop_timestamps(tmp)
+
+
+# tf_keras stamps a .keras zip with the time of saving (metadata.json's "date_saved", which no
+# loader reads, and the weights entry's mtime): identical weights hashed differently on each save.
+_FIXED_TIME = (1980, 1, 1, 0, 0, 0)  # the zip format's earliest date, as tf_keras gives its other entries
+
+
+def _drop_timestamps(path: Path) -> None:
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        entries = [(info, archive.read(info)) for info in archive.infolist()]
+    with zipfile.ZipFile(path, "w") as archive:
+        for info, data in entries:
+            if info.filename == "metadata.json":
+                meta = json.loads(data)
+                meta.pop("date_saved", None)
+                data = json.dumps(meta).encode()
+            fixed = zipfile.ZipInfo(info.filename, date_time=_FIXED_TIME)
+            fixed.compress_type, fixed.external_attr = info.compress_type, info.external_attr
+            archive.writestr(fixed, data)
 
 
 def load_model(path: Path, *, trust: bool = False):
