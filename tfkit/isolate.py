@@ -14,6 +14,7 @@ import json
 import os
 import re
 import signal
+import struct
 import subprocess
 import sys
 import traceback
@@ -102,6 +103,8 @@ _REASONS = (
     (UnicodeDecodeError, lambda e: f"a text field in it is not valid UTF-8 (byte 0x{e.object[e.start]:02x} at "
                                    f"offset {e.start} of the field)"),
     (json.JSONDecodeError, lambda e: f"a JSON field in it is malformed ({e.msg} at line {e.lineno} column {e.colno})"),
+    ((struct.error, IndexError), lambda e: "a table or vector in it points past the end of the file"),
+    (OverflowError, lambda e: "a field in it holds a number out of its type's range"),
     (MemoryError, lambda e: "reading it ran out of memory (its tables claim sizes far beyond the file)"),
     (RecursionError, lambda e: "reading it ran out of stack (its tables nest without end)"),
 )

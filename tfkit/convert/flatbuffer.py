@@ -42,8 +42,10 @@ def read_model(data: bytes, *, what: str = "model"):
         model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(data, 0))
     except (struct.error, IndexError, ValueError, TypeError, UnicodeDecodeError, OverflowError,
             MemoryError) as e:
+        from tfkit.isolate import plain_reason  # words about the file, never the reader's exception name
+
         raise ModelFileError(f"{what} is a truncated or corrupt TFLite flatbuffer ({len(data)} bytes): "
-                             f"{type(e).__name__}: {e}") from e
+                             f"{plain_reason(e)}") from e
     if not model.subgraphs:
         raise ModelFileError(f"{what} has no subgraph: not a usable TFLite model")
     return model
