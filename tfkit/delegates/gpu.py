@@ -193,11 +193,18 @@ class GpuDelegate(DelegateProvider):
     def load_hint(self):
         import ctypes.util
 
+        from tfkit.delegates.gpu_measured import HOW_TO_MEASURE, find_vulkan
+
+        setup = find_vulkan()
+        if setup is not None:
+            env = " ".join(f"{k}={v}" for k, v in setup.env({}).items() if k != "XDG_RUNTIME_DIR")
+            return LoadHint(True, f"LiteRT's GPU accelerator: {env} python -c \"from ai_edge_litert.compiled_model "
+                                  "import CompiledModel; from ai_edge_litert.hardware_accelerator import "
+                                  "HardwareAccelerator as H; CompiledModel.from_file('m.tflite', "
+                                  "hardware_accel=H.GPU | H.CPU)\"")
         lib = ctypes.util.find_library("tensorflowlite_gpu_delegate")
         return LoadHint(lib is not None, (
             f"ai_edge_litert.interpreter.load_delegate('{lib}')" if lib else
-            "not on this host: build libtensorflowlite_gpu_delegate.so (bazel build "
-            "//tensorflow/lite/delegates/gpu:libtensorflowlite_gpu_delegate.so) or run on a phone "
+            f"not on this host: {HOW_TO_MEASURE}; or build libtensorflowlite_gpu_delegate.so (bazel build "
+            "//tensorflow/lite/delegates/gpu:libtensorflowlite_gpu_delegate.so), or run on a phone "
             "(tfkit bench --device adb:SERIAL) where the LiteRT AAR brings it"))
-
-

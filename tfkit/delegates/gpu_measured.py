@@ -55,14 +55,14 @@ class VulkanSetup:
         return f"{self.origin}: {self.icd}"
 
 
-def find_vulkan(environ: Mapping[str, str] | None = None, candidates=SWIFTSHADER_ICDS) -> VulkanSetup | None:
+def find_vulkan(environ: Mapping[str, str] | None = None, candidates=None) -> VulkanSetup | None:
     """The user's VK_ICD_FILENAMES if it names existing files, else SwiftShader at its known paths;
     None when neither exists (then GPU verdicts are static)."""
     environ = os.environ if environ is None else environ
     user = [p for p in environ.get("VK_ICD_FILENAMES", "").split(os.pathsep) if p]
     if user and all(Path(p).is_file() for p in user):
         return VulkanSetup(os.pathsep.join(user), _loader_dir(Path(user[0])), "VK_ICD_FILENAMES")
-    for icd in candidates:
+    for icd in SWIFTSHADER_ICDS if candidates is None else candidates:
         if Path(icd).is_file():
             return VulkanSetup(icd, _loader_dir(Path(icd)), "SwiftShader")
     return None
@@ -146,6 +146,31 @@ def run_gpu(model: Path, setup: VulkanSetup, *, clips: Path | None = None, timeo
     return GpuRun(out["loaded"], out.get("failure", ""), parse_gpu_log(out["log"]), out["seconds"], out.get("parity"))
 
 
+def parity_on_clips(model: Path, clips, *, setup: VulkanSetup | None = None) -> dict:
+    """`gpu_parity` of the .tflite at `model` on `clips` (N, ...) float32, normalized as the model
+    expects, run by the real GPU accelerator in a child process.
+
+    Example:
+        >>> parity_on_clips(Path("m.tflite"), clips)["top1_agreement"]  # doctest: +SKIP
+        1.0
+    """
+    import numpy as np
+
+    from tfkit.errors import ToolNotFoundError
+
+    setup = setup or find_vulkan()
+    if setup is None:
+        raise ToolNotFoundError(f"GPU parity needs the real GPU accelerator and a Vulkan driver: {HOW_TO_MEASURE}")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "clips.npy"
+        np.save(path, np.ascontiguousarray(clips, np.float32))
+        run = run_gpu(Path(model), setup, clips=path)
+    if not run.loaded:
+        return {"error": f"the model does not load with the GPU accelerator: {run.error}"}
+    return {**(run.parity or {"error": "no parity result"}), "backend": BACKEND,
+            "device": run.log.adapter or "", "vulkan": setup.describe()}
+
+
 def _captured(fn):
     """Run fn() with fds 1 and 2 sent to a file (the accelerator's C++ logs go there); return
     (result or exception, the text)."""
@@ -182,10 +207,15 @@ def _compile_and_run(path: str, accel):
 def _outputs(cm, x):
     import numpy as np
 
+    sig = next(iter(cm.get_signature_list()))
+    want = next(iter(cm.get_input_tensor_details(sig).values()))
+    if list(x[None].shape) != list(want["shape"]) or np.dtype(want["dtype"]) != np.float32:
+        # a buffer written with fewer values keeps whatever it held: refuse instead of comparing garbage
+        raise ValueError(f"clips of shape {list(x.shape)} do not fit the model's input {list(want['shape'])} "
+                         f"{want['dtype']} (GPU parity feeds float32 clips to float-input models)")
     ins, outs = cm.create_input_buffers(0), cm.create_output_buffers(0)
     ins[0].write(np.ascontiguousarray(x[None], np.float32))
     cm.run_by_index(0, ins, outs)
-    sig = next(iter(cm.get_signature_list()))
     det = cm.get_output_tensor_details(sig)
     first = next(iter(det.values()))
     n = int(np.prod(first["shape"]))
@@ -197,6 +227,8 @@ def gpu_parity(cpu_model, gpu_model, clips) -> dict:
     the largest |difference| of any output value and how often the top-1 class agrees."""
     import numpy as np
 
+    if len(cpu_model.create_input_buffers(0)) != 1:
+        raise ValueError("GPU parity feeds clips to single-input models; this one has several (a streaming model?)")
     diffs, agree = [], 0
     for x in clips:
         a, b = _outputs(cpu_model, x), _outputs(gpu_model, x)

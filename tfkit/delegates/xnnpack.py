@@ -34,9 +34,10 @@ TANH TRANSPOSE TRANSPOSE_CONV
 """.split())  # noqa: SIM905  (a table reads better as text)
 # Custom ops XNNPACK has kernels for (tensorflow/lite/delegates/xnnpack/xnnpack_delegate.cc,
 # VisitNode's kTfLiteBuiltinCustom case); LiteRT's CompiledModel registers them for its CPU
-# accelerator (litert/runtime/compiled_model.cc). The plain Interpreter has no kernel for them, so
-# there such a model does not load and these rules decide.
+# accelerator (litert/runtime/compiled_model.cc). ai-edge-litert's plain Interpreter loads them too
+# (measured: a Convolution2DTransposeBias model is fully XNNPACK-delegated).
 XNNPACK_CUSTOM_OPS = frozenset({"Convolution2DTransposeBias", "MaxPoolingWithArgmax2D", "MaxUnpooling2D"})
+BACKEND = "XNNPACK in this host's LiteRT (the same delegate on Arm phones, with Arm kernels)"
 NOT_LOADED = "static rules: the model did not load in this host's LiteRT, so XNNPACK could not be asked"
 DTYPES = frozenset({"float32", "float16", "int8", "uint8", "int32"})  # int32: shapes and indices only
 
@@ -105,4 +106,4 @@ class XnnpackDelegate(DelegateProvider):
                 decisions.append(decision(op, common_reason(op, self.custom_ops, self.title) or self.op_reason(op, graph) or
                                           "declined by XNNPACK in this runtime (op parameters it does not handle)"))
         return summarize(self.name, decisions, source=f"measured: ai-edge-litert {version('ai-edge-litert')} "
-                                                       "on this host")
+                                                       "on this host", measured=True, backend=BACKEND, graph=graph)

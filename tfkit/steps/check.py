@@ -22,6 +22,8 @@ VERDICTS = ("full", "partial", "none")
 class CheckConfig:
     delegate: str = "xnnpack"  # xnnpack | gpu | nnapi | edgetpu | a plug-in's name
     android_api: int = 30  # NNAPI only: the Android API level targeted
+    nnapi_max_partitions: int = 3  # NNAPI only: max_number_delegated_partitions (0: no limit)
+    measure: bool = True  # GPU: ask LiteRT's GPU accelerator where a Vulkan driver exists (else static rules)
     require: str = "none"  # fail the step unless the verdict is at least this: full | partial | none
 
     def __post_init__(self):
@@ -50,17 +52,21 @@ class CheckStep(Step):
 
     def run(self, inputs, workdir: Path, ctx: RunContext) -> StepOutput:
         from tfkit.delegates import get_delegate
-        from tfkit.delegates.check import check_file
+        from tfkit.delegates.check import CheckOptions, check_file
 
         c: CheckConfig = self.config
         (art,) = inputs
-        (cov,) = check_file(art.file("model"), [c.delegate], android_api=c.android_api)
-        ctx.log(f"[check] {c.delegate}: {cov.summary()}")
+        options = CheckOptions(android_api=c.android_api, nnapi_max_partitions=c.nnapi_max_partitions, measure=c.measure)
+        (cov,) = check_file(art.file("model"), [c.delegate], options=options)
+        ctx.log(f"[check] {c.delegate}: {cov.summary()} ({'measured' if cov.measured else 'static'}: {cov.source})")
+        for d in cov.disagreements:
+            ctx.log(f"[check] static rules disagree: {d}")
         if VERDICTS.index(cov.verdict) > VERDICTS.index(c.require):
             raise UsageError(f"{c.delegate}: {cov.summary()}; the recipe requires '{c.require}' "
                              f"(see {workdir.name}/{COVERAGE_FILE} after a run without require)")
         payload = {**cov.to_dict(), **get_delegate(c.delegate).info()}
         write_text_atomic(workdir / COVERAGE_FILE, json.dumps(payload, indent=2))
-        metrics = {k: payload[k] for k in ("verdict", "ops_total", "ops_delegated", "partitions", "summary")}
+        metrics = {k: payload[k] for k in ("verdict", "ops_total", "ops_delegated", "partitions", "summary",
+                                           "measured")}
         return StepOutput(ArtifactKind.COVERAGE, {"coverage": COVERAGE_FILE},
                           {**art.manifest.spec, "delegate": c.delegate}, metrics)
