@@ -31,8 +31,10 @@ class TrainConfig:
     normalization: Normalization | None = None
 
     def __post_init__(self):
-        if self.epochs < 1 or self.batch_size < 1 or not self.learning_rate > 0:
-            raise UsageError(f"invalid training config {self}: epochs>=1, batch_size>=1, learning_rate>0")
+        for name, ok, rule in (("epochs", self.epochs >= 1, ">= 1"), ("batch_size", self.batch_size >= 1, ">= 1"),
+                               ("learning_rate", self.learning_rate > 0, "> 0")):
+            if not ok:  # name the one field, not the whole config's repr
+                raise UsageError(f"train.{name} must be {rule}, got {getattr(self, name)!r}")
         if self.normalization is not None:
             try:
                 object.__setattr__(self, "normalization", Normalization(self.normalization))

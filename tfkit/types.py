@@ -52,8 +52,10 @@ class ClipSpec:
     normalization: Normalization = Normalization.SYMMETRIC
 
     def __post_init__(self):
-        if self.frames < 1 or self.size < 8 or self.stride < 1:
-            raise ValueError(f"invalid clip spec {self}: frames>=1, size>=8, stride>=1")
+        for name, ok, rule in (("frames", self.frames >= 1, ">= 1"), ("size", self.size >= 8, ">= 8"),
+                               ("stride", self.stride >= 1, ">= 1")):
+            if not ok:  # name the one field, not the whole spec's repr
+                raise ValueError(f"clip {name} must be {rule}, got {getattr(self, name)!r}")
         if self.fps is not None and self.fps <= 0:
             raise ValueError(f"fps must be positive, got {self.fps}")
         object.__setattr__(self, "normalization", Normalization(self.normalization))

@@ -133,7 +133,7 @@ def test_overrides_are_applied_and_checked_like_the_file(tmp_path):
     message = error_of(path, overrides={"convert.precison": "int8"})
     assert "steps[3].with.precison (from --set convert.precison='int8')" in message and "precision" in message
     assert "Did you mean 'train'" in error_of(path, overrides={"trian.epochs": 1})
-    assert "epochs>=1" in error_of(path, overrides={"train.epochs": 0})
+    assert "train.epochs must be >= 1, got 0" in error_of(path, overrides={"train.epochs": 0})
     with pytest.raises(RecipeError, match="STEP_ID.FIELD=VALUE"):
         parse_overrides(["epochs=1"])
     # a Recipe object rechecked with overrides gives the same result as loading with them
@@ -211,3 +211,15 @@ steps:
   - step: check
     inputs: [import]
 """, "bad.yaml"))
+
+
+@pytest.mark.parametrize("override,expected", [
+    ({"train.epochs": -3}, "steps[2].with.epochs (from --set train.epochs=-3): train.epochs must be >= 1, got -3"),
+    ({"train.batch_size": 0}, "train.batch_size must be >= 1, got 0"),
+    ({"train.learning_rate": 0.0}, "train.learning_rate must be > 0, got 0.0"),
+    ({"data.frames": 0}, "clip frames must be >= 1, got 0"),
+])
+def test_a_bad_value_names_its_field_not_the_config_repr(tmp_path, override, expected):
+    message = error_of(write(tmp_path, TINY), overrides=override)
+    assert expected in message
+    assert "Config(" not in message and "ClipSpec(" not in message

@@ -35,9 +35,10 @@ class GenTrainConfig:
     check_batch: int = 64  # fixed patches scored before and after training
 
     def __post_init__(self):
-        if self.steps < 1 or self.batch_size < 1 or self.patch < 8 or not self.learning_rate > 0:
-            raise UsageError(f"invalid training config {self}: steps>=1, batch_size>=1, patch>=8, "
-                             "learning_rate>0")
+        for name, ok, rule in (("steps", self.steps >= 1, ">= 1"), ("batch_size", self.batch_size >= 1, ">= 1"),
+                               ("patch", self.patch >= 8, ">= 8"), ("learning_rate", self.learning_rate > 0, "> 0")):
+            if not ok:  # name the one field, not the whole config's repr
+                raise UsageError(f"gen training {name} must be {rule}, got {getattr(self, name)!r}")
         if self.loss not in LOSSES:
             raise UsageError(f"unknown loss {self.loss!r}; use one of {LOSSES}")
 
