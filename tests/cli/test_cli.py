@@ -34,6 +34,19 @@ def test_list_shows_registries():
     assert invoke("list", "precisions").output.count("\n") == 6
 
 
+def test_list_shows_whole_descriptions_wrapped_on_a_terminal():
+    from tfkit.cli.listing import _tables, lines
+
+    steps = _tables()["steps"]
+    convert = dict(steps)["convert"]
+    assert convert.endswith(".") and "Inputs: [keras model, dataset]," in convert  # not cut at the line end
+    piped = invoke("list", "steps").output
+    assert all(f"  {item:<20} {text}" in piped for item, text in steps)
+    wrapped = lines(steps, 60)
+    assert all(len(line) <= 60 for entry in wrapped for line in entry.splitlines())
+    assert [" ".join(entry.split()[1:]) for entry in wrapped] == [" ".join(text.split()) for _, text in steps]
+
+
 @pytest.mark.parametrize("args,needles", [
     (["build", "--model", "tsm_mobilenetv2", "--out", "{tmp}/m"], ["Unknown model", "Did you mean"]),
     (["build", "--size", "30", "--out", "{tmp}/m"], ["size=30"]),
