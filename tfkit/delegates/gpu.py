@@ -76,6 +76,8 @@ ML_DRIFT_REFUSES = {
     "DENSIFY": "op unsupported by LiteRT's GPU accelerator (ML Drift): 'DENSIFY: Operation is not supported.' "
                "(sparse weights stay on the CPU and split the graph)",
 }
+FP16_ON_CPU = ("float16 weights: with part of the graph on the CPU the delegate leaves their DEQUANTIZE there "
+               "(it runs once and is cached; the GPU reads the float16 weights itself)")
 BACKENDS = {
     "opencl": "TFLite GPU delegate (OpenCL/OpenGL ES on Android, Metal on iOS): its compatibility rules",
     "ml_drift": "LiteRT GPU accelerator (ML Drift over WebGPU/Vulkan): the same rules with its measured differences",
@@ -157,6 +159,10 @@ class GpuDelegate(DelegateProvider):
         out = keep_largest_partitions(graph, plain, self.max_partitions, "supported, but outside the largest GPU "
                                       "partition (max_delegated_partitions=1 by default)", skip=folded)
         inside = {d.index for d in out if d.delegated and d.index not in folded}
+        # The delegate's own count (FP16GraphPartitionHelper, measured): with the whole graph on the
+        # GPU the float16 weights' DEQUANTIZEs go with it; with any op left on the CPU they stay in
+        # the CPU graph (run once, output cached; the GPU reads the float16 weights itself).
+        whole = all(d.delegated for d in out if d.index not in folded)
         readers: dict[int, set[int]] = {}
         for op in graph.ops:
             for t in op.inputs:
@@ -164,7 +170,8 @@ class GpuDelegate(DelegateProvider):
         for d in out:
             if d.index in folded:
                 used = set().union(*(readers.get(t.index, set()) for t in graph.ops[d.index].outputs))
-                out[d.index] = (OpDecision(d.index, d.op, True) if used & inside else
+                out[d.index] = (OpDecision(d.index, d.op, True) if whole else
+                                OpDecision(d.index, d.op, False, FP16_ON_CPU) if used & inside else
                                 OpDecision(d.index, d.op, False, "float16 weights read only by ops on the CPU"))
         return out
 
