@@ -165,8 +165,9 @@ def structured_prune(model, train, val, config: StructuredConfig = StructuredCon
             log(f"[structured] timing {len(blocks)} residual blocks at widths {list(config.widths)}")
             found = block_latency_split(model, blocks, sample, widths=tuple(config.widths), device=device,
                                         bench_config=bench_config or _timing(config), rounds=config.timing_rounds,
-                                        precision=config.precision, calibration=calib[:4],
-                                        progress=lambda line: log(f"[structured]   {line}"))
+                                        precision=config.precision, calibration=calib[:4])
+            for split in found:  # every block, even one sharing a same-shape timing: any removed one is listed
+                log(f"[structured]   {split.block}: {', '.join(f'{v:.3f}' for v in split.latency_ms)} ms")
             splits = [s.to_dict() for s in found]
             plan = plan_block_removal(model, blocks, found, lambda m: evaluate_accuracy(m, val.x, val.y, norm),
                                       target_saving_ms=config.block_target * model_ms,
