@@ -94,7 +94,10 @@ def hand_built() -> dict[str, bytes]:
 def tfkit_made(work: Path) -> dict[str, bytes]:
     """A tiny zoo model built and converted by the tfkit CLI itself (float32 and int8)."""
     cli = [sys.executable, "-m", "tfkit.cli.main"]
-    run = lambda *a: subprocess.run([*cli, *a], check=True, capture_output=True, timeout=900)  # noqa: E731
+
+    def run(*args: str) -> None:
+        subprocess.run([*cli, *args], check=True, capture_output=True, timeout=900)
+
     run("data", "--videos-per-class", "4", "--video-frames", "12", "--video-size", "40", "--frames", "4",
         "--size", "32", "--out", str(work / "data"))
     run("build", "--classes", "7", "--frames", "4", "--size", "32", "--stages", "3", "--head-channels", "32",
@@ -181,7 +184,7 @@ def run_cli(command: str, path: Path, timeout_s: float) -> dict:
     except subprocess.TimeoutExpired:
         rc, out, stderr = None, "", ""
     seconds = time.perf_counter() - t0
-    names = sorted(set(m.group(0) for m in INTERNAL.finditer(out)))
+    names = sorted({m.group(0) for m in INTERNAL.finditer(out)})
     errors = [ln for ln in stderr.splitlines() if ln.startswith("error: ")]
     return {"command": command, "rc": rc, "seconds": round(seconds, 2), "hang": rc is None,
             "traceback": TRACEBACK in out, "crash": rc is not None and rc < 0, "internal_names": names,

@@ -93,7 +93,7 @@ def test_killed_run_staging_is_removed_by_the_next_run(tmp_path):
     proc.communicate(timeout=30)
     assert len(_stages(out)) == 1
     proc, out, _ = _start(tmp_path, "--fast")
-    stdout, stderr = proc.communicate(timeout=60)
+    _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr
     assert _stages(out) == [] and (out / "out.txt").read_text() == "done"
     assert not out.with_name(out.name + ".failed").exists()

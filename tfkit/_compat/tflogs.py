@@ -20,6 +20,7 @@ import re
 import select
 import sys
 import threading
+from typing import Self
 
 MODE_ENV = "TFKIT_TF_LOGS"  # "quiet" or "verbose": set by the CLI, read by tf() in every process
 QUIET, VERBOSE = "quiet", "verbose"
@@ -100,7 +101,7 @@ class StderrFilter:
         self._saved: int | None = None
         self._thread: threading.Thread | None = None
 
-    def __enter__(self) -> StderrFilter:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
