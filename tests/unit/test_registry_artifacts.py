@@ -92,3 +92,29 @@ def test_bad_manifest_is_a_clear_error(tmp_path):
 def test_manifest_round_trip():
     m = Manifest(ArtifactKind.TFLITE_MODEL, {"model": "model.tflite"}, {"precision": "int8"})
     assert Manifest.from_json(m.to_json()) == m
+
+
+class FailingStep(Step):
+    name = "fails"
+
+    def run(self, inputs, workdir, ctx):
+        ctx.log("[fails] measured half of it")
+        ctx.record({"val_accuracy": 0.25})
+        (workdir / "partial.npz").write_bytes(b"half")
+        raise UsageError("the data ran out")
+
+
+def test_a_failed_step_keeps_its_log_config_and_measurements(tmp_path):
+    logs = []
+    out = tmp_path / "03-fails"
+    with pytest.raises(UsageError) as caught:
+        run_step(FailingStep({"epochs": 2}), [], out, RunContext(progress=False, log=logs.append))
+    failed = tmp_path / "03-fails.failed"
+    assert str(failed) in "\n".join(caught.value.__notes__)
+    assert logs == ["[fails] -> " + str(out), "[fails] measured half of it"]  # the user's log still gets them
+    log = (failed / "step.log").read_text()
+    assert "[fails] measured half of it" in log and "the data ran out" in log and "Traceback" in log
+    assert json.loads((failed / "config.json").read_text())["config"] == {"epochs": 2}
+    assert json.loads((failed / "metrics.json").read_text()) == {"val_accuracy": 0.25}
+    assert (failed / "partial.npz").read_bytes() == b"half"
+    assert not out.exists() and not list(tmp_path.glob(".03-fails.staging-*"))
