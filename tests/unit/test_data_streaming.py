@@ -61,6 +61,27 @@ def test_read_frames_at_pads_past_the_end_with_the_last_frame(videos):
         read_frames_at(videos[".mp4"], [])
 
 
+def test_phone_rotation_is_applied(tmp_path):
+    """A portrait phone video is landscape pixels plus a display rotation; clips must come out upright."""
+    import av
+
+    landscape = np.zeros((32, 64, 3), np.uint8)
+    landscape[:, :32] = 255  # left half white
+    path = tmp_path / "portrait.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=12)
+        stream.width, stream.height, stream.pix_fmt = 64, 32, "yuv420p"
+        stream.set_display_rotation(90)  # counterclockwise, as the display matrix says
+        for index in range(3):
+            frame = av.VideoFrame.from_ndarray(landscape, format="rgb24").reformat(format="yuv420p")
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    upright = read_frames_at(path, [1])[0]
+    assert upright.shape == (64, 32, 3)  # portrait
+    assert upright[40:].mean() > 200 and upright[:24].mean() < 50  # the left edge turned to the bottom
+
+
 def test_probe_without_counting_estimates_from_duration(videos):
     for suffix, path in videos.items():
         info = probe(path, count=False)
@@ -140,10 +161,10 @@ def test_load_clips_cuts_several_clips_from_the_right_frames(videos):
 
 # --- memory: bounded by the clips, not the video --------------------------------------------------
 
-def _traced_peak(fn) -> int:
+def _traced_peak(fn, *args) -> int:
     tracemalloc.start()
     try:
-        fn()
+        fn(*args)
         return tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -158,7 +179,7 @@ def test_decoding_memory_does_not_grow_with_video_length(tmp_path):
     spec = ClipSpec(frames=4, size=16, stride=2)
     whole_video = 480 * 96 * 128 * 3
     for load in (lambda p: load_clip(p, spec), lambda p: load_clips(p, spec, Windows(per_video=4))):
-        peak_short, peak_long = _traced_peak(lambda: load(short)), _traced_peak(lambda: load(long))
+        peak_short, peak_long = _traced_peak(load, short), _traced_peak(load, long)
         assert peak_long < 2 * peak_short + 500_000, (peak_short, peak_long)
         assert peak_long < whole_video / 8, (peak_long, whole_video)
 

@@ -223,11 +223,19 @@ def _preshrink(size: int) -> int:
     return 4 * size
 
 
-def _frames_for(info: VideoInfo, clip: ClipSpec, starts) -> np.ndarray:
-    try:
-        return np.stack([sample_indices(info.frames, info.fps, clip, start=int(s)) for s in starts])
-    except ValueError as exc:
-        raise DataError(f"{info.path}: {exc}; sample by --stride instead of --fps for this video.") from exc
+def _probe_for(path: str | os.PathLike, clip: ClipSpec) -> VideoInfo:
+    """Frame count (estimated where the container keeps none: no decoding pass) and fps."""
+    info = probe(path, count=False)
+    if clip.fps is not None and not info.fps > 0:
+        raise DataError(f"{info.path}: the file has no frame rate to resample to {clip.fps} fps; "
+                        f"sample by --stride instead.")
+    return info
+
+
+def _read_clip_frames(path: str | os.PathLike, clip: ClipSpec, indices: np.ndarray) -> np.ndarray:
+    """The frames at `indices`, each shrunk and cropped to the clip size as it is decoded."""
+    return read_frames_at(path, indices.ravel(), short_side=_preshrink(clip.size),
+                          transform=lambda rgb: resize_crop(rgb, clip.size))
 
 
 def load_clips(path: str | os.PathLike, clip: ClipSpec, windows: Windows | None = None) -> np.ndarray:
@@ -240,14 +248,10 @@ def load_clips(path: str | os.PathLike, clip: ClipSpec, windows: Windows | None 
         >>> load_clips("walk.mp4", ClipSpec(frames=8, size=32), Windows(per_video=3)).shape
         (3, 8, 32, 32, 3)
     """
-    windows = windows or Windows()
-    info = probe(path, count=False)
-    if clip.fps is not None and not info.fps > 0:
-        raise DataError(f"{info.path}: the file has no frame rate to resample to {clip.fps} fps; "
-                        f"sample by --stride instead.")
-    indices = _frames_for(info, clip, window_starts(info.frames, info.fps, clip, windows))
-    frames = read_frames_at(path, indices.ravel(), short_side=_preshrink(clip.size),
-                            transform=lambda rgb: resize_crop(rgb, clip.size))
+    info = _probe_for(path, clip)
+    starts = window_starts(info.frames, info.fps, clip, windows or Windows())
+    indices = np.stack([sample_indices(info.frames, info.fps, clip, start=int(s)) for s in starts])
+    frames = _read_clip_frames(path, clip, indices)
     return frames.reshape(*indices.shape, *frames.shape[1:])
 
 
@@ -260,10 +264,5 @@ def load_clip(path: str | os.PathLike, clip: ClipSpec, *, start: Start = "center
         >>> load_clip("jump.mp4", ClipSpec(frames=8, size=64, stride=2)).shape
         (8, 64, 64, 3)
     """
-    info = probe(path, count=False)
-    if clip.fps is not None and not info.fps > 0:
-        raise DataError(f"{info.path}: the file has no frame rate to resample to {clip.fps} fps; "
-                        f"sample by --stride instead.")
-    indices = sample_indices(info.frames, info.fps, clip, start=start)
-    return read_frames_at(path, indices, short_side=_preshrink(clip.size),
-                          transform=lambda rgb: resize_crop(rgb, clip.size))
+    info = _probe_for(path, clip)
+    return _read_clip_frames(path, clip, sample_indices(info.frames, info.fps, clip, start=start))

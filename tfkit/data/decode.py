@@ -38,7 +38,7 @@ Convert = Callable[[av.VideoFrame], np.ndarray]
 
 
 def _converter(short_side: int | None, transform: Callable[[np.ndarray], np.ndarray] | None) -> Convert:
-    """One decoded frame -> a kept uint8 RGB array, shrunk so its short side <= short_side."""
+    """One decoded frame -> a kept uint8 RGB array, shrunk so its short side <= short_side, upright."""
     to_rgb = VideoReformatter()  # reused: it keeps one swscale context per size
 
     def convert(frame: av.VideoFrame) -> np.ndarray:
@@ -48,6 +48,11 @@ def _converter(short_side: int | None, transform: Callable[[np.ndarray], np.ndar
             width, height = max(1, round(width * scale)), max(1, round(height * scale))
         rgb = to_rgb.reformat(frame, width=width, height=height, format="rgb24",
                               interpolation="AREA").to_ndarray()
+        # Phones store portrait video as landscape plus a display rotation (counterclockwise degrees);
+        # players apply it, so clips must too, or every portrait clip lies on its side.
+        quarter_turns = round(frame.rotation / 90) % 4
+        if quarter_turns:
+            rgb = np.ascontiguousarray(np.rot90(rgb, quarter_turns))
         return transform(rgb) if transform is not None else rgb
 
     return convert
