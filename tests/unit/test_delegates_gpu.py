@@ -198,3 +198,21 @@ def test_gpu_parity_against_the_cpu_on_clips(tmp_path, models, vulkan):
     assert 0.0 <= parity["top1_agreement"] <= 1.0
     wrong = parity_on_clips(path, clips[:, :2], setup=vulkan)  # clips that do not fit the input
     assert "error" in wrong
+
+
+def test_cli_gpu_parity_on_the_datasets_real_clips(tiny_demo, vulkan):
+    """`tfkit check MODEL --delegate gpu --data DATA`: the trained tiny model's float16 GPU run
+    against the CPU on the dataset's validation clips."""
+    from click.testing import CliRunner
+
+    from tfkit.cli.main import cli
+
+    model, data = tiny_demo.artifacts["convert-float32"].path, tiny_demo.artifacts["data"].path
+    res = CliRunner().invoke(cli, ["check", str(model), "-d", "gpu", "--data", str(data), "--json"])
+    assert res.exit_code == 0, res.output
+    payload = json.loads(res.output)
+    parity = payload["gpu_parity"]
+    assert payload["measured"] and parity["clips"] >= 1, parity
+    assert parity["max_abs_logit_diff"] < 0.1 and parity["top1_agreement"] >= 0.75, parity
+    text = CliRunner().invoke(cli, ["check", str(model), "-d", "gpu", "--data", str(data)])
+    assert "GPU parity on" in text.output and "(measured)" in text.output
