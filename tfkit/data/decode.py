@@ -93,12 +93,18 @@ def _decode_wanted(container, stream, wanted: Sequence[int], convert: Convert, p
     while pending:
         # Once per target: a keyframe far before it leaves `position` behind, which is no reason to seek again.
         if can_seek and pending[0] - position > gap and pending[0] > seek_target:
-            frames, sought, seek_target, check_overshoot = decode_from(pending[0]), True, pending[0], True
-            position, previous, previous_rgb = -1, None, None
+            try:
+                frames = decode_from(pending[0])
+            except av.error.FFmpegError:  # an unseekable file: decode straight on instead
+                can_seek = False
+            else:
+                sought, seek_target, check_overshoot = True, pending[0], True
+                position, previous, previous_rgb = -1, None, None
         try:
             frame = next(frames, None)
         except Exception as exc:  # a damaged packet can raise nearly anything
-            raise _decode_error(path, position, expected, exc) from exc
+            at = position if position >= 0 or not sought else seek_target - 1
+            raise _decode_error(path, at, expected, exc) from exc
         if frame is None:
             break
         timed = frame.pts is not None and time_base > 0 and fps > 0
