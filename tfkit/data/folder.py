@@ -234,8 +234,9 @@ def _check_classes(root, classes: tuple[str, ...], clips: dict[Path, np.ndarray]
         raise DataError(f"no readable video in {root} ({len(skipped)} tried); the first: {skipped[0][1]}")
     empty = [name for name in classes if not any(p in clips for p, c in items if c == name)]
     if empty:
+        first = next(reason for path, reason in skipped if Path(path).parent.name == empty[0]).split("; ")[0]
         raise DataError(
-            f"class {', '.join(repr(n) for n in empty)} in {root} has no readable video (all skipped above); "
+            f"class {', '.join(repr(n) for n in empty)} in {root} has no readable video (the first: {first}); "
             f"replace or re-encode its files, or remove the class folder."
         )
 
@@ -287,7 +288,7 @@ def load_dataset(root: str | os.PathLike, clip: ClipSpec, *, val_fraction: float
             advance()
     _check_classes(root, classes, clips, items, skipped)
     readable = [(path, name) for path, name in items if path in clips]
-    halves = split(readable, val_fraction=val_fraction, seed=seed)  # by video, before any clip is placed
+    halves = split(readable, val_fraction=val_fraction, seed=seed)  # by video: its clips go where it goes
     dataset = VideoDataset(
         classes=classes,
         train=_clip_set(halves.train, clips, classes, clip),
