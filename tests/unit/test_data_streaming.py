@@ -5,6 +5,7 @@ import json
 import tracemalloc
 import warnings
 from collections import Counter
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +60,25 @@ def test_read_frames_at_pads_past_the_end_with_the_last_frame(videos):
     assert levels_of(read_frames_at(videos[".mkv"], [58, 61])) == [58, 59]
     with pytest.raises(ValueError):
         read_frames_at(videos[".mp4"], [])
+
+
+def test_variable_frame_rate_takes_the_frame_on_screen(tmp_path):
+    """Frames at ticks 0, 1, 2, 5, 6 (a dropped stretch, as phones do): tick 3 and 4 show frame 2."""
+    import av
+
+    path = tmp_path / "vfr.mkv"
+    ticks = [0, 1, 2, 5, 6, 7, 8, 9]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 16, 16, "yuv420p"
+        for number, tick in enumerate(ticks):
+            pixels = np.full((16, 16, 3), 20 * number, np.uint8)  # far apart: mpeg4 at 16 px is coarse
+            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24").reformat(format="yuv420p")
+            frame.pts, frame.time_base = tick, Fraction(1, 10)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    got = read_frames_at(path, [1, 3, 4, 5, 9])
+    assert [round(v / 20) for v in got.reshape(5, -1).mean(axis=1)] == [1, 2, 2, 3, 7]
 
 
 def test_phone_rotation_is_applied(tmp_path):
