@@ -258,6 +258,8 @@ def train_classifier(model, train, val, config: TrainConfig = TrainConfig(), *, 
                      symmetries: dict | None = None, callbacks: list | None = None) -> TrainResult:
     """Train `model` (tf_keras, logits out) on `train` (ClipSet: uint8 x, int y); returns a new
     result with the held-out accuracy on `val`. Cosine-decayed AdamW; the model is trained in place.
+    Pixels are scaled as the clips' own clip spec says (`data_normalization`), and the run is
+    seeded and deterministic (`reproducible`): one config and one data set, one set of weights.
 
     `symmetries` ({transform: {class: class}}) enables label-aware augmentation when
     `config.augment` is set; clips must be square for "transpose". `callbacks` are extra Keras
