@@ -144,6 +144,18 @@ def _non_utf8(data: bytearray, rng: random.Random) -> None:
         data[i:i + len(bad)] = bad[:end - i]
 
 
+def _json_damage(data: bytearray, rng: random.Random) -> None:
+    """Valid UTF-8, broken meaning: the tfkit metadata JSON gets stray brackets, quotes and wrong types."""
+    found = re.search(rb'[ -~]*"labels":[ -~]*', bytes(data))  # the printable run holding the JSON
+    if found is None:
+        return _bit_flips(data, rng)
+    start, end = found.span()
+    for _ in range(rng.randint(1, 8)):
+        i = rng.randrange(start, max(start + 1, end))
+        data[i:i + 1] = rng.choice([b"[", b"{", b"]", b"}", b'"', b",", b":", b"-", b"9", b"e", b"n", b" "])
+    return None
+
+
 def _zero_run(data: bytearray, rng: random.Random) -> None:
     i, n = rng.randrange(len(data)), rng.randint(1, 64)
     data[i:i + n] = bytes(len(data[i:i + n]))
@@ -155,7 +167,7 @@ def _insert(data: bytearray, rng: random.Random) -> None:
 
 
 MUTATIONS = {"bit_flips": _bit_flips, "truncate": _truncate, "splice": _splice, "huge_offset": _huge_offset,
-             "non_utf8": _non_utf8, "zero_run": _zero_run, "insert": _insert}
+             "non_utf8": _non_utf8, "json_damage": _json_damage, "zero_run": _zero_run, "insert": _insert}
 
 
 def mutants(seeds: dict[str, bytes], count: int, seed: int) -> list[tuple[str, str, bytes]]:
@@ -185,12 +197,15 @@ def run_cli(command: str, path: Path, timeout_s: float) -> dict:
         rc, out, stderr = None, "", ""
     seconds = time.perf_counter() - t0
     names = sorted({m.group(0) for m in INTERNAL.finditer(out)})
+    from tfkit._compat.tflogs import is_noise  # TensorFlow/LiteRT log lines that reached the user
+
+    noisy = any(is_noise(line.encode()) for line in stderr.splitlines())
     errors = [ln for ln in stderr.splitlines() if ln.startswith("error: ")]
     return {"command": command, "rc": rc, "seconds": round(seconds, 2), "hang": rc is None,
             "traceback": TRACEBACK in out, "crash": rc is not None and rc < 0, "internal_names": names,
             # a failure must say why in one `error:` line (exit 2: the file's fault, 1: a tool's)
             "unexplained": rc not in (None, 0) and not (rc in (1, 2) and errors),
-            "message": errors[-1] if errors else None}
+            "message": errors[-1] if errors else None, "noisy": noisy}
 
 
 def judge(case: dict) -> list[str]:
@@ -216,7 +231,7 @@ def fuzz(seeds: dict[str, bytes], count: int, seed: int, timeout_s: float, jobs:
     for c in cases:
         outcome = "hang" if c["hang"] else "ok" if c["rc"] == 0 else f"exit {c['rc']}"
         by[c["command"]][outcome] += 1
-    messages = collections.Counter(re.sub(r"\S*\.tflite", "FILE", c["message"])[:160]
+    messages = collections.Counter(re.sub(r"\S*/\S*\.tflite", "FILE", c["message"])[:160]
                                    for c in cases if c["message"])
     return {
         "files": len(files), "runs": len(cases), "seed": seed, "timeout_s": timeout_s,
@@ -226,6 +241,7 @@ def fuzz(seeds: dict[str, bytes], count: int, seed: int, timeout_s: float, jobs:
         "crashes": sum(c["crash"] for c in cases),
         "internal_names": sum(bool(c["internal_names"]) for c in cases),
         "unexplained_failures": sum(c["unexplained"] for c in cases),
+        "runs_with_tf_log_noise": sum(c["noisy"] for c in cases),
         "outcomes": {k: dict(v) for k, v in by.items()},
         "max_seconds": max((c["seconds"] for c in cases), default=0.0),
         "median_seconds": sorted(c["seconds"] for c in cases)[len(cases) // 2] if cases else 0.0,
