@@ -129,7 +129,10 @@ class StderrFilter:
             read_end, write_end = os.pipe()
         os.dup2(write_end, 2)
         os.close(write_end)
-        self._thread = threading.Thread(target=self._pump, args=(read_end,), name="tfkit-stderr", daemon=True)
+        # The pump owns its own copy of the real stderr: a child still holding the pipe after stop()
+        # keeps the pump alive, and it must never write to a descriptor number closed (and reused) here.
+        self._thread = threading.Thread(target=self._pump, args=(read_end, os.dup(self._saved)),
+                                        name="tfkit-stderr", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -137,13 +140,13 @@ class StderrFilter:
             return
         sys.stderr.flush()
         os.dup2(self._saved, 2)  # closes our write end: the pump sees EOF once children are done
+        os.close(self._saved)
         if self._thread is not None:
             self._thread.join(timeout=2.0)
-        os.close(self._saved)
         self._saved, self._thread = None, None
 
-    def _pump(self, fd: int) -> None:
-        out, held = self._saved, b""
+    def _pump(self, fd: int, out: int) -> None:
+        held = b""
         try:
             while True:
                 ready, _, _ = select.select([fd], [], [], _HOLD_S if held else None)
@@ -168,6 +171,7 @@ class StderrFilter:
             pass  # the real stderr went away: nothing left to write to
         finally:
             os.close(fd)
+            os.close(out)
 
 
 def _write_all(fd: int, data: bytes) -> None:
