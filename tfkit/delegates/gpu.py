@@ -79,8 +79,9 @@ ML_DRIFT_REFUSES = {
 FP16_ON_CPU = ("float16 weights: with part of the graph on the CPU the delegate leaves their DEQUANTIZE there "
                "(it runs once and is cached; the GPU reads the float16 weights itself)")
 # Ops that ML Drift takes with int16 tensors (its type check is in the compute kernels only):
-# measured on the zoo's int16x8 models, where it put a RESHAPE, ADD or PAD on the GPU.
-ML_DRIFT_INT16_OPS = frozenset({"ADD", "PAD", "RESHAPE"})
+# measured on the zoo's int16x8 models, where it put a RESHAPE, ADD, MUL or PAD on the GPU, but
+# refused an int16 ADD or MUL with a constant operand ("Can't parse inputs with const tensors.").
+ML_DRIFT_INT16_OPS = frozenset({"ADD", "MUL", "PAD", "RESHAPE"})
 BACKENDS = {
     "opencl": "TFLite GPU delegate (OpenCL/OpenGL ES on Android, Metal on iOS): its compatibility rules",
     "ml_drift": "LiteRT GPU accelerator (ML Drift over WebGPU/Vulkan): the same rules with its measured differences",
@@ -97,8 +98,10 @@ def _gpu_reason(op: OpInfo, backend: str = "opencl") -> Reason | None:
     dyn = dynamic_tensor(op)
     if dyn is not None:
         return "dynamic shape: GPU kernels are compiled for static shapes", dyn.describe()
-    bad = sorted(runtime_dtypes(op) - GPU_DTYPES - ({"int16"} if backend == "ml_drift" and op.name in
-                                                   ML_DRIFT_INT16_OPS else set()))
+    int16_ok = backend == "ml_drift" and op.name in ML_DRIFT_INT16_OPS
+    if int16_ok and op.name in ("ADD", "MUL") and "int16" in runtime_dtypes(op) and any(t.constant for t in op.inputs):
+        return "int16 with a constant operand: ML Drift 'Can't parse inputs with const tensors.'"
+    bad = sorted(runtime_dtypes(op) - GPU_DTYPES - ({"int16"} if int16_ok else set()))
     if bad:
         return f"dtype {', '.join(bad)}: the GPU delegate computes in float16/float32"
     allowed = GPU_RANK_EXACT.get(op.name)

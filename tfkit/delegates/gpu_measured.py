@@ -288,22 +288,24 @@ def _aliases(flatbuffer: bytes) -> dict[int, str]:
     return out
 
 
-def attribute(graph, refused: tuple[tuple[str, str], ...], aliases: Mapping[int, str]) -> dict[int, tuple[str, str]]:
-    """op index -> the delegate's message. The delegate prints each distinct message once: one
-    that names a tensor goes to the ops of that kind touching it; one that names none (``DENSIFY:
-    Operation is not supported.``) to every op of that kind."""
+def attribute(graph, refused: tuple[tuple[str, str], ...], aliases: Mapping[int, str],
+              likely: frozenset[int] = frozenset()) -> dict[int, tuple[str, str]]:
+    """op index -> (the delegate's message, the tensors it names). The delegate prints each
+    distinct message once: one that names tensors goes to the ops of that kind touching them; one
+    that names none ("DENSIFY: Operation is not supported.") to the ops of that kind the static
+    rules refuse too (`likely`), or, if the rules refuse none of them, to every op of that kind."""
     out: dict[int, tuple[str, str]] = {}
     for name, message in refused:
         words = message.split()
+        mine: dict[int, tuple[str, str]] = {}
         for op in graph.ops:
-            if op.name != name:
+            if op.name != name or op.index in out:
                 continue
             names = {n for t in (*op.inputs, *op.outputs) for n in (t.name, aliases.get(t.index)) if n}
             hit = [w for w in words if w in names]
-            out.setdefault(op.index, (" ".join(w for w in words if w not in hit), " ".join(hit)))
-        named = {i for i, (_, detail) in out.items() if detail}
-        if named:  # the message names tensors: keep only the ops it names
-            out = {i: v for i, v in out.items() if graph.ops[i].name != name or i in named}
+            mine[op.index] = (" ".join(w for w in words if w not in hit), " ".join(hit))
+        named = {i: v for i, v in mine.items() if v[1]}
+        out.update(named or {i: v for i, v in mine.items() if i in likely} or mine)
     return out
 
 
@@ -324,7 +326,7 @@ def measure_coverage(provider, graph, flatbuffer: bytes, static, *, setup: Vulka
     from dataclasses import replace
     from importlib.metadata import version
 
-    from tfkit.delegates.base import OpDecision, summarize
+    from tfkit.delegates.base import DelegateProvider, OpDecision, summarize
     from tfkit.errors import TfkitError
 
     setup = setup or find_vulkan()
@@ -344,13 +346,15 @@ def measure_coverage(provider, graph, flatbuffer: bytes, static, *, setup: Vulka
         return replace(static, notes=(*static.notes, why))
     source = f"measured: ai-edge-litert {version('ai-edge-litert')} GPU accelerator (WebGPU/Vulkan, {run.log.adapter})"
     # Checked against the rules for the backend that ran, so a difference is a rule to fix.
-    static_decisions = type(provider)(measure=False, backend="ml_drift").decide(graph)
+    drift = type(provider)(measure=False, backend="ml_drift")
+    static_decisions = drift.decide(graph)
     if not run.loaded:
         why = "; ".join(run.log.failures) or run.error
         decisions = [OpDecision(op.index, op.name, False, f"the model does not load with the GPU accelerator: {why}")
                      for op in graph.ops]
     else:
-        decisions = provider.decide(graph, refused=attribute(graph, run.log.refused, _aliases(flatbuffer)))
+        likely = frozenset(d.index for d in DelegateProvider.decide(drift, graph) if not d.delegated)  # rules, no partition
+        decisions = provider.decide(graph, refused=attribute(graph, run.log.refused, _aliases(flatbuffer), likely))
     notes = [n for n in static.notes if not n.startswith("LiteRT analyzer")]
     cov = summarize(provider.name, decisions, source=source, notes=notes, measured=True, backend=BACKEND, graph=graph)
     on_gpu = sum(d.delegated for d in decisions)
@@ -363,5 +367,9 @@ def measure_coverage(provider, graph, flatbuffer: bytes, static, *, setup: Vulka
     notes.append(f"static rules for the classic delegate (OpenCL/OpenGL ES on Android): {static.summary()}")
     notes.append(f"compiled and ran once in {run.seconds:.2f} s on {setup.describe()}; timings on a software Vulkan "
                  "mean nothing for phones, coverage and float16 numerics do")
-    return replace(cov, notes=tuple(notes), disagreements=disagreements(static_decisions, decisions))
+    differ = disagreements(static_decisions, decisions)
+    predicted = sum(d.delegated for d in static_decisions)
+    if run.loaded and cov.ops_delegated != predicted:
+        differ += (f"count: the static rules put {predicted} ops on the GPU, the delegate reported {cov.ops_delegated}",)
+    return replace(cov, notes=tuple(notes), disagreements=differ)
 
