@@ -121,11 +121,12 @@ def test_load_dataset_uses_readable_files_and_names_the_broken_one(tiny_root, ti
     assert not set(ds.train.files) & set(ds.val.files)
 
 
-def test_load_dataset_clips_match_load_clip(tiny_dataset):
+def test_load_dataset_clips_match_load_clip(tiny_dataset, tiny_root):
     from tfkit.data.clips import load_clip
 
     first = tiny_dataset.train.files[0]
-    np.testing.assert_array_equal(tiny_dataset.train.x[0], load_clip(first, CLIP))
+    assert not Path(first).is_absolute()  # relative to the dataset root: the same bytes wherever it lies
+    np.testing.assert_array_equal(tiny_dataset.train.x[0], load_clip(Path(tiny_root) / first, CLIP))
 
 
 def test_load_dataset_with_progress_bar_outside_a_terminal(tiny_root, capsys):

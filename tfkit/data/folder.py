@@ -218,12 +218,14 @@ def counts_table(counts: Sequence[ClassCount]) -> list[str]:
 
 
 def _clip_set(items: Sequence[Item], clips: dict[Path, np.ndarray], classes: tuple[str, ...],
-              clip: ClipSpec) -> ClipSet:
+              clip: ClipSpec, root: Path) -> ClipSet:
+    """The clips of `items`; `files` names each clip's video relative to the dataset root, so the
+    same videos give the same bytes wherever the folder lies (a step's staging folder is random)."""
     if not items:
         return ClipSet(np.zeros((0, *clip.shape), np.uint8), np.zeros(0, np.int64), (), classes, clip)
     x = np.concatenate([clips[p] for p, _ in items])
     y = np.concatenate([np.full(len(clips[p]), classes.index(name), np.int64) for p, name in items])
-    files = tuple(str(p) for p, _ in items for _ in range(len(clips[p])))
+    files = tuple(Path(p).relative_to(root).as_posix() for p, _ in items for _ in range(len(clips[p])))
     return ClipSet(x, y, files, classes, clip)
 
 
@@ -291,8 +293,8 @@ def load_dataset(root: str | os.PathLike, clip: ClipSpec, *, val_fraction: float
     halves = split(readable, val_fraction=val_fraction, seed=seed)  # by video: its clips go where it goes
     dataset = VideoDataset(
         classes=classes,
-        train=_clip_set(halves.train, clips, classes, clip),
-        val=_clip_set(halves.val, clips, classes, clip),
+        train=_clip_set(halves.train, clips, classes, clip, Path(root)),
+        val=_clip_set(halves.val, clips, classes, clip, Path(root)),
         skipped=tuple(skipped),
     )
     _check_val(root, dataset.counts(), val_fraction, report)
