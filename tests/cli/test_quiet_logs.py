@@ -60,3 +60,39 @@ def test_cli_hides_tensorflow_noise_unless_verbose(tmp_path, verbose):
     noisy = [line for line in done.stderr.splitlines() if is_noise(line.encode())]
     assert bool(noisy) == verbose, done.stderr
     assert "[build] ->" in done.stderr
+
+
+TTY_CHILD = r'''
+import os, sys
+from tfkit._compat.tflogs import StderrFilter
+with StderrFilter():
+    print(os.isatty(2), os.get_terminal_size(2).columns, flush=True)  # what a progress bar asks
+    os.write(2, sys.argv[1].encode() + b"\n" + sys.argv[2].encode() + b"\n")
+'''
+
+
+def test_on_a_terminal_the_filter_keeps_stderr_a_terminal_of_the_same_width():
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 132, 0, 0))
+    done = subprocess.run([sys.executable, "-c", TTY_CHILD, NOISE[0], KEPT[1]], stderr=slave, stdout=subprocess.PIPE,
+                          timeout=60, check=False)
+    os.close(slave)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: no writer left
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(master)
+    assert done.returncode == 0, seen
+    assert done.stdout.split() == [b"True", b"132"]
+    assert KEPT[1].encode() in seen and b"absl" not in seen
