@@ -152,7 +152,12 @@ def render(result: dict) -> str:
             for d in delegates:
                 reasons[d].update(r["coverage"][d]["fallback"])
         lines.append(f"| {r['model']} | {r['form']} | {r['precision']} | " + " | ".join(cells) + " |")
-    lines += ["", "## Static GPU rules against the measured accelerator", ""]
+    lines += ["", "## Static GPU rules against the measured accelerator", "",
+              ("Where ML Drift refuses more than the classic delegate's checks (DENSIFY; int16 ADD/MUL with a "
+              "constant operand) or takes more (int16 ADD, MUL, PAD, RESHAPE), `tfkit.delegates.gpu` keeps it as "
+              "data; those rows were found by these measurements, so agreement on the zoo says the rules now "
+              "describe the accelerator, not that they predicted it. A measured `tfkit check` lists any "
+              "disagreement it finds."), ""]
     for group, a in result.get("agreement", {}).items():
         lines.append(f"- {group}: {a['measured']} of {a['static_models']} models measured; the static rules for the "
                      f"backend that ran put the same ops on the GPU in {a['agree_per_op_ml_drift_rules']}; the "
