@@ -194,7 +194,9 @@ def test_gpu_parity_against_the_cpu_on_clips(tmp_path, models, vulkan):
     clips = np.random.default_rng(0).uniform(-1, 1, (4, 4, 16, 16, 3)).astype(np.float32)
     parity = parity_on_clips(path, clips, setup=vulkan)
     assert parity["clips"] == 4 and "SwiftShader" in parity["device"]
-    assert 0.0 <= parity["max_abs_logit_diff"] < 0.05  # float16 on the GPU, float32 on the CPU
+    assert 0.0 <= parity["max_abs_logit_diff"] < 0.05  # float16 (or float32) on the GPU, float32 on the CPU
+    if "SwiftShader" in parity["device"]:  # measured: no float16 shaders there, so float32 differences (~1e-7)
+        assert parity["gpu_arithmetic"].startswith("float32") and parity["max_rel_logit_diff"] < 1e-5
     assert 0.0 <= parity["top1_agreement"] <= 1.0
     wrong = parity_on_clips(path, clips[:, :2], setup=vulkan)  # clips that do not fit the input
     assert "error" in wrong

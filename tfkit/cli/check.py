@@ -82,7 +82,7 @@ def _render(p: dict) -> str:
         g = p["gpu_parity"]
         lines.append(f"  GPU parity: {g['error']}" if "error" in g else
                      f"  GPU parity on {g['clips']} clips: max |logit diff| {g['max_abs_logit_diff']:.4g}, "
-                     f"top-1 agreement {g['top1_agreement']:.3f} (GPU float16 vs CPU)")
+                     f"top-1 agreement {g['top1_agreement']:.3f} (GPU vs CPU; GPU arithmetic: {g['gpu_arithmetic']})")
     lines.append(f"  benchmark_model: {' '.join(p['benchmark_flags'])}")
     lines.append(f"  android: {p['android_accelerator']}")
     lines.append(f"  load on a host: {p['load']}")
