@@ -372,7 +372,7 @@ def measure_coverage(provider, graph, flatbuffer: bytes, static, *, setup: Vulka
         cov = replace(cov, ops_total=total, ops_delegated=run.log.gpu_ops, verdict=verdict)
     notes.append(f"static rules for the classic delegate (OpenCL/OpenGL ES on Android): {static.summary()}")
     notes.append(f"compiled and ran once in {run.seconds:.2f} s on {setup.describe()}; timings on a software Vulkan "
-                 "mean nothing for phones, coverage and float16 numerics do")
+                 "mean nothing for phones, its coverage does")
     differ = disagreements(static_decisions, decisions)
     predicted = sum(d.delegated for d in static_decisions)
     if run.loaded and cov.ops_delegated != predicted:
