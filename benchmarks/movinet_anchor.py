@@ -10,9 +10,11 @@ int8 is post-training quantization with float I/O; its representative data are r
 with the states reached by streaming random frames through the float32 LiteRT model (zero states
 alone calibrate the state tensors badly).
 
-Latency: `ai_edge_litert` Interpreter, `num_threads=--threads`, default XNNPACK delegate. Per frame
-= median over --frames signature-runner steps with the output states fed back as the next inputs
-(after warm-up); "bare invoke" = median of `interpreter.invoke()` on fixed inputs.
+Latency: `tfkit.bench.timing.time_stream` (the helper that times our models too): a fresh process
+per model, `num_threads=--threads`, default XNNPACK delegate, seeded real-looking frames in [0, 1].
+Per frame = median over --frames steps that set the frame and states, invoke and read every output,
+feeding the states back (after warm-up); "bare invoke" = median of `interpreter.invoke()` alone.
+MACs and parameters are counted off the float32 .tflite (tfkit.optimize.cost.tflite_macs).
 
 The .tflite files are cached under ~/.cache/tfkit/movinet-anchor/tflite/ (or --cache-dir), keyed by
 size, so a rerun only measures (a few seconds) and does not need tf-models-official at all.
@@ -29,7 +31,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -43,6 +44,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _emit import emit
+
+from tfkit.bench.timing import TimingConfig, time_stream
+from tfkit.optimize.cost import tflite_macs, tflite_params
 
 PREFIX = "movinet_anchor:"
 CACHE_ROOT = Path(os.environ.get("TFKIT_MOVINET_CACHE", Path.home() / ".cache" / "tfkit" / "movinet-anchor"))
@@ -64,6 +68,7 @@ CONFIG = {
     "num_classes": 600,
 }
 SEED = 0
+INPUT_RANGE = (0.0, 1.0)  # MoViNet's frames are RGB in [0, 1]
 
 
 def fail(msg: str) -> None:
@@ -228,68 +233,9 @@ def count_ops(model: bytes) -> tuple[int, int]:
     return n_ops, partitions
 
 
-def measure(model: bytes, size: int, threads: int, frames: int, warmup: int) -> dict:
-    from ai_edge_litert.interpreter import Interpreter
-
-    t0 = time.perf_counter()
-    interp = Interpreter(model_content=model, num_threads=threads)
-    runner = interp.get_signature_runner()
-    init_ms = (time.perf_counter() - t0) * 1e3
-    in_det = runner.get_input_details()
-    state_names = [n for n in in_det if n != "image"]
-    out_names = set(runner.get_output_details())
-    missing = [n for n in state_names if n not in out_names]
-    if missing:
-        fail(f"state inputs without a matching output: {missing[:3]}")
-    rng = np.random.default_rng(SEED + 1)
-    clip = random_frames(rng, 16, size)
-    states = zero_states(runner, state_names)
-
-    times, cpu = [], []
-    for i in range(warmup + frames):
-        frame = clip[i % len(clip)]
-        t, c = time.perf_counter(), time.thread_time()
-        out = runner(image=frame, **states)
-        states = {n: out[n] for n in state_names}
-        cpu.append((time.thread_time() - c) * 1e3)
-        times.append((time.perf_counter() - t) * 1e3)
-    first_ms, steps, cpu = times[0], times[warmup:], cpu[warmup:]
-    logits_finite = bool(np.isfinite(out["logits"]).all())
-    last_states = {n: np.array(out[n]) for n in state_names}
-    del runner, out, states
-
-    # Bare invoke: a second interpreter, inputs set once (last frame + reached states), then only
-    # invoke() is timed: no input/output copies. (The signature runner holds a reference to its
-    # interpreter, which makes that interpreter's invoke() refuse to run.)
-    bare_interp = Interpreter(model_content=model, num_threads=threads)
-    bare_interp.allocate_tensors()
-    runner_inputs = bare_interp.get_signature_runner().get_input_details()  # runner itself dropped
-    for name, det in runner_inputs.items():
-        value = clip[(warmup + frames - 1) % len(clip)] if name == "image" else last_states[name]
-        bare_interp.set_tensor(det["index"], value.astype(det["dtype"]))
-    del runner_inputs
-    bare = []
-    for _ in range(warmup + frames):
-        t = time.perf_counter()
-        bare_interp.invoke()
-        bare.append((time.perf_counter() - t) * 1e3)
-    bare = bare[warmup:]
-    q = lambda xs, p: float(np.percentile(xs, p))
-    return {
-        "ms_per_frame": round(statistics.median(steps), 3),
-        "ms_per_frame_p10_p90": [round(q(steps, 10), 3), round(q(steps, 90), 3)],
-        # CPU time of the calling thread per step: with threads=1 XNNPACK computes on that thread,
-        # so this is the compute time minus time lost to other processes on a shared machine.
-        "cpu_ms_per_frame": round(statistics.median(cpu), 3) if threads == 1 else None,
-        "bare_invoke_ms": round(statistics.median(bare), 3),
-        "bare_invoke_p10_p90": [round(q(bare, 10), 3), round(q(bare, 90), 3)],
-        "init_ms": round(init_ms, 1),
-        "first_step_ms": round(first_ms, 1),
-        "n_states": len(state_names),
-        "state_values": int(sum(int(np.prod(in_det[n]["shape"])) for n in state_names)),
-        "io": [len(in_det), len(out_names)],
-        "logits_finite": logits_finite,
-    }
+def timing_config(args) -> TimingConfig:
+    return TimingConfig(threads=args.threads, frames=args.frames, warmup=args.warmup, input_range=INPUT_RANGE,
+                        frame_input="image")
 
 
 def main() -> None:
@@ -302,41 +248,48 @@ def main() -> None:
     ap.add_argument("--int8", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--cache-dir", type=Path, default=CACHE_ROOT / "tflite")
     ap.add_argument("--rebuild", action="store_true", help="ignore the cached .tflite files")
+    ap.add_argument("--measure", action=argparse.BooleanOptionalAction, default=True,
+                    help="time both models (--no-measure: only build/cache them and count MACs, ops)")
     args = ap.parse_args()
     if version("ai-edge-litert") is None:
         fail("ai_edge_litert is not installed in this interpreter; use the project venv (.venv/bin/python)")
 
     t0 = time.perf_counter()
     models, meta = load_or_build(args.cache_dir, args.size, args.int8, args.rebuild)
+    paths = cache_paths(args.cache_dir, args.size)
     res: dict = {"anchor": "MoViNet-A0-Stream (TF Model Garden), random weights", "config": CONFIG}
     sizes, parts, ops, detail = {}, {}, {}, {}
     for kind, blob in models.items():
         sizes[kind] = len(blob)
         ops[kind], parts[kind] = count_ops(blob)
-        detail[kind] = measure(blob, args.size, args.threads, args.frames, args.warmup)
-        log(
-            f"{kind}: {detail[kind]['ms_per_frame']} ms/frame (cpu {detail[kind]['cpu_ms_per_frame']}, "
-            f"bare invoke {detail[kind]['bare_invoke_ms']} ms), "
-            f"{parts[kind]} XNNPACK partitions"
-        )
-    f32 = detail["float32"]
+        if args.measure:
+            detail[kind] = time_stream(paths[kind], timing_config(args)).to_dict()
+            log(f"{kind}: {detail[kind]['step_ms']} ms/frame (cpu {detail[kind]['step_cpu_ms']}, "
+                f"bare invoke {detail[kind]['invoke_ms']} ms), {parts[kind]} XNNPACK partitions")
+    timed = lambda kind, key: detail[kind][key] if kind in detail else None
     res.update(
-        float32_ms_per_frame=f32["ms_per_frame"],
-        int8_ms_per_frame=detail["int8"]["ms_per_frame"] if "int8" in detail else None,
-        float32_cpu_ms_per_frame=f32["cpu_ms_per_frame"],
-        int8_cpu_ms_per_frame=detail["int8"]["cpu_ms_per_frame"] if "int8" in detail else None,
-        float32_bare_invoke_ms=f32["bare_invoke_ms"],
-        int8_bare_invoke_ms=detail["int8"]["bare_invoke_ms"] if "int8" in detail else None,
+        tflite={k: str(paths[k]) for k in models},
+        input_range=list(INPUT_RANGE),
+        macs_per_frame=tflite_macs(models["float32"]),  # the same count in every precision
+        params=tflite_params(models["float32"]),
+        float32_ms_per_frame=timed("float32", "step_ms"),
+        int8_ms_per_frame=timed("int8", "step_ms"),
+        float32_cpu_ms_per_frame=timed("float32", "step_cpu_ms"),
+        int8_cpu_ms_per_frame=timed("int8", "step_cpu_ms"),
+        float32_bare_invoke_ms=timed("float32", "invoke_ms"),
+        int8_bare_invoke_ms=timed("int8", "invoke_ms"),
         size_bytes=sizes,
         xnnpack_partitions=parts,
         ops=ops["float32"],
         ops_by_model=ops,
-        states=f32["n_states"],
-        state_values=f32["state_values"],
+        states=timed("float32", "states"),
+        state_values=timed("float32", "state_values"),
         size=args.size,
         threads=args.threads,
         frames=args.frames,
         warmup=args.warmup,
+        timing="tfkit.bench.timing (fresh process per model; step = set frame + states, invoke, read outputs; "
+               "bare = invoke only)",
         detail=detail,
         cached=meta.get("cached", False),
         build_s=meta.get("build_s"),
