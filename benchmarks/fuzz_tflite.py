@@ -231,6 +231,13 @@ def fuzz(seeds: dict[str, bytes], count: int, seed: int, timeout_s: float, jobs:
     for c in cases:
         outcome = "hang" if c["hang"] else "ok" if c["rc"] == 0 else f"exit {c['rc']}"
         by[c["command"]][outcome] += 1
+    by_file = collections.defaultdict(dict)
+    for c in cases:
+        by_file[c["file"]][c["command"]] = c
+    # Files one command reads and the other refuses (check also runs LiteRT; inspect also parses the metadata)
+    only = {f"{a}_refuses_{b}_reads": [pair[a]["message"] for pair in by_file.values()
+                                       if pair[a]["rc"] not in (0, None) and pair[b]["rc"] == 0]
+            for a, b in (("check", "inspect"), ("inspect", "check"))}
     messages = collections.Counter(re.sub(r"\S*/\S*\.tflite", "FILE", c["message"])[:160]
                                    for c in cases if c["message"])
     return {
@@ -246,6 +253,7 @@ def fuzz(seeds: dict[str, bytes], count: int, seed: int, timeout_s: float, jobs:
         "max_seconds": max((c["seconds"] for c in cases), default=0.0),
         "median_seconds": sorted(c["seconds"] for c in cases)[len(cases) // 2] if cases else 0.0,
         "common_messages": messages.most_common(12),
+        "disagreements": {k: {"files": len(v), "examples": sorted(set(v))[:4]} for k, v in only.items()},
         "problems": problems[:40],
     }
 
