@@ -251,6 +251,7 @@ def fuzz(seeds: dict[str, bytes], count: int, seed: int, timeout_s: float, jobs:
         "runs_with_tf_log_noise": sum(c["noisy"] for c in cases),
         "outcomes": {k: dict(v) for k, v in by.items()},
         "max_seconds": max((c["seconds"] for c in cases), default=0.0),
+        "slowest": [(c["file"], c["command"], c["seconds"]) for c in sorted(cases, key=lambda c: -c["seconds"])[:3]],
         "median_seconds": sorted(c["seconds"] for c in cases)[len(cases) // 2] if cases else 0.0,
         "common_messages": messages.most_common(12),
         "disagreements": {k: {"files": len(v), "examples": sorted(set(v))[:4]} for k, v in only.items()},
