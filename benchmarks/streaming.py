@@ -2,8 +2,9 @@
 
 Trains the demo model with causal shifts on the built-in motion set, then measures:
 - stream == clip: max |logit difference| after 16 streamed frames vs the 16-frame clip model (float);
-- int8 stream vs float stream top-1 agreement over >= 300 frames of real footage (an mp4 that
-  Debian's python3-imageio ships, or --footage);
+- int8 stream vs float stream top-1 agreement over every frame of real footage (>= 300 distinct
+  frames: the two mp4s Debian's python3-imageio ships, or --footage ...), each clip streamed from
+  zero state;
 - accuracy of the clip and streaming models, float32 and int8, through LiteRT (int8 states
   requantized between steps), on a test set of its own (280 clips, another seed);
 - one streaming step's p50 latency over one T=8 clip inference's (same resolution, same threads);
@@ -25,7 +26,23 @@ from pathlib import Path
 import numpy as np
 from _emit import emit
 
-FOOTAGE = Path("/usr/lib/python3/dist-packages/imageio/resources/images/cockatoo.mp4")
+_IMAGEIO = Path("/usr/lib/python3/dist-packages/imageio/resources/images")
+FOOTAGE = _IMAGEIO / "cockatoo.mp4"  # 280 frames, 1280x720
+# The real footage Debian's python3-imageio ships: 280 + 36 = 316 distinct frames, two scenes.
+FOOTAGE_CLIPS = (FOOTAGE, _IMAGEIO / "realshort.mp4")
+
+
+def load_footage(paths, size: int) -> list[tuple[Path, np.ndarray]]:
+    """Every frame of each video, resized and center-cropped to `size`, normalized to [-1, 1], by
+    streaming decode (each frame shrunk as it is decoded; no whole video at full size in memory)."""
+    from tfkit.data import normalize, probe, read_frames_at, resize_crop
+
+    out = []
+    for path in paths:
+        count = probe(path).frames
+        frames = read_frames_at(path, range(count), short_side=size, transform=lambda f: resize_crop(f, size))
+        out.append((Path(path), normalize(frames, "symmetric")))
+    return out
 
 
 def p50_ms(fn, runs: int = 200, warmup: int = 20) -> float:
@@ -44,24 +61,28 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--epochs", type=int, default=20)
-    ap.add_argument("--footage", type=Path, default=FOOTAGE)
-    ap.add_argument("--footage-frames", type=int, default=300)
+    ap.add_argument("--footage", type=Path, action="append", default=None,
+                    help="a real video (repeatable; default: the two python3-imageio ships)")
+    ap.add_argument("--footage-frames", type=int, default=300, help="fewest distinct footage frames")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
-    emit(measure_streaming(args.out, epochs=args.epochs, footage=args.footage, footage_frames=args.footage_frames,
+    emit(measure_streaming(args.out, epochs=args.epochs, footage=args.footage or FOOTAGE_CLIPS,
+                           min_footage_frames=args.footage_frames,
                            threads=args.threads), args.json)
 
 
-def measure_streaming(out: Path, *, epochs: int = 20, footage: Path = FOOTAGE, footage_frames: int = 300,
+def measure_streaming(out: Path, *, epochs: int = 20, footage=FOOTAGE_CLIPS, min_footage_frames: int = 300,
                       threads: int = 2, test_per_class: int = 40) -> dict:
-    """Train the causal demo model on the built-in set and measure its clip and streaming forms."""
-    if not footage.is_file():
-        sys.exit(f"no real footage at {footage}: apt-get install python3-imageio, or pass --footage VIDEO")
+    """Train the causal demo model on the built-in set and measure its clip and streaming forms;
+    int8 agreement over every frame of `footage` (videos), at least `min_footage_frames` of them."""
+    missing = [str(p) for p in footage if not Path(p).is_file()]
+    if missing:
+        sys.exit(f"no real footage at {', '.join(missing)}: apt-get install python3-imageio, or pass --footage VIDEO")
     from ai_edge_litert.interpreter import Interpreter
 
     from tfkit.convert.parity import TFLiteModel, run_stream_tflite, state_quantization
     from tfkit.convert.tflite import convert_keras
-    from tfkit.data import generate_motion_dataset, load_dataset, normalize, read_frames, resize_crop
+    from tfkit.data import generate_motion_dataset, load_dataset, normalize
     from tfkit.data.synthetic import MOTION_SYMMETRIES
     from tfkit.models import build, run_stream, to_streaming
     from tfkit.models.io import save_model
@@ -118,12 +139,14 @@ def measure_streaming(out: Path, *, epochs: int = 20, footage: Path = FOOTAGE, f
         accuracy[name] = float(np.mean([np.argmax(run_stream_tflite(flat[name], c)[-1]) == y
                                         for c, y in zip(test_x, test_y)]))
 
-    frames = read_frames(footage)
-    frames = np.concatenate([frames] * int(np.ceil(footage_frames / len(frames))))[:footage_frames]
-    real = normalize(resize_crop(frames, 32), "symmetric")
-    f32 = run_stream_tflite(flat["stream_float32"], real)
-    i8 = run_stream_tflite(flat["stream_int8"], real)
-    agreement = float(np.mean(np.argmax(f32, -1) == np.argmax(i8, -1)))
+    # Distinct frames only (no clip looped); each video streamed from zero state, like a new video.
+    real = load_footage(footage, 32)
+    distinct = len({frame.tobytes() for _, frames in real for frame in frames})  # as the model sees them
+    if distinct < min_footage_frames:
+        sys.exit(f"the footage holds {distinct} distinct frames, fewer than {min_footage_frames}: pass more --footage videos")
+    same = [np.argmax(run_stream_tflite(flat["stream_float32"], frames), -1)
+            == np.argmax(run_stream_tflite(flat["stream_int8"], frames), -1) for _, frames in real]
+    agreement = float(np.mean(np.concatenate(same)))
 
     latency = {}
     for name in ("clip_float32", "stream_float32", "clip_int8", "stream_int8"):
@@ -143,7 +166,10 @@ def measure_streaming(out: Path, *, epochs: int = 20, footage: Path = FOOTAGE, f
         "accuracy": accuracy,
         "int8_minus_float32_accuracy": {"clip": accuracy["clip_int8"] - accuracy["clip_float32"],
                                         "stream": accuracy["stream_int8"] - accuracy["stream_float32"]},
-        "footage": str(footage), "footage_frames": len(real),
+        "footage": [str(p) for p, _ in real], "footage_frames": sum(len(f) for _, f in real),
+        "footage_distinct_frames": distinct,
+        "footage_frames_per_clip": {p.name: len(f) for p, f in real},
+        "footage_agreement_per_clip": {p.name: float(np.mean(a)) for (p, _), a in zip(real, same)},
         "stream_int8_vs_float32_top1_agreement_on_footage": agreement,
         "latency_p50_ms": latency, "threads": threads,
         "stream_step_over_clip_T8": {"float32": latency["stream_float32"] / latency["clip_float32"],
