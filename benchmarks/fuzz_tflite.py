@@ -205,12 +205,13 @@ def run_cli(command: str, path: Path, timeout_s: float) -> dict:
             "traceback": TRACEBACK in out, "crash": rc is not None and rc < 0, "internal_names": names,
             # a failure must say why in one `error:` line (exit 2: the file's fault, 1: a tool's)
             "unexplained": rc not in (None, 0) and not (rc in (1, 2) and errors),
+            "repeated_error": any(line.lower().count("error:") > 1 for line in errors),  # "error: ... error: ..."
             "message": errors[-1] if errors else None, "noisy": noisy}
 
 
 def judge(case: dict) -> list[str]:
     """What is wrong with one run (empty: clean)."""
-    return [k for k in ("hang", "traceback", "crash", "unexplained") if case[k]] + \
+    return [k for k in ("hang", "traceback", "crash", "unexplained", "repeated_error") if case[k]] + \
         (["internal_names"] if case["internal_names"] else [])
 
 
@@ -248,6 +249,7 @@ def fuzz(seeds: dict[str, bytes], count: int, seed: int, timeout_s: float, jobs:
         "crashes": sum(c["crash"] for c in cases),
         "internal_names": sum(bool(c["internal_names"]) for c in cases),
         "unexplained_failures": sum(c["unexplained"] for c in cases),
+        "repeated_error_prefix": sum(c["repeated_error"] for c in cases),
         "runs_with_tf_log_noise": sum(c["noisy"] for c in cases),
         "outcomes": {k: dict(v) for k, v in by.items()},
         "max_seconds": max((c["seconds"] for c in cases), default=0.0),
@@ -284,7 +286,8 @@ def main() -> None:
     emit(result, args.json)
     print(f"fuzz: {result['files']} files, {result['runs']} runs: {result['tracebacks']} tracebacks, "
           f"{result['hangs']} hangs, {result['crashes']} crashes, {result['internal_names']} with internal "
-          f"exception names, {result['unexplained_failures']} unexplained failures "
+          f"exception names, {result['unexplained_failures']} unexplained failures, "
+          f"{result['repeated_error_prefix']} 'error: ... error:' messages "
           f"(max {result['max_seconds']} s per run)", file=sys.stderr)
 
 

@@ -30,7 +30,8 @@ def test_mutants_are_reproducible_and_cover_every_kind(fuzz_module):
 def test_damaged_files_end_in_one_clean_error(fuzz_module, tmp_path):
     result = fuzz_module.fuzz(fuzz_module.hand_built(), 10, seed=7, timeout_s=120, jobs=2, work=tmp_path)
     assert result["runs"] == 20
-    clean = {k: result[k] for k in ("tracebacks", "hangs", "crashes", "internal_names", "unexplained_failures")}
+    clean = {k: result[k] for k in ("tracebacks", "hangs", "crashes", "internal_names", "unexplained_failures",
+                                    "repeated_error_prefix")}
     assert clean == dict.fromkeys(clean, 0), result["problems"]
     failed = sum(n for command in result["outcomes"].values() for outcome, n in command.items() if outcome != "ok")
     assert failed >= 5, result["outcomes"]  # the mutations do damage: most runs must refuse the file
