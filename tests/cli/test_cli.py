@@ -49,7 +49,7 @@ def test_list_shows_whole_descriptions_wrapped_on_a_terminal():
 
 @pytest.mark.parametrize("args,needles", [
     (["build", "--model", "tsm_mobilenetv2", "--out", "{tmp}/m"], ["Unknown model", "Did you mean"]),
-    (["build", "--size", "30", "--out", "{tmp}/m"], ["size=30"]),
+    (["build", "--size", "30", "--out", "{tmp}/m"], ["model spec size must be >= 32 and a multiple of 4, got 30"]),
     (["data", "--source", "{tmp}/nope", "--out", "{tmp}/d"], ["does not exist"]),
     (["data", "--source", "{tmp}/empty", "--out", "{tmp}/d"], ["empty"]),
     (["data", "--source", "{tmp}/notes.txt", "--out", "{tmp}/d"], ["notes.txt"]),

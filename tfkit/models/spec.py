@@ -40,30 +40,24 @@ class VideoModelSpec:
     seed: int = 0  # the initial weights: `build` seeds every initializer from it
 
     def __post_init__(self):
-        checks = {
-            "num_classes": self.num_classes >= 2,
-            "frames": self.frames >= 1,
-            "size": self.size >= 32 and self.size % 4 == 0,
-            "alpha": 0.0 < self.alpha <= 2.0,
-            "depth": 0.0 < self.depth <= 2.0,
-            "stages": 1 <= self.stages <= 7,
-            "compound": 0.0 <= self.compound <= 7.0,
-            "temporal": self.temporal in TEMPORAL_MODULES,
-            "temporal_kernel": self.temporal_kernel >= 2,
-            "early_exit": 0 <= self.early_exit < self.stages,
-            "head_channels": self.head_channels >= 0,
-            "shift_div": self.shift_div >= 2,
-            "dropout": 0.0 <= self.dropout < 1.0,
+        checks = {  # field -> (holds, the rule in words): a bad value names its field and rule only
+            "num_classes": (self.num_classes >= 2, ">= 2"),
+            "frames": (self.frames >= 1, ">= 1"),
+            "size": (self.size >= 32 and self.size % 4 == 0, ">= 32 and a multiple of 4"),
+            "alpha": (0.0 < self.alpha <= 2.0, "in (0, 2]"),
+            "depth": (0.0 < self.depth <= 2.0, "in (0, 2]"),
+            "stages": (1 <= self.stages <= 7, "in [1, 7]"),
+            "compound": (0.0 <= self.compound <= 7.0, "in [0, 7]"),
+            "temporal": (self.temporal in TEMPORAL_MODULES, f"one of {', '.join(TEMPORAL_MODULES)}"),
+            "temporal_kernel": (self.temporal_kernel >= 2, ">= 2"),
+            "early_exit": (0 <= self.early_exit < self.stages, f">= 0 and below stages ({self.stages})"),
+            "head_channels": (self.head_channels >= 0, ">= 0"),
+            "shift_div": (self.shift_div >= 2, ">= 2"),
+            "dropout": (0.0 <= self.dropout < 1.0, "in [0, 1)"),
         }
-        bad = [name for name, ok in checks.items() if not ok]
-        if bad:
-            name = bad[0]
-            raise UsageError(
-                f"invalid model spec: {name}={getattr(self, name)!r} "
-                "(num_classes>=2, frames>=1, size>=32 and a multiple of 4, 0<alpha<=2, 0<depth<=2, "
-                f"0<=compound<=7, temporal in {TEMPORAL_MODULES}, temporal_kernel>=2, "
-                "0<=early_exit<stages, shift_div>=2, 0<=dropout<1)"
-            )
+        for name, (ok, rule) in checks.items():
+            if not ok:
+                raise UsageError(f"model spec {name} must be {rule}, got {getattr(self, name)!r}")
 
     @property
     def width_multiplier(self) -> float:
