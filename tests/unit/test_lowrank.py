@@ -209,42 +209,73 @@ def test_candidate_ranks_stay_below_break_even_and_keep_the_largest():
     assert candidate_ranks(16, 8, 8, 6) == []  # 8 * 24 > 16 * 8
 
 
-@pytest.mark.parametrize("precision", ["float32", "int8"])
-def test_latency_budget_picks_the_largest_rank_its_own_timings_allow(precision):
-    """Each layer is timed alone as it is and factorized at a few ranks; the rank kept is the
-    largest whose p50 is within the budget, a layer where none is stays with its times named
-    (int8 on a CPU whose int8 convs cost per pixel may keep them all), and the layers of one
-    shape and config (fc1 and fc2) are timed once."""
+def _timed_model():
+    """Input (16, 16, 128) -> 1x1 conv "pw" (128 -> 128, 256 pixels) -> pool -> Dense "fc1" and
+    "fc2" (128 -> 128, one config and input shape: timed once) -> Dense "out" (128 -> 10)."""
     from tfkit._compat.keras import keras
-    from tfkit.bench.devices.base import BenchConfig
-    from tfkit.optimize.lowrank_timing import candidate_ranks
 
     K = keras()
     inp = K.Input((16, 16, 128), name="x")
     h = K.layers.GlobalAveragePooling2D()(K.layers.Conv2D(128, 1, activation="relu", name="pw")(inp))
     h = K.layers.Dense(128, activation="relu", name="fc2")(K.layers.Dense(128, activation="relu", name="fc1")(h))
-    model = K.Model(inp, K.layers.Dense(10, name="out")(h))
-    config = LowRankConfig(latency_budget=0.9, precision=precision, round_to=8, timing_rounds=1, max_candidates=3)
+    return K.Model(inp, K.layers.Dense(10, name="out")(h))
+
+
+@pytest.mark.parametrize("precision", ["float32", "int8"])
+def test_latency_budget_picks_the_largest_rank_its_own_timings_allow(precision):
+    """Each layer is cut out and converted as it is and factorized at a few ranks, each timed on
+    the device (scripted here: 0.05 ms per compute op + 1e-7 ms per MAC, the same on every host),
+    in the model's precision. pw (4.2 M MACs): 0.4694 ms as it is; rank r costs 0.1 + 0.0065536 r
+    ms: rank 8 0.152, 32 0.310, 56 0.467, so within 0.9 x 0.4694 the largest is 32, not the
+    largest candidate. fc1/fc2 (16 K MACs): 0.0516 ms as they are, every rank > 0.1 ms: kept,
+    with their times in the reason. Both outcomes happen on every run."""
+    from tfkit.bench.devices.base import BenchConfig
+    from tfkit.optimize.lowrank_timing import candidate_ranks
+    from tests.scripted_timing import ScriptedDevice
+
+    model = _timed_model()
+    config = LowRankConfig(latency_budget=0.9, precision=precision, round_to=8, timing_rounds=2, max_candidates=3)
     x = np.random.default_rng(1).normal(size=(4, 16, 16, 128)).astype(np.float32)
+    device = ScriptedDevice()
     timing = {"sample": x[:1], "calibration": x, "bench_config": BenchConfig(threads=1, warmup=2, runs=20)}
-    try:
-        result = factorize(model, config, **timing)
-        layers, skipped = result.layers, result.skipped
-    except UsageError as e:  # no layer met the budget: every reason is in the message
-        assert "nothing in" in str(e) and "no rank meets latency_budget" in str(e)
-        layers, skipped = {}, dict(part.split(": ", 1) for part in str(e).split(": ", 1)[1].split("; "))
-    assert set(layers) | {n for n, why in skipped.items() if "latency_budget" in why} == {"pw", "fc1", "fc2"}
-    for info in layers.values():
-        t = info["latency_ms"]
-        assert list(t["by_rank"]) == candidate_ranks(128, 128, 8, 3) == [8, 32, 56]
-        assert t["factorized"] == t["by_rank"][info["rank"]]
-        assert info["rank"] == max(r for r, ms in t["by_rank"].items() if ms <= 0.9 * t["original"])
-    for why in skipped.values():
-        assert "latency_budget" not in why or ("ms as it is" in why and f"{precision})" in why)
-    if {"fc1", "fc2"} <= set(layers):
-        assert layers["fc1"]["latency_ms"] == layers["fc2"]["latency_ms"]
-    if precision == "float32":  # 128 x 128 at 256 pixels: rank 8 is 8x fewer MACs, and faster
-        assert "pw" in layers
+    result = factorize(model, config, device=device, **timing)
+    assert candidate_ranks(128, 128, 8, 3) == [8, 32, 56]
+    assert set(result.layers) == {"pw"} and result.layers["pw"]["rank"] == 32
+    t = result.layers["pw"]["latency_ms"]
+    assert t["original"] == pytest.approx(0.05 + 256 * 128 * 128 * 1e-7)
+    assert t["by_rank"] == pytest.approx({r: 0.1 + 256 * 256 * r * 1e-7 for r in (8, 32, 56)})
+    assert t["factorized"] == t["by_rank"][32]
+    for name in ("fc1", "fc2"):  # the same numbers for both: one shape, timed once
+        assert result.skipped[name] == (f"no rank meets latency_budget 0.9: 0.0516 ms as it is, the fastest "
+                                        f"factorized 0.1002 ms (rank 8, {precision})")
+    # 2 rounds x (pw and the fc shape: as it is + 3 ranks each), every one in the model's precision
+    assert len(device.calls) == 2 * 2 * 4 and {c[1] for c in device.calls} == {precision}
+    assert sorted({(ops, macs) for _, _, ops, macs in device.calls}) == sorted(
+        [(1, 256 * 128 * 128), (1, 128 * 128)] + [(2, 256 * 256 * r) for r in (8, 32, 56)]
+        + [(2, 256 * r) for r in (8, 32, 56)])
+    assert result.model.get_layer("pw_lr").output.shape[-1] == 32  # the rank chosen is the rank built
+
+
+def test_latency_budget_that_no_rank_meets_leaves_nothing_and_names_every_time():
+    """A device where each extra op costs more than any MACs saved: no layer is factorized, and
+    the error names each one with its times (instead of returning the model unchanged)."""
+    from tests.scripted_timing import ScriptedDevice
+
+    model = _timed_model()
+    config = LowRankConfig(latency_budget=0.9, round_to=8, timing_rounds=1, max_candidates=3)
+    sample = np.zeros((1, 16, 16, 128), np.float32)
+    with pytest.raises(UsageError) as e:
+        factorize(model, config, sample=sample, device=ScriptedDevice(per_op_ms=1.0))
+    why = dict(part.split(": ", 1) for part in str(e.value).split(": ", 1)[1].split("; "))
+    assert str(e.value).startswith("nothing in ") and set(why) == {"pw", "fc1", "fc2", "out"}
+    assert why["pw"] == "no rank meets latency_budget 0.9: 1.4194 ms as it is, the fastest factorized 2.0524 ms " \
+                        "(rank 8, float32)"
+    assert "fewer than min_channels" in why["out"]
+
+
+def test_latency_budget_is_checked_before_any_timing():
+    model = _timed_model()
+    config = LowRankConfig(latency_budget=0.9, round_to=8, timing_rounds=1, max_candidates=3)
     with pytest.raises(UsageError, match="latency_budget times each layer on the device: pass sample="):
         factorize(model, config)
     with pytest.raises(UsageError, match="'fc2' is shared .*latency budget .*needs every layer called once"):
