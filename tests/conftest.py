@@ -44,6 +44,38 @@ def tiny_trained(tiny_demo):
     return tiny_demo.artifacts["train"]
 
 
+# A task the model must learn: the built-in motion set (7 classes, chance 0.14) at 8 frames of 32 px,
+# 40 videos a class (210 training, 70 validation clips), the demo's model trained 12 epochs. Measured
+# on this 2-core host: validation accuracy 0.843 (8 epochs: 0.743; 4 frames: 0.757), about 20 s of
+# training. Training is seeded and deterministic (tfkit.train.reproducible), so the same on every run.
+LEARNABLE = dict(videos_per_class=40, video_frames=24, video_size=40, frames=8, size=32, stride=2,
+                 val_fraction=0.25)
+LEARNABLE_TRAIN = dict(epochs=12, batch_size=8, learning_rate=4e-3)
+
+
+@pytest.fixture(scope="session")
+def learned(tmp_path_factory) -> dict:
+    """{"data": dataset artifact, "train": trained model artifact} of a model that has learned the
+    motion task (unlike tiny_trained, which has not after 2 epochs): what a test needs when it
+    holds a result to a real bar (int8 parity at the default top-1 agreement, accuracy)."""
+    from dataclasses import replace
+
+    from tfkit.pipeline import DEMO_MODEL
+    from tfkit.steps import RunContext, run_step
+    from tfkit.steps.data import DataConfig, DataStep
+    from tfkit.steps.model import BuildStep, TrainStep
+    from tfkit.train import TrainConfig
+
+    out = tmp_path_factory.mktemp("learned")
+    ctx = RunContext(progress=False, log=lambda m: None)
+    data = run_step(DataStep(DataConfig(**LEARNABLE)), [], out / "01-data", ctx)
+    spec = replace(DEMO_MODEL, num_classes=len(data.manifest.spec["classes"]), frames=LEARNABLE["frames"],
+                   size=LEARNABLE["size"])
+    model = run_step(BuildStep(spec), [], out / "02-build", ctx)
+    trained = run_step(TrainStep(TrainConfig(**LEARNABLE_TRAIN)), [model, data], out / "03-train", ctx)
+    return {"data": data, "train": trained}
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
