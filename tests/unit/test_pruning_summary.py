@@ -147,3 +147,22 @@ def test_expected_exit_latency_and_goals():
     with pytest.raises(ValueError):
         expected_exit_ms(1.5, 0.1, 0.5)
     assert GOALS["lead_at_matched_accuracy_float32"] == ">= 0.15" and GOALS["sparse_int8_gzip_reduction"] == ">= 6"
+
+
+def test_no_bracket_from_above_reports_the_ceiling_lead_under_its_own_name():
+    points = (SweepPoint(0.75, 1.0, "start"), SweepPoint(0.875, 0.99, "widen"), SweepPoint(0.9375, 0.985, "widen"))
+    result = Sweep(0.98, points, None, "even the most aggressive ...", False)
+    rows = {0.75: _row(0.99, 0.30, 0.5), 0.875: _row(0.99, 0.25, 0.45), 0.9375: _row(0.98, 0.24, 0.40)}
+    summary = comparator_summary(result, rows, _row(0.97, 0.60, 0.70), _row(0.98, 0.15, 0.20))
+    bound = summary["lead_over_most_aggressive_channel_only"]
+    assert bound["ratio"] == 0.9375 and bound["float32"] == pytest.approx(0.15, abs=1e-4)
+    assert bound["int8"] == pytest.approx(0.20 / 0.70, abs=1e-4)
+    assert "ceiling" in bound["note"]
+    assert summary["lead_at_matched_accuracy_float32"] is None  # the ceiling is never passed off as the matched lead
+
+
+def test_no_bracket_from_below_gives_no_figure_at_all():
+    result = Sweep(0.98, (SweepPoint(0.75, 0.9, "start"), SweepPoint(0.125, 0.95, "widen")), None, "least ...", False)
+    rows = {0.75: _row(0.9, 0.3, 0.5), 0.125: _row(0.95, 0.5, 0.6)}
+    summary = comparator_summary(result, rows, _row(0.97, 0.60, 0.70), _row(0.98, 0.15, 0.20))
+    assert "lead_over_most_aggressive_channel_only" not in summary and summary["lead_at_matched_accuracy_int8"] is None
