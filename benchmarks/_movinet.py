@@ -128,7 +128,8 @@ def compare(models: dict[str, dict], *, rounds: int = 3, frames: int = 50, warmu
             summary = {m: round(median(t[m] for t in timings), 4) for m in METRICS}
             summary["gmacs_per_s"] = round(gmacs_per_s(models[name]["macs_per_frame"], summary["invoke_cpu_ms"]), 3)
             summary["gmacs_per_s_wall"] = round(gmacs_per_s(models[name]["macs_per_frame"], summary["invoke_ms"]), 3)
-            assert len({t["frames_sha256"] for t in timings}) == 1  # the helper's contract: same frames
+            if len({t["frames_sha256"] for t in timings}) != 1:  # the helper's contract: same frames
+                raise RuntimeError(f"{name} {precision}: the rounds saw different frames")
             out[name][precision] = {**summary, "frames_sha256": timings[0]["frames_sha256"],
                                     "states": timings[0]["states"], "state_values": timings[0]["state_values"],
                                     "rounds": [{m: t[m] for m in (*METRICS, "init_ms", "first_step_ms")}
