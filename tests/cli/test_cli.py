@@ -120,7 +120,9 @@ def test_streaming_conversion_records_the_state_layout(tmp_path, tiny_data, tiny
                   "--frame-stack", "--causal", "--out", tmp_path / "m", "-q").exit_code == 0
     assert invoke("train", tmp_path / "m", "--data", d, "--epochs", 1, "--out", tmp_path / "t", "-q").exit_code == 0
     r = invoke("convert", tmp_path / "t", "--data", d, "--form", "stream", "--precision", "int8",
-               "--calibration-clips", 8, "--parity-clips", 8, "--min-top1-agreement", 0.0,  # 1-epoch model
+               # a 1-epoch model on 7 clips has near-uniform logits whose argmax int8 rounding flips: the bar is
+               # lowered because this test checks the state layout; tests/cli/test_learning.py holds int8 to it
+               "--calibration-clips", 8, "--parity-clips", 8, "--min-top1-agreement", 0.0,
                "--out", tmp_path / "s", "-q")
     assert r.exit_code == 0, r.output
     spec = json.loads((tmp_path / "s" / "manifest.json").read_text())["spec"]
@@ -130,37 +132,38 @@ def test_streaming_conversion_records_the_state_layout(tmp_path, tiny_data, tiny
     assert all(s["quantization"]["dtype"] == "int8" for s in states)
 
 
-def test_int8_with_qat_and_with_layers_kept_float(tmp_path, tiny_data, tiny_trained):
+def test_int8_with_qat_and_with_layers_kept_float(tmp_path, learned):
     """`--qat-epochs` fine-tunes with TFMOT before converting; `--keep-float N` keeps the N worst
-    layers (QuantizationDebugger) in float. Both record what they did; bad combinations are
-    usage errors before any work."""
-    d = tiny_data.path
-    assert_usage_error(invoke("convert", tiny_trained.path, "--data", d, "--qat-epochs", 1, "--out", tmp_path / "x"),
+    layers (QuantizationDebugger) in float. Both record what they did and pass int8's default
+    parity bar (on a model that has learned: `learned`); bad combinations are usage errors
+    before any work."""
+    d, trained = learned["data"].path, learned["train"]
+    assert_usage_error(invoke("convert", trained.path, "--data", d, "--qat-epochs", 1, "--out", tmp_path / "x"),
                        "int8")
-    assert_usage_error(invoke("convert", tiny_trained.path, "--data", d, "--precision", "int8", "--qat-epochs", 1,
+    assert_usage_error(invoke("convert", trained.path, "--data", d, "--precision", "int8", "--qat-epochs", 1,
                               "--keep-float", 1, "--out", tmp_path / "x"), "not both")
-    common = ["--data", d, "--precision", "int8", "--calibration-clips", 8, "--parity-clips", 8,
-              "--min-top1-agreement", 0.0, "-q"]
-    r = invoke("convert", tiny_trained.path, *common, "--qat-epochs", 1, "--out", tmp_path / "q")
+    common = ["--data", d, "--precision", "int8", "--calibration-clips", 16, "--parity-clips", 32, "-q"]
+    r = invoke("convert", trained.path, *common, "--qat-epochs", 1, "--out", tmp_path / "q")
     assert r.exit_code == 0, r.output
     m = json.loads((tmp_path / "q" / "manifest.json").read_text())["history"][-1]["metrics"]
     assert m["qat"]["epochs"] == 1 and m["qat"]["layers"]["wrapped"] > 10
     assert m["float_activation_tensors"] == 0
-    r = invoke("convert", tiny_trained.path, *common, "--keep-float", 1, "--out", tmp_path / "k")
+    r = invoke("convert", trained.path, *common, "--keep-float", 1, "--out", tmp_path / "k")
     assert r.exit_code == 0, r.output
     m = json.loads((tmp_path / "k" / "manifest.json").read_text())["history"][-1]["metrics"]
     assert len(m["selective"]["kept_float"]) == 1
     assert m["selective"]["selective"]["float_activations"] > m["selective"]["full_int8"]["float_activations"]
 
 
-def test_prune_then_sparse_int8(tmp_path, tiny_data, tiny_trained):
+def test_prune_then_sparse_int8(tmp_path, learned):
     """`tfkit prune` fine-tunes to the target sparsity and records it; its zeros survive `convert
-    --precision int8`, and the gzip size is recorded. A ratio outside (0, 1) is refused first."""
-    d = tiny_data.path
-    r = invoke("prune", tiny_trained.path, "--data", d, "--sparsity", 1.5, "--out", tmp_path / "x")
+    --precision int8`, and the gzip size is recorded; every int8 file passes int8's default parity
+    bar (on a model that has learned: `learned`). A ratio outside (0, 1) is refused first."""
+    d, trained = learned["data"].path, learned["train"]
+    r = invoke("prune", trained.path, "--data", d, "--sparsity", 1.5, "--out", tmp_path / "x")
     assert_usage_error(r, "sparsity must be in (0, 1), got 1.5")
     assert not (tmp_path / "x").exists()
-    r = invoke("prune", tiny_trained.path, "--data", d, "--sparsity", 0.5, "--schedule", "constant", "--depthwise",
+    r = invoke("prune", trained.path, "--data", d, "--sparsity", 0.5, "--schedule", "constant", "--depthwise",
                "--epochs", 1, "--batch-size", 8, "--frequency", 1, "--out", tmp_path / "p", "-q")
     assert r.exit_code == 0, r.output
     history = json.loads((tmp_path / "p" / "manifest.json").read_text())["history"]
@@ -169,7 +172,7 @@ def test_prune_then_sparse_int8(tmp_path, tiny_data, tiny_trained):
     assert any(name.endswith("_dw") for name in m["sparsity"]["layers"])  # --depthwise: TFMOT skips them
     assert m["sparsity_before"] < 0.01 and "val_accuracy_before" in m
     r = invoke("convert", tmp_path / "p", "--data", d, "--precision", "int8", "--calibration-clips", 8,
-               "--parity-clips", 8, "--min-top1-agreement", 0.0, "--out", tmp_path / "c", "-q")
+               "--parity-clips", 32, "--out", tmp_path / "c", "-q")
     assert r.exit_code == 0, r.output
     metrics = json.loads((tmp_path / "c" / "manifest.json").read_text())["history"][-1]["metrics"]
     assert 0 < metrics["gzip_bytes"] < metrics["size_bytes"]
@@ -177,7 +180,7 @@ def test_prune_then_sparse_int8(tmp_path, tiny_data, tiny_trained):
     assert_usage_error(invoke("convert", tmp_path / "p", "--data", d, "--no-per-channel", "--out", tmp_path / "y"),
                        "per_channel=False (--no-per-channel) applies to calibrated precisions")
     r = invoke("convert", tmp_path / "p", "--data", d, "--precision", "int8", "--no-per-channel",
-               "--calibration-clips", 8, "--parity-clips", 8, "--min-top1-agreement", 0.0, "--out", tmp_path / "t", "-q")
+               "--calibration-clips", 16, "--parity-clips", 32, "--out", tmp_path / "t", "-q")
     assert r.exit_code == 0, r.output
     per_tensor = json.loads((tmp_path / "t" / "manifest.json").read_text())["history"][-1]
     assert per_tensor["config"]["per_channel"] is False
@@ -189,7 +192,7 @@ def test_prune_then_sparse_int8(tmp_path, tiny_data, tiny_trained):
     m = json.loads((tmp_path / "k" / "manifest.json").read_text())["history"][-1]["metrics"]
     assert len(m["folded_batchnorm"]) >= 8 and m["unique_values"]["max"] <= 8
     r = invoke("convert", tmp_path / "k", "--data", d, "--precision", "int8", "--no-per-channel", "--strip-names",
-               "--calibration-clips", 8, "--parity-clips", 8, "--min-top1-agreement", 0.0, "--out", tmp_path / "kc", "-q")
+               "--calibration-clips", 16, "--parity-clips", 32, "--out", tmp_path / "kc", "-q")
     assert r.exit_code == 0, r.output
     packed = json.loads((tmp_path / "kc" / "manifest.json").read_text())["history"][-1]["metrics"]
     assert packed["gzip_bytes"] < per_tensor["metrics"]["gzip_bytes"] and packed["stripped_name_bytes"] > 1000
