@@ -79,6 +79,8 @@ def test_image_model_imports_and_converts_without_a_dataset(user_files, tmp_path
 
 def test_video_model_converts_with_its_dataset_then_benches_and_reports(user_files, video_data, tmp_path):
     ok(invoke("import", user_files["video"], "--name", "myvideo", "--out", tmp_path / "m", "-q"))
+    # the imported user model is untrained (near-uniform logits, whose argmax int8 rounding flips), so the
+    # agreement bar is lowered here; tests/cli/test_learning.py holds a trained model's int8 to the default
     ok(invoke("convert", tmp_path / "m", "--data", video_data, "--precision", "int8", "--calibration-clips", 8,
               "--parity-clips", 8, "--min-top1-agreement", 0.0, "--out", tmp_path / "int8", "-q"))
     ok(invoke("convert", tmp_path / "m", "--precision", "float32", "--parity-clips", 4, "--out", tmp_path / "f32",
