@@ -60,7 +60,7 @@ class Sweep:
     target: float
     points: tuple[SweepPoint, ...]
     bracket: Bracket | None
-    reason: str | None  # why there is no bracket, else None
+    reason: str | None  # why there is no bracket, else None (short: docs/results.md shows up to 80 characters)
     within_tolerance: bool  # a bracket end lies within `tolerance` of the target
 
 
@@ -95,14 +95,12 @@ def sweep(evaluate: Callable[[float], float], target: float, config: SweepConfig
             break
         if below is None:  # everything so far reaches the target: prune more
             if above.ratio >= config.highest:
-                reason = (f"even the most aggressive ratio allowed ({config.highest:g}) reaches the target "
-                          f"({above.val_accuracy:.4f} >= {target:.4f})")
+                reason = f"most aggressive ratio allowed ({config.highest:g}) still reaches it: {above.val_accuracy:.4f}"
                 break
             probe(min(1.0 - (1.0 - above.ratio) / 2.0, config.highest), "widen")
         else:  # nothing reaches it yet: prune less
             if below.ratio <= config.lowest:
-                reason = (f"even the least aggressive ratio allowed ({config.lowest:g}) stays below the target "
-                          f"({below.val_accuracy:.4f} < {target:.4f})")
+                reason = f"least aggressive ratio allowed ({config.lowest:g}) stays below it: {below.val_accuracy:.4f}"
                 break
             probe(max(1.0 - 2.0 * (1.0 - below.ratio), config.lowest), "widen")
     if reason is not None:

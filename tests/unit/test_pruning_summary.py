@@ -166,3 +166,9 @@ def test_no_bracket_from_below_gives_no_figure_at_all():
     rows = {0.75: _row(0.9, 0.3, 0.5), 0.125: _row(0.95, 0.5, 0.6)}
     summary = comparator_summary(result, rows, _row(0.97, 0.60, 0.70), _row(0.98, 0.15, 0.20))
     assert "lead_over_most_aggressive_channel_only" not in summary and summary["lead_at_matched_accuracy_int8"] is None
+
+
+def test_no_bracket_reasons_fit_the_results_page():
+    above = sweep(Scripted(lambda r: 0.99), 0.98, SweepConfig(start=0.75)).reason
+    below = sweep(Scripted(lambda r: 0.5), 0.98, SweepConfig(start=0.75)).reason
+    assert len(above) <= 80 and len(below) <= 80 and "0.9900" in above and "0.5000" in below
