@@ -30,7 +30,7 @@ after all training, 9 rounds (7 in full mode) interleaved in shuffled order, and
 host is shared, a single reading of a sub-millisecond model can be 40% off, and other load only
 adds time.
 
-    python benchmarks/pruning.py --quick --json out/pruning.json   # 8 min on a 2-core AMX Xeon (26 on a 2 GHz EPYC before the faster shift), reference trained included
+    python benchmarks/pruning.py --quick --json out/pruning.json   # 24 min on a shared 2-core AMX Xeon (load 6-9; 8 alone before the comparator sweep), reference trained included
     python benchmarks/pruning.py --json out/pruning_full.json      # full sizes (64 px, 7 stages)
 """
 from __future__ import annotations
@@ -69,7 +69,7 @@ SPARSE_INT8_RECIPE = ("magnitude 50% of every kernel (depthwise too) + BN folded
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true",
-                    help="small sizes: 8 min on a 2-core AMX Xeon, 26 on a 2 GHz EPYC before the faster shift (training the reference included)")
+                    help="small sizes: 24 min on a shared 2-core AMX Xeon (8 alone before the comparator sweep), training included")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=Path("out/bench_pruning"))
     ap.add_argument("--only", choices=("structured", "techniques"), default=None)
