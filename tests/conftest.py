@@ -1,4 +1,6 @@
-"""Session-scoped fixtures: one tiny end-to-end run shared by the integration and CLI tests."""
+"""Session-scoped fixtures, each building everything it needs itself (none relies on another test
+having run first): one tiny end-to-end run shared by the integration and CLI tests (tiny_demo,
+tiny_data, tiny_trained: fast, but the model has not learned), and a model that has (learned)."""
 from __future__ import annotations
 
 import os
