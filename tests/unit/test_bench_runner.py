@@ -250,13 +250,16 @@ def tflite_runtime_python() -> str:
     runtime's last wheels, cp311 only, need numpy 1). .ci/run makes that venv; locally the test
     skips without it, but under CI (CI=true) a missing one fails the build, never skips silently."""
     python = os.environ.get("TFKIT_TFLITE_RUNTIME_PYTHON", "")
-    probe = subprocess.run([python, "-c", "import tflite_runtime"], capture_output=True, text=True) if \
-        python and Path(python).is_file() else None
-    if probe is not None and probe.returncode == 0:
-        return python
-    why = (f"TFKIT_TFLITE_RUNTIME_PYTHON={python!r} " + ("cannot import tflite_runtime: " + (probe.stderr.strip().splitlines() or ["?"])[-1]
-                                                        if probe else "is not a python")) if python else \
-        "set TFKIT_TFLITE_RUNTIME_PYTHON to a python with tflite-runtime 2.14 and numpy<2"
+    if not python:
+        why = "set TFKIT_TFLITE_RUNTIME_PYTHON to a python with tflite-runtime 2.14 and numpy<2"
+    elif not Path(python).is_file():
+        why = f"TFKIT_TFLITE_RUNTIME_PYTHON={python!r} is not a python"
+    else:
+        probe = subprocess.run([python, "-c", "import tflite_runtime"], check=False, capture_output=True, text=True)
+        if probe.returncode == 0:
+            return python
+        last = (probe.stderr.strip().splitlines() or ["?"])[-1]
+        why = f"TFKIT_TFLITE_RUNTIME_PYTHON={python!r} cannot import tflite_runtime: {last}"
     if os.environ.get("CI") == "true":
         pytest.fail(f"{why}: .ci/run makes it (.venv-tflite-runtime)")
     pytest.skip(why)

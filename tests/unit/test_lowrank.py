@@ -229,9 +229,9 @@ def test_latency_budget_picks_the_largest_rank_its_own_timings_allow(precision):
     ms: rank 8 0.152, 32 0.310, 56 0.467, so within 0.9 x 0.4694 the largest is 32, not the
     largest candidate. fc1/fc2 (16 K MACs): 0.0516 ms as they are, every rank > 0.1 ms: kept,
     with their times in the reason. Both outcomes happen on every run."""
+    from tests.scripted_timing import ScriptedDevice
     from tfkit.bench.devices.base import BenchConfig
     from tfkit.optimize.lowrank_timing import candidate_ranks
-    from tests.scripted_timing import ScriptedDevice
 
     model = _timed_model()
     config = LowRankConfig(latency_budget=0.9, precision=precision, round_to=8, timing_rounds=2, max_candidates=3)
