@@ -172,3 +172,12 @@ def test_no_bracket_reasons_fit_the_results_page():
     above = sweep(Scripted(lambda r: 0.99), 0.98, SweepConfig(start=0.75)).reason
     below = sweep(Scripted(lambda r: 0.5), 0.98, SweepConfig(start=0.75)).reason
     assert len(above) <= 80 and len(below) <= 80 and "0.9900" in above and "0.5000" in below
+
+
+def test_an_end_within_tolerance_still_refines_a_wide_bracket():
+    # the full-size case: 75% lands 0.36 points below the target, 50% 0.71 above; a quarter of the
+    # ratio range apart is too wide to interpolate a latency across, so the sweep bisects once more
+    curve = Scripted(lambda r: {0.75: 0.9857, 0.5: 0.9964}.get(r, 0.9893 if r < 0.7 else 0.98))
+    result = sweep(curve, 0.9893, SweepConfig(start=0.75, max_width=0.125))
+    assert curve.asked[:3] == [0.75, 0.5, 0.625] and result.points[2].step == "bisect"
+    assert result.bracket.below.ratio - result.bracket.above.ratio <= 0.125 and result.within_tolerance
