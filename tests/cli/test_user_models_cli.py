@@ -113,8 +113,9 @@ def test_lambda_model_needs_trust_code(user_files, tmp_path):
     r = invoke("import", user_files["lambda"], "--out", tmp_path / "m")
     assert r.exit_code == 2 and "Traceback" not in r.output
     err = [line for line in r.stderr.strip().splitlines() if not line.startswith("[import]")]
-    assert len(err) == 1 and err[0].startswith("error:") and "'double' (Lambda)" in err[0] and "--trust-code" in err[0]
-    assert not (tmp_path / "m").exists()
+    assert err[0].startswith("error:") and "'double' (Lambda)" in err[0] and "--trust-code" in err[0]
+    assert len(err) == 2 and "m.failed" in err[1]  # one error line, then where the failed step's log is
+    assert not (tmp_path / "m").exists() and (tmp_path / "m.failed" / "step.log").is_file()
     ok(invoke("import", user_files["lambda"], "--trust-code", "--out", tmp_path / "m", "-q"))
     assert spec_of(tmp_path / "m")["trusted"] is True
     ok(invoke("convert", tmp_path / "m", "--parity-clips", 4, "--out", tmp_path / "c", "-q"))  # reloads with trust

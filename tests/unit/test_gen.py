@@ -248,5 +248,5 @@ def test_bad_training_config():
 
     with pytest.raises(UsageError, match="unknown loss"):
         GenTrainConfig(loss="l3")
-    with pytest.raises(UsageError, match="steps>=1"):
+    with pytest.raises(UsageError, match="steps must be >= 1, got 0"):
         GenTrainConfig(steps=0)
