@@ -81,9 +81,11 @@ class XnnpackDelegate(DelegateProvider):
         try:
             it = Interpreter(model_content=flatbuffer, num_threads=1)
             it.allocate_tensors()
-        except (ValueError, RuntimeError):
+            # LiteRT decodes tensor names as UTF-8 here: a file with other bytes in a name loads and
+            # runs, so it gets the static rules rather than an error (`inspect` reads it fine).
+            nodes = it._get_ops_details()
+        except (ValueError, RuntimeError, UnicodeDecodeError):
             return None
-        nodes = it._get_ops_details()
         producer = {int(t): i for i, n in enumerate(nodes[:len(graph.ops)]) for t in n["outputs"]}
         delegated: set[int] = set()
         for node in nodes[len(graph.ops):]:
