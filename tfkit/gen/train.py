@@ -62,8 +62,10 @@ def _fit(model, sample: Sampler, config: GenTrainConfig, description: str, progr
     from tfkit._compat.keras import keras, tf
     from tfkit.progress import progress_bar
 
+    from tfkit.train import reproducible
+
     K, T = keras(), tf()
-    K.utils.set_random_seed(config.seed)
+    reproducible(config.seed)  # seeded and op-deterministic, as every other trainer
     rng = np.random.default_rng(config.seed)
     check_inputs, check_target = sample(np.random.default_rng(config.seed + 1), config.check_batch)
     warmup = min(config.steps // 10, 100)
