@@ -223,3 +223,14 @@ def test_a_bad_value_names_its_field_not_the_config_repr(tmp_path, override, exp
     message = error_of(write(tmp_path, TINY), overrides=override)
     assert expected in message
     assert "Config(" not in message and "ClipSpec(" not in message
+
+
+def test_load_recipe_takes_a_shipped_name_as_a_wheel_user_would():
+    from tfkit.errors import UnknownNameError
+    from tfkit.recipe.check import load_recipe
+    from tfkit.recipe.shipped import shipped_recipe_folder
+
+    recipe = load_recipe("tsm_mobilenet_v2_cpu-int8", overrides={"train.epochs": 1})
+    assert Path(recipe.source).resolve() == (shipped_recipe_folder() / "tsm_mobilenet_v2_cpu-int8.yaml").resolve()
+    with pytest.raises(UnknownNameError, match="tsm_mobilenet_v2_cpu-int8"):
+        load_recipe("no_such_recipe")

@@ -14,8 +14,8 @@ import click
 import yaml
 
 from tfkit.cli.common import context, force_option, quiet_option
-from tfkit.errors import InputPathError, RecipeError, UnknownNameError
-from tfkit.recipe.shipped import shipped_recipe_folder
+from tfkit.errors import InputPathError, RecipeError
+from tfkit.recipe.shipped import resolve_recipe, shipped_recipe_folder
 
 README_BEGIN, README_END = "<!-- recipes:begin -->", "<!-- recipes:end -->"
 
@@ -78,20 +78,6 @@ def parse_overrides(items) -> dict:
         except yaml.YAMLError as e:
             raise RecipeError(f"--set {item}: the value is not valid YAML ({e})") from None
     return out
-
-
-def resolve_recipe(name_or_path) -> Path:
-    """A recipe file path, or a shipped recipe's name (`tsm_mobilenet_v2_cpu-int8`)."""
-    path = Path(name_or_path)
-    if path.is_file():
-        return path
-    folder = shipped_recipe_folder()
-    shipped = folder / f"{path.name.removesuffix('.yaml')}.yaml"
-    if path.parent == Path(".") and shipped.is_file():
-        return shipped
-    if path.suffix or path.parent != Path("."):
-        raise InputPathError(f"{path}: no such recipe file; list the shipped ones with `tfkit recipes`")
-    raise UnknownNameError("recipe", str(name_or_path), [p.stem for p in sorted(folder.glob("*.yaml"))])
 
 
 def readme_table(readme_text: str) -> str | None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from tfkit.errors import InputPathError, RecipeError, TfkitError
+from tfkit.errors import RecipeError, TfkitError
 from tfkit.models.spec import VideoModelSpec
 from tfkit.recipe.schema import (
     BUILD_FROM_DATA,
@@ -39,10 +39,11 @@ from tfkit.types import ArtifactKind
 
 
 def load_recipe(path, *, overrides: dict | None = None) -> Recipe:
-    """Read and check a recipe file; `overrides` like {"train.epochs": 1} are checked the same way."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputPathError(f"{path}: no such recipe file; list the shipped ones with `tfkit recipes`")
+    """Read and check a recipe file, or a shipped recipe by name (`tsm_mobilenet_v2_cpu-int8`, as in a
+    wheel install); `overrides` like {"train.epochs": 1} are checked the same way."""
+    from tfkit.recipe.shipped import resolve_recipe
+
+    path = resolve_recipe(path)
     text = path.read_text()
     where = _Where(str(path), {}, {})
     try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tfkit.errors import InputPathError
+from tfkit.errors import InputPathError, UnknownNameError
 
 PACKAGED_DIR = "_recipes"  # setup.py's PACKAGED names the same folder
 
@@ -32,3 +32,17 @@ def shipped_recipe_folder() -> Path:
         f"no shipped recipes in {' or '.join(str(f) for f in folders)}: this tfkit was installed without "
         "them (install it from a source tree or an sdist that has converters/, e.g. `pip install .`); "
         "a recipe file of your own runs as `tfkit run FILE.yaml`")
+
+
+def resolve_recipe(name_or_path) -> Path:
+    """A recipe file path, or a shipped recipe's name (`tsm_mobilenet_v2_cpu-int8`)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    folder = shipped_recipe_folder()
+    shipped = folder / f"{path.name.removesuffix('.yaml')}.yaml"
+    if path.parent == Path(".") and shipped.is_file():
+        return shipped
+    if path.suffix or path.parent != Path("."):
+        raise InputPathError(f"{path}: no such recipe file; list the shipped ones with `tfkit recipes`")
+    raise UnknownNameError("recipe", str(name_or_path), [p.stem for p in sorted(folder.glob("*.yaml"))])
