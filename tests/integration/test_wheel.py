@@ -24,7 +24,7 @@ TREE_DIRS = ("tfkit", "converters")
 
 
 def run(argv, **kw):
-    done = subprocess.run([str(a) for a in argv], capture_output=True, text=True, **kw)
+    done = subprocess.run([str(a) for a in argv], capture_output=True, text=True, check=False, **kw)
     assert done.returncode == 0, f"{argv}:\n{done.stdout}\n{done.stderr}"
     return done
 

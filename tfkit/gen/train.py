@@ -61,7 +61,6 @@ Sampler = Callable[[np.random.Generator, int], tuple[list[np.ndarray], np.ndarra
 def _fit(model, sample: Sampler, config: GenTrainConfig, description: str, progress: bool) -> GenTrainResult:
     from tfkit._compat.keras import keras, tf
     from tfkit.progress import progress_bar
-
     from tfkit.train import reproducible
 
     K, T = keras(), tf()
