@@ -63,6 +63,10 @@ class BenchmarkError(TfkitError):
     """A benchmark run failed on its device; the message carries the device's own words."""
 
 
+class UnsupportedDeviceError(UsageError):
+    """A well-formed device address of a kind this tfkit cannot run on; says what to do instead."""
+
+
 class ToolNotFoundError(TfkitError):
     """An external tool (binary, runtime, device) is absent; the message says how to get it."""
 

@@ -37,7 +37,13 @@ def benchmark(
     failed model with the device's own words, and its `results` attribute holds the successes.
     """
     config = config or BenchConfig()
-    target = device if isinstance(device, Device) else DEVICES.get(device)()
+    if isinstance(device, Device):
+        target = device
+    else:
+        # One parser for every address and devices.yaml name; imported here to keep `import tfkit.bench` light.
+        from tfkit.bench.devices.kinds import open_device
+
+        target = open_device(device)
     entries = [_check_entry(entry) for entry in models]
     results: list[BenchResult] = []
     failures: list[str] = []

@@ -241,12 +241,12 @@ def _tflite_models(paths) -> list:
 def bench(models, data_dir, out, quiet, force, **kw):
     """Benchmark MODELS, each in a fresh process on the device: `tfkit convert` folders or any .tflite
     files (tfkit metadata used when present; each result says whether real clips or random inputs fed it)."""
-    from tfkit.bench.devices import DEVICES
+    from tfkit.bench.devices.kinds import check_runnable, resolve
     from tfkit.steps import run_step
     from tfkit.steps.bench import BenchStep
 
     cfg = config_from(BenchStepConfig, kw)
-    DEVICES.get(cfg.device)
+    check_runnable(resolve(cfg.device))  # a bad or not-yet-supported address fails before any model is read
     data_arts = [] if data_dir is None else [load_artifact(data_dir, ArtifactKind.DATASET, how=HOW_DATA)]
     arts = _tflite_models(models)
     out = _need_out(out, "out/bench")

@@ -55,9 +55,9 @@ CLIP_ONLY = ("bench",)  # steps that feed whole clips to each .tflite (the bench
 
 
 def _device(value) -> None:
-    from tfkit.bench.devices import DEVICES
+    from tfkit.bench.devices.kinds import check_runnable, resolve
 
-    DEVICES.get(value)
+    check_runnable(resolve(value))
 
 
 def _normalization(value) -> None:

@@ -102,6 +102,17 @@ class Device(abc.ABC):
 
     name: str = "device"
 
+    @classmethod
+    def from_address(cls, address, entry=None) -> Device:
+        """The device for a parsed DeviceAddress and its devices.yaml entry (None for a bare
+        address). Kinds that take options (a host, a python path) override this."""
+        return cls()
+
+    def fingerprint(self) -> dict:
+        """What this device is (CPU, cores, frequencies, kernel, thermal, runtimes), for
+        `tfkit devices`; raise an error saying why when the device cannot be reached."""
+        return {}
+
     @abc.abstractmethod
     def run(
         self,

@@ -30,6 +30,15 @@ class LocalDevice(Device):
     def __init__(self, python: str | os.PathLike | None = None):
         self.python = os.fspath(python) if python is not None else sys.executable
 
+    @classmethod
+    def from_address(cls, address, entry=None) -> LocalDevice:
+        return cls(python=entry.python if entry is not None else None)
+
+    def fingerprint(self) -> dict:
+        from tfkit.bench.devices.fingerprint import host_fingerprint
+
+        return host_fingerprint(python=self.python)
+
     def run(
         self,
         model_path: str | os.PathLike,

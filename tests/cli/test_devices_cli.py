@@ -1,0 +1,87 @@
+"""`tfkit devices [--json]` and `tfkit bench --device` through the one address parser."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from click.testing import CliRunner
+
+from tfkit.cli.main import cli
+
+DEVICES_YAML = """\
+devices:
+  pi5:
+    address: ssh:pi@raspberrypi.local
+    threads: 4
+  phone:
+    address: adb:R58M123ABC
+  here:
+    address: local
+    python: {python}
+"""
+
+
+def invoke(*args, env=None):
+    return CliRunner().invoke(cli, [str(a) for a in args], env=env, catch_exceptions=False)
+
+
+def test_devices_json_lists_local_and_configured_devices(tmp_path):
+    path = tmp_path / "devices.yaml"
+    path.write_text(DEVICES_YAML.format(python=sys.executable))
+    result = invoke("devices", "--json", "--devices", path)
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    assert [r["name"] for r in rows] == ["local", "pi5", "phone", "here"]
+    assert all({"address", "reachable", "fingerprint", "name", "reason"} <= r.keys() for r in rows)
+    local, pi5, phone, here = rows
+    assert local["address"] == "local" and local["reachable"] is True and local["reason"] is None
+    assert local["fingerprint"]["cores"] == os.cpu_count()
+    assert local["fingerprint"]["kernel"] == os.uname().release
+    assert pi5["address"] == "ssh:pi@raspberrypi.local" and pi5["reachable"] is False
+    assert pi5["fingerprint"] is None and "ssh transport is not implemented" in pi5["reason"]
+    assert pi5["options"]["threads"] == 4
+    assert phone["reachable"] is False and "adb transport is not implemented" in phone["reason"]
+    assert here["reachable"] is True and here["fingerprint"]["runtimes"]["python_version"]
+
+
+def test_devices_text_and_bad_file(tmp_path):
+    path = tmp_path / "devices.yaml"
+    path.write_text(DEVICES_YAML.format(python=tmp_path / "no-python"))
+    result = invoke("devices", "--devices", path)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith("local: ") and f"{os.cpu_count()} cores" in lines[0]
+    assert lines[1].startswith("pi5 (ssh:pi@raspberrypi.local): not reachable: the ssh transport")
+    assert lines[3].startswith("here (local): not reachable: cannot run the device's python")
+    path.write_text("devices:\n  pi5:\n    address: ssh:pi@h\n    thread: 4\n")
+    bad = invoke("devices", "--devices", path)
+    assert bad.exit_code == 2
+    assert bad.stderr.strip() == (f"error: {path}:4: devices.pi5.thread: unknown key 'thread'. Did you mean 'threads'? "
+                                  "Allowed: address, cpu_affinity, delegate, python, runtime, threads.")
+
+
+def test_bench_on_an_unsupported_or_malformed_address_is_one_error_line(tmp_path):
+    model = tmp_path / "x.tflite"
+    model.write_bytes(b"not even a model")  # the address is checked before the file is read
+    for address, words in (("ssh:h", "error: ssh:h: the ssh transport is not implemented in this tfkit version"),
+                           ("adb", "error: adb: the adb transport is not implemented"),
+                           ("ssh:h:0", "error: Bad device address 'ssh:h:0': port"),
+                           ("pi9", "error: Unknown device 'pi9'")):
+        result = invoke("bench", model, "--device", address, "--out", tmp_path / "d",
+                        env={"XDG_CONFIG_HOME": str(tmp_path / "cfg")})
+        assert result.exit_code == 2, (address, result.output)
+        assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith(words), result.stderr
+        assert "Traceback" not in result.output
+    assert not (tmp_path / "d").exists()
+
+
+def test_bench_resolves_a_named_ssh_device_to_the_same_error(tmp_path):
+    (tmp_path / "cfg" / "tfkit").mkdir(parents=True)
+    (tmp_path / "cfg" / "tfkit" / "devices.yaml").write_text(DEVICES_YAML.format(python=sys.executable))
+    model = tmp_path / "x.tflite"
+    model.write_bytes(b"x")
+    result = invoke("bench", model, "--device", "pi5", "--out", tmp_path / "d",
+                    env={"XDG_CONFIG_HOME": str(tmp_path / "cfg")})
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: pi5 (ssh:pi@raspberrypi.local): the ssh transport is not implemented")

@@ -1,0 +1,112 @@
+"""From an address to a Device: the kinds registry (built-ins plus third-party kinds from the
+`tfkit.devices` entry-point group) and the one function every `--device` goes through.
+
+A plug-in package declares, in its pyproject.toml:
+    [project.entry-points."tfkit.devices"]
+    jetson = "my_pkg.jetson:JetsonDevice"   # a Device subclass; addresses `jetson` or `jetson:TARGET`
+
+Example:
+    >>> open_device("local").name
+    'local'
+    >>> open_device("ssh:pi@board")  # doctest: +SKIP
+    UnsupportedDeviceError: ssh:pi@board: the ssh transport is not implemented in this tfkit version; ...
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+
+from tfkit.bench.devices.address import BUILTIN_KINDS, DeviceAddress, parse_address
+from tfkit.bench.devices.base import DEVICES, Device, runner_script
+from tfkit.bench.devices.config import DeviceEntry, load_devices
+from tfkit.errors import UnsupportedDeviceError
+
+ENTRY_POINT_GROUP = "tfkit.devices"
+
+# Kinds the address grammar knows but this version cannot run on yet: what to do instead.
+NOT_IMPLEMENTED = {
+    "ssh": ("the ssh transport is not implemented in this tfkit version; on the board, run the runner yourself "
+            "(copy {runner} and the model there, then `python runner.py --model MODEL.tflite`) "
+            "or use --device local"),
+    "adb": ("the adb transport is not implemented in this tfkit version; on the phone, run LiteRT's "
+            "benchmark_model over `adb shell`, or use --device local"),
+}
+
+_plugins_loaded = False
+
+
+def _load_plugins() -> None:
+    """Register device kinds that installed packages declare under `tfkit.devices`. A broken
+    plug-in is reported as a warning and skipped; it never breaks tfkit."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name in DEVICES or ep.name in NOT_IMPLEMENTED:
+            continue  # a plug-in cannot take over a built-in kind's name
+        try:
+            cls = ep.load()
+            if not (isinstance(cls, type) and issubclass(cls, Device)):
+                raise TypeError(f"{ep.value} is not a tfkit.bench.devices.Device subclass")
+            DEVICES.register(ep.name)(cls)
+        except Exception as e:  # noqa: BLE001  (a third party's bug must not take the CLI down)
+            warnings.warn(f"tfkit: skipping device plug-in {ep.name!r} ({ep.value}): {e}", stacklevel=2)
+
+
+def device_kinds() -> list[str]:
+    """Kinds that can run benchmarks now (`local` and plug-ins)."""
+    import tfkit.bench.devices  # noqa: F401  (registers the built-ins)
+
+    _load_plugins()
+    return DEVICES.names()
+
+
+def plugin_kinds() -> list[str]:
+    return [k for k in device_kinds() if k != "local"]
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """An address with its devices.yaml entry (None when given bare)."""
+
+    address: DeviceAddress
+    entry: DeviceEntry | None = None
+
+
+def resolve(text: str | DeviceAddress, *, devices_file: str | os.PathLike | None = None) -> Resolved:
+    """Parse `text` (an address or a devices.yaml NAME) without opening anything."""
+    if isinstance(text, DeviceAddress):
+        return Resolved(text)
+    kinds = plugin_kinds()
+    # The devices file is only read for a bare name, so `--device local` never fails on a broken file.
+    head = text.partition(":")[0] if isinstance(text, str) else ""
+    named = isinstance(text, str) and ":" not in text and head not in (*BUILTIN_KINDS, *kinds)
+    entries = load_devices(devices_file, plugin_kinds=kinds) if named else {}
+    address = parse_address(text, names={n: e.address for n, e in entries.items()}, plugin_kinds=kinds)
+    return Resolved(address, entries.get(address.name) if address.name else None)
+
+
+def unsupported_reason(address: DeviceAddress) -> str | None:
+    """Why this tfkit cannot run on `address`, or None when it can."""
+    if address.kind in device_kinds():
+        return None
+    reason = NOT_IMPLEMENTED.get(address.kind, f"no installed device kind {address.kind!r}")
+    return reason.format(runner=runner_script())
+
+
+def check_runnable(resolved: Resolved) -> Resolved:
+    reason = unsupported_reason(resolved.address)
+    if reason is not None:
+        label = f"{resolved.address.name} ({resolved.address})" if resolved.address.name else str(resolved.address)
+        raise UnsupportedDeviceError(f"{label}: {reason}.")
+    return resolved
+
+
+def open_device(text: str | DeviceAddress, *, devices_file: str | os.PathLike | None = None) -> Device:
+    """The Device for an address or name; one UsageError for a malformed or unsupported one."""
+    resolved = check_runnable(resolve(text, devices_file=devices_file))
+    return DEVICES.get(resolved.address.kind).from_address(resolved.address, resolved.entry)
