@@ -85,3 +85,22 @@ def test_bench_resolves_a_named_ssh_device_to_the_same_error(tmp_path):
                     env={"XDG_CONFIG_HOME": str(tmp_path / "cfg")})
     assert result.exit_code == 2
     assert result.stderr.startswith("error: pi5 (ssh:pi@raspberrypi.local): the ssh transport is not implemented")
+
+
+def test_a_recipe_bench_device_goes_through_the_same_parser(tmp_path):
+    from tests.unit.test_recipe import TINY, error_of, write
+
+    bench = "  - step: bench\n    inputs: [data, convert]\n    with: {device: %s}\n"
+    message = error_of(write(tmp_path, TINY + bench % "ssh:pi@board"))
+    assert message.startswith(f"{tmp_path / 'tiny.yaml'}:16: steps[4].with.device: ssh:pi@board: the ssh transport")
+    assert "Accepted forms" in error_of(write(tmp_path, TINY + bench % "'ssh:board:0'"))
+
+
+def test_tfkit_devices_does_not_import_tensorflow():
+    import subprocess
+
+    code = ("from tfkit.cli.main import cli; from click.testing import CliRunner; "
+            "r = CliRunner().invoke(cli, ['devices', '--json']); assert r.exit_code == 0, r.output; "
+            "import sys; print('tensorflow' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "False"
