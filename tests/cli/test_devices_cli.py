@@ -104,3 +104,36 @@ def test_tfkit_devices_does_not_import_tensorflow():
             "import sys; print('tensorflow' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+class _Captured(Exception):
+    pass
+
+
+def test_bench_takes_a_named_devices_threads_and_runtime_unless_given(tmp_path, monkeypatch):
+    """The step's boundary (run_step) is replaced to see the config the CLI built; nothing else is."""
+    import tfkit.cli.steps as steps_cli
+    import tfkit.steps
+
+    def capture(step, inputs, out, ctx, force=False):
+        raise _Captured(step.config)
+
+    monkeypatch.setattr(tfkit.steps, "run_step", capture)
+    monkeypatch.setattr(steps_cli, "_tflite_models", lambda paths: [])
+    (tmp_path / "cfg" / "tfkit").mkdir(parents=True)
+    (tmp_path / "cfg" / "tfkit" / "devices.yaml").write_text(
+        f"devices:\n  old:\n    address: local\n    python: {sys.executable}\n    threads: 3\n"
+        "    runtime: tflite_runtime\n")
+    model = tmp_path / "x.tflite"
+    model.write_bytes(b"x")
+
+    def config_for(*extra):
+        result = CliRunner().invoke(cli, ["bench", str(model), "--device", "old", "--out", str(tmp_path / "d"),
+                                          *extra], env={"XDG_CONFIG_HOME": str(tmp_path / "cfg")})
+        assert isinstance(result.exception, _Captured), result.output
+        return result.exception.args[0]
+
+    named = config_for()
+    assert (named.device, named.threads, named.runtime) == ("old", 3, "tflite_runtime")
+    given = config_for("--threads", "1", "--runtime", "litert")
+    assert (given.threads, given.runtime) == (1, "litert")

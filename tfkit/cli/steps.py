@@ -241,12 +241,20 @@ def _tflite_models(paths) -> list:
 def bench(models, data_dir, out, quiet, force, **kw):
     """Benchmark MODELS, each in a fresh process on the device: `tfkit convert` folders or any .tflite
     files (tfkit metadata used when present; each result says whether real clips or random inputs fed it)."""
+    from dataclasses import replace
+
+    from click.core import ParameterSource
+
     from tfkit.bench.devices.kinds import check_runnable, resolve
     from tfkit.steps import run_step
     from tfkit.steps.bench import BenchStep
 
     cfg = config_from(BenchStepConfig, kw)
-    check_runnable(resolve(cfg.device))  # a bad or not-yet-supported address fails before any model is read
+    resolved = check_runnable(resolve(cfg.device))  # a bad or unsupported address fails before any model is read
+    if resolved.entry is not None:  # a named device's threads/runtime, unless given on the command line
+        ctx = click.get_current_context()
+        given = {n for n in ("threads", "runtime") if ctx.get_parameter_source(n) != ParameterSource.DEFAULT}
+        cfg = replace(cfg, **{k: v for k, v in resolved.entry.bench_defaults().items() if k not in given})
     data_arts = [] if data_dir is None else [load_artifact(data_dir, ArtifactKind.DATASET, how=HOW_DATA)]
     arts = _tflite_models(models)
     out = _need_out(out, "out/bench")

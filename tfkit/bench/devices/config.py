@@ -52,6 +52,11 @@ class DeviceEntry:
     delegate: str | None = None
     source: str = ""  # file:line of the entry
 
+    def bench_defaults(self) -> dict:
+        """The benchmark options this entry sets (`threads`, `runtime`), as BenchStepConfig spells them."""
+        return {k: v for k, v in (("threads", self.threads), ("runtime", self.runtime and self.runtime.value))
+                if v is not None}
+
     def to_dict(self) -> dict:
         return {"name": self.name, "address": str(self.address),
                 "runtime": self.runtime.value if self.runtime else None, "python": self.python,
