@@ -177,6 +177,11 @@ def test_device_kind_plugins(tmp_path, monkeypatch):
         assert type(device).__name__ == "ToyDevice" and device.target == "bench-rig-3"
         path = write(tmp_path, "devices:\n  rig:\n    address: toy:rig-1\n")
         assert load_devices(path, plugin_kinds=kinds.plugin_kinds())["rig"].address.target == "rig-1"
+        from click.testing import CliRunner
+
+        from tfkit.cli.main import cli
+
+        assert "  toy " in CliRunner().invoke(cli, ["list", "devices"]).output
     finally:
         kinds.DEVICES._items.pop("toy", None)
 

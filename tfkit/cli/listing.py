@@ -8,6 +8,7 @@ WHAT = ("models", "precisions", "steps", "devices", "delegates")
 
 def _tables() -> dict[str, list[tuple[str, str]]]:
     from tfkit.bench.devices import DEVICES
+    from tfkit.bench.devices.kinds import device_kinds
     from tfkit.convert.variants import VARIANTS
     from tfkit.delegates import delegate_names, get_delegate
     from tfkit.models import MODELS
@@ -20,7 +21,7 @@ def _tables() -> dict[str, list[tuple[str, str]]]:
         "models": [(n, doc(MODELS.get(n))) for n in MODELS.names()],
         "precisions": [(n, VARIANTS.get(n).description) for n in VARIANTS.names()],
         "steps": [(n, doc(STEPS.get(n))) for n in STEPS.names()],
-        "devices": [(n, doc(DEVICES.get(n))) for n in DEVICES.names()],
+        "devices": [(n, doc(DEVICES.get(n))) for n in device_kinds()],  # plug-in kinds included
         "delegates": [(n, get_delegate(n).title) for n in delegate_names()],
     }
 

@@ -1,4 +1,6 @@
 """Where benchmarks run. `DEVICES.get(name)()` gives a Device; each module registers itself.
+Addresses (`local`, `ssh:...`, `adb:...`, devices.yaml names) go through `kinds.open_device`, which
+also loads third-party kinds from the `tfkit.devices` entry-point group.
 
 Example:
     >>> from tfkit.bench.devices import DEVICES
