@@ -70,7 +70,7 @@ def cpu_info(root: Path = ROOT) -> dict:
         model = None
     board = (_read(root / "proc/device-tree/model") or _read(root / "sys/firmware/devicetree/base/model")
              or _read(root / "sys/class/dmi/id/product_name"))
-    return {"cpu_model": model or platform.processor() or None, "soc": fields.get("hardware"), "board": board}
+    return {"cpu_model": model, "soc": fields.get("hardware"), "board": board}  # None: not exposed, never guessed
 
 
 def cpu_frequencies(root: Path = ROOT) -> list[dict]:
