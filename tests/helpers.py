@@ -36,3 +36,20 @@ def unfollowable_models():
             return t
 
     return K.Model(inp, x), Sub()
+
+
+def install_plugin(tmp_path, monkeypatch, module: str, source: str, group: str, entries: dict[str, str],
+                   registry) -> None:
+    """A real installed plug-in for `registry`: MODULE.py plus a .dist-info whose entry_points.txt
+    declares `entries` (name -> "module:attr") under `group`, on sys.path, with the registry told
+    to look again (what `importlib.metadata` finds for a pip-installed package)."""
+    import textwrap
+
+    (tmp_path / f"{module}.py").write_text(textwrap.dedent(source))
+    dist = tmp_path / f"{module}-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module.replace('_', '-')}\nVersion: 0.1\n")
+    lines = "".join(f"{name} = {target}\n" for name, target in entries.items())
+    (dist / "entry_points.txt").write_text(f"[{group}]\n{lines}")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(registry, "_plugins_loaded", False)

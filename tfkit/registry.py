@@ -9,7 +9,8 @@ Example:
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import warnings
+from collections.abc import Callable, Collection, Iterator
 from typing import Generic, TypeVar
 
 from tfkit.errors import UnknownNameError
@@ -23,6 +24,7 @@ class Registry(Generic[T]):
     def __init__(self, what: str):
         self.what = what
         self._items: dict[str, T] = {}
+        self._plugins_loaded = False
 
     def register(self, name: str) -> Callable[[T], T]:
         def decorate(obj: T) -> T:
@@ -47,3 +49,23 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
+
+    def load_plugins(self, group: str, base: type, *, reserved: Collection[str] = ()) -> None:
+        """Register the `base` subclasses that installed packages declare under the entry-point
+        `group` (once per registry). A name tfkit already has, or `reserved`, stays tfkit's; a broken
+        plug-in is a warning and is skipped: a third party's bug must never take the CLI down."""
+        if self._plugins_loaded:
+            return
+        self._plugins_loaded = True
+        from importlib.metadata import entry_points
+
+        for ep in entry_points(group=group):
+            if ep.name in self._items or ep.name in reserved:
+                continue
+            try:
+                cls = ep.load()
+                if not (isinstance(cls, type) and issubclass(cls, base)):
+                    raise TypeError(f"{ep.value} is not a {base.__module__}.{base.__qualname__} subclass")
+                self.register(ep.name)(cls)
+            except Exception as e:  # noqa: BLE001  (see the docstring)
+                warnings.warn(f"tfkit: skipping {self.what} plug-in {ep.name!r} ({ep.value}): {e}", stacklevel=3)

@@ -9,6 +9,7 @@ import warnings
 import numpy as np
 import pytest
 
+from tests.helpers import install_plugin
 from tfkit.convert.flatbuffer import read_model, write_model
 from tfkit.delegates import CheckOptions, check_bytes, check_file, delegate_names, get_delegate
 from tfkit.delegates.base import summarize
@@ -225,7 +226,7 @@ def test_summarize_verdicts():
 def test_plugin_entry_point_registers_a_third_party_delegate(tmp_path, monkeypatch, int8_fb):
     from tfkit.delegates import base
 
-    (tmp_path / "toy_delegate.py").write_text(textwrap.dedent("""\
+    install_plugin(tmp_path, monkeypatch, "toy_delegate", """\
         from tfkit.delegates.base import DelegateProvider, LoadHint
 
         class ToyDelegate(DelegateProvider):
@@ -239,14 +240,8 @@ def test_plugin_entry_point_registers_a_third_party_delegate(tmp_path, monkeypat
 
             def load_hint(self):
                 return LoadHint(False, "no")
-        """))
-    dist = tmp_path / "toy_delegate-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-delegate\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[tfkit.delegates]\ntoy = toy_delegate:ToyDelegate\n"
-                                           "broken = toy_delegate:Missing\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(base, "_plugins_loaded", False)
+        """, "tfkit.delegates",
+                   {"toy": "toy_delegate:ToyDelegate", "broken": "toy_delegate:Missing"}, base.DELEGATES)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

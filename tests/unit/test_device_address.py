@@ -9,6 +9,7 @@ import warnings
 
 import pytest
 
+from tests.helpers import install_plugin
 from tfkit.bench.devices import kinds
 from tfkit.bench.devices.address import DeviceAddress, parse_address
 from tfkit.bench.devices.config import DevicesFileError, load_devices
@@ -145,7 +146,7 @@ def test_missing_files(tmp_path, monkeypatch):
 
 
 def test_device_kind_plugins(tmp_path, monkeypatch):
-    (tmp_path / "toy_device.py").write_text(textwrap.dedent("""
+    install_plugin(tmp_path, monkeypatch, "toy_device", """
         from tfkit.bench.devices import Device
 
         class ToyDevice(Device):
@@ -159,14 +160,9 @@ def test_device_kind_plugins(tmp_path, monkeypatch):
 
             def run(self, model_path, **kw):
                 raise NotImplementedError
-        """))
-    dist = tmp_path / "toy_device-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-device\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[tfkit.devices]\ntoy = toy_device:ToyDevice\n"
-                                           "broken = toy_device:Missing\nssh = toy_device:ToyDevice\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(kinds, "_plugins_loaded", False)
+        """, "tfkit.devices",
+                   {"toy": "toy_device:ToyDevice", "broken": "toy_device:Missing", "ssh": "toy_device:ToyDevice"},
+                   kinds.DEVICES)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

@@ -16,7 +16,6 @@ A plug-in package declares, in its pyproject.toml:
 """
 from __future__ import annotations
 
-import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -199,28 +198,11 @@ def runtime_dtypes(op: OpInfo) -> set[str]:
 
 
 DELEGATES: Registry[type[DelegateProvider]] = Registry("delegate")
-_plugins_loaded = False
 
 
 def _load_plugins() -> None:
-    """Register providers that installed packages declare under the `tfkit.delegates` entry-point
-    group. A broken plug-in is reported as a warning and skipped; it never breaks tfkit."""
-    global _plugins_loaded
-    if _plugins_loaded:
-        return
-    _plugins_loaded = True
-    from importlib.metadata import entry_points
-
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name in DELEGATES:
-            continue
-        try:
-            cls = ep.load()
-            if not (isinstance(cls, type) and issubclass(cls, DelegateProvider)):
-                raise TypeError(f"{ep.value} is not a DelegateProvider subclass")
-            DELEGATES.register(ep.name)(cls)
-        except Exception as e:  # noqa: BLE001  (a third party's bug must not take the CLI down)
-            warnings.warn(f"tfkit: skipping delegate plug-in {ep.name!r} ({ep.value}): {e}", stacklevel=2)
+    """Register providers that installed packages declare under the `tfkit.delegates` entry-point group."""
+    DELEGATES.load_plugins(ENTRY_POINT_GROUP, DelegateProvider)
 
 
 def delegate_names() -> list[str]:

@@ -10,8 +10,6 @@ import typing
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from tfkit.errors import RecipeError, TfkitError
 from tfkit.models.spec import VideoModelSpec
 from tfkit.recipe.schema import (
@@ -26,10 +24,10 @@ from tfkit.recipe.schema import (
     Recipe,
     RecipeStep,
     _choices,
-    _lines,
     _Where,
     config_class,
     output_kind,
+    parse_yaml,
     zoo_names,
 )
 from tfkit.steps import STEPS
@@ -44,21 +42,7 @@ def load_recipe(path, *, overrides: dict | None = None) -> Recipe:
     from tfkit.recipe.shipped import resolve_recipe
 
     path = resolve_recipe(path)
-    text = path.read_text()
-    where = _Where(str(path), {}, {})
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None) or str(e)
-        context, start = getattr(e, "context", None), getattr(e, "context_mark", None)
-        if context and start is not None and mark is not None and start.line != mark.line:
-            problem += f" ({context} on line {start.line + 1})"
-        raise RecipeError(f"{path}{line}: invalid YAML: {problem}") from None
-    if node is not None:
-        _lines(node, (), where.lines, where)
+    data, where = parse_yaml(path.read_text(), str(path))
     return check_recipe(data, source=path, overrides=overrides, _where=where)
 
 

@@ -217,3 +217,21 @@ def _lines(node, path: tuple, out: dict, where: _Where) -> dict:
     return out
 
 
+def parse_yaml(text: str, source: str):
+    """YAML `text` as data, plus where each key path lies in `source`, so that every later error
+    can say file:line (recipes and devices.yaml). Invalid YAML is a RecipeError with its line."""
+    where = _Where(source, {}, {})
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e)
+        context, start = getattr(e, "context", None), getattr(e, "context_mark", None)
+        if context and start is not None and mark is not None and start.line != mark.line:
+            problem += f" ({context} on line {start.line + 1})"
+        raise RecipeError(f"{source}{line}: invalid YAML: {problem}") from None
+    if node is not None:
+        _lines(node, (), where.lines, where)
+    return data, where

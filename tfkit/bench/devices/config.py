@@ -24,12 +24,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from tfkit.bench.devices.address import BUILTIN_KINDS, NAME_PATTERN, DeviceAddress, parse_address
 from tfkit.bench.devices.base import Runtime
 from tfkit.errors import InputPathError, RecipeError, TfkitError
-from tfkit.recipe.schema import _choices, _lines, _Where
+from tfkit.recipe.schema import _choices, _Where, parse_yaml
 
 ENTRY_KEYS = ("address", "runtime", "python", "threads", "cpu_affinity", "delegate")
 _MASK = re.compile(r"(0x)?[0-9A-Fa-f]+")
@@ -84,19 +82,10 @@ def load_devices(path: str | os.PathLike | None = None, *, plugin_kinds=()) -> d
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise InputPathError(f"{path}: cannot read the devices file ({e})") from None
-    where = _Where(str(path), {}, {})
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise DevicesFileError(f"{path}{line}: invalid YAML: {getattr(e, 'problem', None) or e}") from None
-    try:
-        if node is not None:
-            _lines(node, (), where.lines, where)
+        data, where = parse_yaml(text, str(path))
         return check_devices(data, where, plugin_kinds=plugin_kinds)
-    except RecipeError as e:
+    except RecipeError as e:  # invalid YAML, a duplicate key or a bad value: file:line either way
         raise DevicesFileError(str(e)) from None
 
 

@@ -14,7 +14,6 @@ Example:
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import dataclass
 
 from tfkit.bench.devices.address import BUILTIN_KINDS, DeviceAddress, parse_address
@@ -33,28 +32,11 @@ NOT_IMPLEMENTED = {
             "benchmark_model over `adb shell`, or use --device local"),
 }
 
-_plugins_loaded = False
-
 
 def _load_plugins() -> None:
-    """Register device kinds that installed packages declare under `tfkit.devices`. A broken
-    plug-in is reported as a warning and skipped; it never breaks tfkit."""
-    global _plugins_loaded
-    if _plugins_loaded:
-        return
-    _plugins_loaded = True
-    from importlib.metadata import entry_points
-
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name in DEVICES or ep.name in NOT_IMPLEMENTED:
-            continue  # a plug-in cannot take over a built-in kind's name
-        try:
-            cls = ep.load()
-            if not (isinstance(cls, type) and issubclass(cls, Device)):
-                raise TypeError(f"{ep.value} is not a tfkit.bench.devices.Device subclass")
-            DEVICES.register(ep.name)(cls)
-        except Exception as e:  # noqa: BLE001  (a third party's bug must not take the CLI down)
-            warnings.warn(f"tfkit: skipping device plug-in {ep.name!r} ({ep.value}): {e}", stacklevel=2)
+    """Register device kinds that installed packages declare under `tfkit.devices`; a plug-in cannot
+    take over a built-in kind's name (`ssh`, `adb`)."""
+    DEVICES.load_plugins(ENTRY_POINT_GROUP, Device, reserved=NOT_IMPLEMENTED)
 
 
 def device_kinds() -> list[str]:
