@@ -61,7 +61,7 @@ SEED, VAL_SEED, TEST_SEED = 0, 7, 23
 # what `sparse_int8_*` measure: the smallest 50%-sparse int8 file tfkit makes, its zeros kept through
 # int8 (sparsity-preserving clustering, then post-training int8). `sparse_pqat_int8_*`: magnitude 50%
 # + sparsity-preserving QAT, per-channel int8, which the per-channel scales hold near 3.4x on the
-# 133 K-parameter quick reference (README: "Why the 50%-sparse int8 model stays near 3.3x").
+# 133 K-parameter quick reference (docs/compression_findings.md: "Why the 50%-sparse int8 model stays near 3.3x").
 SPARSE_INT8_RECIPE = ("magnitude 50% of every kernel (depthwise too) + BN folded + sparsity-preserving clustering "
                       "(8 values per kernel, not depthwise) + per-tensor int8, names stripped")
 

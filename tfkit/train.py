@@ -72,7 +72,7 @@ def reproducible(seed: int) -> None:
     """Seed Python, NumPy, TensorFlow and Keras's initializers with `seed`, and make TensorFlow's
     ops deterministic: the same config and data then give the same weights on the same machine.
     Called by each trainer as it starts (never at import: op determinism is process-wide and
-    also runs tf.data maps with random ops serially). Measured cost: see README, Reproducibility."""
+    also runs tf.data maps with random ops serially). Measured cost: docs/reproducibility.md."""
     from tfkit._compat.keras import keras, tf
 
     keras().utils.set_random_seed(int(seed))
