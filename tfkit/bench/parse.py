@@ -1,4 +1,4 @@
-"""Pure parsers of what the on-device runner (`tfkit/bench/runner.py`) printed.
+"""Pure parsers of what the on-device runner (`tfkit/bench/board/runner.py`) printed.
 
 The device is not trusted: its stdout may hold native-library noise, a truncated line, or a JSON
 object with missing or absurd fields. Every such case becomes a `BenchmarkError` that carries the

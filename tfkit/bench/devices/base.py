@@ -65,8 +65,15 @@ class BenchConfig:
 
 
 def runner_script() -> Path:
-    """Path of runner.py, the file each device copies (or runs in place)."""
-    return Path(__file__).resolve().parent.parent / "runner.py"
+    """Path of runner.py, the entry point each device runs (in place, or from its copy of runner_files())."""
+    return Path(__file__).resolve().parent.parent / "board" / "runner.py"
+
+
+def runner_files() -> list[Path]:
+    """Every file a device needs to run runner.py: the script and its `board_*.py` siblings,
+    copied together into one folder (they import each other as top-level modules)."""
+    folder = runner_script().parent
+    return [runner_script(), *sorted(folder.glob("board_*.py"))]
 
 
 def runner_args(
