@@ -13,6 +13,9 @@ Example devices.yaml:
         threads: 4
         cpu_affinity: [4, 5, 6, 7]       # or a taskset mask: "f0"
         delegate: xnnpack                # xnnpack | gpu | nnapi | edgetpu | none
+        ssh_config: ~/boards/ssh_config  # ssh devices: `ssh -F FILE` (Host aliases, ProxyJump, ...)
+        identity_file: ~/.ssh/id_pi      # ssh devices: `ssh -i FILE`
+        workdir: ~/.cache/tfkit          # the device's cache folder (models by sha256, the runner, run folders)
       oldrt:
         address: local
         python: /opt/tflite214/bin/python
@@ -29,7 +32,9 @@ from tfkit.bench.devices.base import Runtime
 from tfkit.errors import InputPathError, RecipeError, TfkitError
 from tfkit.recipe.schema import _choices, _Where, parse_yaml
 
-ENTRY_KEYS = ("address", "runtime", "python", "threads", "cpu_affinity", "delegate")
+ENTRY_KEYS = ("address", "runtime", "python", "threads", "cpu_affinity", "delegate", "ssh_config", "identity_file",
+              "workdir")
+PATH_KEYS = ("ssh_config", "identity_file", "workdir")  # plain path strings; ~ is expanded where the path lives
 _MASK = re.compile(r"(0x)?[0-9A-Fa-f]+")
 
 
@@ -48,6 +53,9 @@ class DeviceEntry:
     threads: int | None = None
     cpu_affinity: tuple[int, ...] | str | None = None  # core ids, or a taskset mask as written
     delegate: str | None = None
+    ssh_config: str | None = None  # a file on this host, passed as `ssh -F`
+    identity_file: str | None = None  # a key on this host, passed as `ssh -i`
+    workdir: str | None = None  # a folder on the device (default ~/.cache/tfkit there)
     source: str = ""  # file:line of the entry
 
     def bench_defaults(self) -> dict:
@@ -60,7 +68,7 @@ class DeviceEntry:
                 "runtime": self.runtime.value if self.runtime else None, "python": self.python,
                 "threads": self.threads,
                 "cpu_affinity": list(self.cpu_affinity) if isinstance(self.cpu_affinity, tuple) else self.cpu_affinity,
-                "delegate": self.delegate, "source": self.source}
+                "delegate": self.delegate, **{k: getattr(self, k) for k in PATH_KEYS}, "source": self.source}
 
 
 def default_devices_file() -> Path:
@@ -144,9 +152,17 @@ def _entry(name: str, raw: dict, path: tuple, where: _Where, plugin_kinds) -> De
         allowed = [*delegate_names(), "none"]
         if delegate not in allowed:
             raise where.error(at("delegate"), _choices("delegate", delegate, allowed))
+    paths = {}
+    for key in PATH_KEYS:
+        value = raw.get(key)
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise where.error(at(key), f"must be a path, got {value!r}")
+        if value is not None and key != "workdir" and address.kind != "ssh":
+            raise where.error(at(key), f"`{key}` applies to ssh devices only; this address is {address}")
+        paths[key] = value
     line = where.lines.get(path)
     return DeviceEntry(name=name, address=address, runtime=Runtime(runtime) if runtime else None, python=python,
-                       threads=threads, cpu_affinity=affinity, delegate=delegate,
+                       threads=threads, cpu_affinity=affinity, delegate=delegate, **paths,
                        source=f"{where.source}:{line}" if line else where.source)
 
 

@@ -8,8 +8,10 @@ A plug-in package declares, in its pyproject.toml:
 Example:
     >>> open_device("local").name
     'local'
-    >>> open_device("ssh:pi@board")  # doctest: +SKIP
-    UnsupportedDeviceError: ssh:pi@board: the ssh transport is not implemented in this tfkit version; ...
+    >>> open_device("ssh:pi@board").name
+    'ssh:pi@board'
+    >>> open_device("adb:R58M")  # doctest: +SKIP
+    UnsupportedDeviceError: adb:R58M: the adb transport is not implemented in this tfkit version; ...
 """
 from __future__ import annotations
 
@@ -25,9 +27,6 @@ ENTRY_POINT_GROUP = "tfkit.devices"
 
 # Kinds the address grammar knows but this version cannot run on yet: what to do instead.
 NOT_IMPLEMENTED = {
-    "ssh": ("the ssh transport is not implemented in this tfkit version; on the board, run the runner yourself "
-            "(copy {runner} and the model there, then `python runner.py --model MODEL.tflite`) "
-            "or use --device local"),
     "adb": ("the adb transport is not implemented in this tfkit version; on the phone, run LiteRT's "
             "benchmark_model over `adb shell`, or use --device local"),
 }
@@ -36,11 +35,11 @@ NOT_IMPLEMENTED = {
 def _load_plugins() -> None:
     """Register device kinds that installed packages declare under `tfkit.devices`; a plug-in cannot
     take over a built-in kind's name (`ssh`, `adb`)."""
-    DEVICES.load_plugins(ENTRY_POINT_GROUP, Device, reserved=NOT_IMPLEMENTED)
+    DEVICES.load_plugins(ENTRY_POINT_GROUP, Device, reserved=BUILTIN_KINDS)
 
 
 def device_kinds() -> list[str]:
-    """Kinds that can run benchmarks now (`local` and plug-ins)."""
+    """Kinds that can run benchmarks now (`local`, `ssh` and plug-ins)."""
     import tfkit.bench.devices  # noqa: F401  (registers the built-ins)
 
     _load_plugins()
@@ -48,7 +47,7 @@ def device_kinds() -> list[str]:
 
 
 def plugin_kinds() -> list[str]:
-    return [k for k in device_kinds() if k != "local"]
+    return [k for k in device_kinds() if k not in BUILTIN_KINDS]
 
 
 @dataclass(frozen=True)

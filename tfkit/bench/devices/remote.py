@@ -1,0 +1,251 @@
+"""A device reached through a Transport: stage the runner and the model there, run, read, clean up.
+
+Written once over `Transport` (exec / push / pull), so a board over ssh and a phone over adb differ
+only in their transport. On the device, everything lives under one folder (devices.yaml `workdir`,
+default `~/.cache/tfkit`):
+
+    blobs/<sha256>.tflite, blobs/<sha256>.npz   models and eval clips, by content: sent once
+    runner/<sha256 of the set>/runner.py ...    the runner and its board_*.py siblings
+    runs/<id>/                                  one benchmark's working folder, removed after it
+
+One round trip sets the folders up and says which blobs are already there, so an unchanged model
+is not sent again. A pushed file is written to a temporary name, its sha256 checked on the device,
+then renamed. A dropped connection is retried once; then the error names the host and the phase
+(connect, push, run, pull) and the device is marked lost, so the rest of a batch fails fast while
+the results already measured are kept (see `tfkit.bench.benchmark`).
+
+Example:
+    >>> device = RemoteDevice(SshTransport("board", user="pi"), python="/home/pi/venv/bin/python")
+    >>> device.run("model_int8.tflite", config=BenchConfig(runs=20)).latency_ms.p50   # doctest: +SKIP
+    1.9
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import uuid
+from pathlib import Path
+
+from tfkit.bench.devices.base import BenchConfig, Device, runner_args, runner_files
+from tfkit.bench.devices.transport import (
+    AuthFailed,
+    CommandFailed,
+    ConnectionLost,
+    Transport,
+    TransportError,
+    Unreachable,
+    tail,
+    write_failure,
+)
+from tfkit.bench.parse import last_json_object, parse_runner_output
+from tfkit.errors import BenchmarkError
+from tfkit.types import BenchResult, Precision
+
+SETUP_TIMEOUT_S = 60.0
+DEFAULT_WORKDIR = "~/.cache/tfkit"
+RESULT_FILE = "result.json"
+
+# One round trip: make the folders, print the absolute root, then which of the given paths exist.
+_SETUP = r'''
+case "$1" in "~") root=$HOME;; "~/"*) root=$HOME/${1#"~/"};; *) root=$1;; esac
+shift
+mkdir -p "$root/blobs" "$root/runner" "$root/runs" || exit 3
+cd "$root" || exit 3
+echo "root=$(pwd)"
+for p in "$@"; do [ -e "$p" ] && echo "have=$p"; done
+exit 0
+'''
+# After a push: check the sha256 there (sha256sum, else the device's python), then rename into place.
+_VERIFY = r'''
+part=$1; want=$2; dst=$3; py=$4
+got=$(sha256sum "$part" 2>/dev/null) && got=${got%% *} || got=$("$py" -c 'import hashlib,sys
+h=hashlib.sha256()
+with open(sys.argv[1],"rb") as f:
+    for b in iter(lambda: f.read(1 << 20), b""): h.update(b)
+print(h.hexdigest())' "$part")
+if [ "$got" = "$want" ]; then mv -f "$part" "$dst"; else rm -f "$part"; echo "sha256 mismatch: sent $want, the device has ${got:-nothing}" >&2; exit 4; fi
+'''
+# The runner set, assembled from its blobs into its own folder (the files import each other by name).
+_ASSEMBLE = r'''
+dir=$1; shift
+mkdir -p "$dir.tmp.$$" || exit 3
+while [ $# -gt 0 ]; do cp "blobs/$1" "$dir.tmp.$$/$2" || exit 3; shift 2; done
+rm -rf "$dir" && mv "$dir.tmp.$$" "$dir"
+'''
+_RUN = r'''
+run=$1; shift
+mkdir -p "$run" && cd "$run" || exit 3
+exec "$@"
+'''
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _set_hash(files: list[tuple[str, str]]) -> str:
+    return hashlib.sha256("".join(f"{name}:{digest}\n" for name, digest in files).encode()).hexdigest()
+
+
+class RemoteDevice(Device):
+    """runner.py on a device reached through `transport`, under the device's `python`."""
+
+    def __init__(self, transport: Transport, *, python: str = "python3", workdir: str | None = None,
+                 name: str | None = None):
+        self.transport = transport
+        self.python = python
+        self.workdir = workdir or DEFAULT_WORKDIR
+        self.name = name or transport.label
+        self._root: str | None = None
+        self._lost: BenchmarkError | None = None
+        self.timings: dict[str, float] = {}  # round trips by phase, for benchmarks/board.py
+
+    # --- the link ---------------------------------------------------------------------------------
+
+    def _call(self, phase: str, what: str, fn):
+        """fn() with one retry when the link drops; then a BenchmarkError naming host and phase,
+        and the device is marked lost (the rest of a batch fails fast, earlier results stay)."""
+        if self._lost is not None:
+            raise BenchmarkError(f"{what}: not run: {self._lost}") from None
+        for attempt in (1, 2):
+            try:
+                return fn()
+            except AuthFailed as e:
+                self._lost = BenchmarkError(str(e))
+                raise BenchmarkError(f"{what}: {e}") from None
+            except ConnectionLost as e:
+                if isinstance(e, Unreachable) and self._root is None:  # never reached: say so, do not wait again
+                    self._lost = BenchmarkError(str(e))
+                    raise BenchmarkError(f"{what}: {e}") from None
+                if attempt == 1:
+                    self.transport.close()
+                    continue
+                again = "the retry could not reconnect" if e.phase == "connect" else "it dropped again on the retry"
+                lost = BenchmarkError(
+                    f"{self.transport.label}: connection lost during {phase} (retried once; {again}: {tail(e.detail or str(e))}). "
+                    "Check the device is on and reachable (`tfkit devices`), then run again.")
+                self._lost = lost
+                raise BenchmarkError(f"{what}: {lost}") from None
+            except TransportError as e:
+                raise BenchmarkError(f"{what}: {e}") from None
+
+    def _setup(self, paths: list[str], what: str) -> set[str]:
+        """Make the device's folders (once) and return which of `paths` (relative to the root) exist."""
+        def go():
+            done = self.transport.shell(_SETUP, self.workdir, *paths, timeout=SETUP_TIMEOUT_S)
+            if done.rc != 0:
+                raise write_failure(self.transport.label, f"{self.workdir}/blobs", done, phase="connect")
+            lines = done.stdout.splitlines()
+            roots = [line[5:] for line in lines if line.startswith("root=")]
+            if not roots:
+                raise CommandFailed(f"{self.transport.label}: the device's shell did not answer as expected "
+                                    f"({tail(done.stdout + done.stderr)}).", rc=done.rc, label=self.transport.label,
+                                    phase="connect")
+            self._root = roots[-1]
+            return {line[5:] for line in lines if line.startswith("have=")}
+
+        return self._call("connect", what, go)
+
+    def _push(self, local: str | os.PathLike, rel: str, digest: str, what: str) -> None:
+        """Send one file to root/rel, checked by sha256 on the device before it takes its name."""
+        def go():
+            dst = f"{self._root}/{rel}"
+            part = f"{dst}.part"
+            self.transport.push(local, part)
+            done = self.transport.shell(_VERIFY, part, digest, dst, self.python, timeout=SETUP_TIMEOUT_S)
+            if done.rc != 0:
+                raise write_failure(self.transport.label, dst, done, phase="push")
+
+        self._call("push", what, go)
+
+    # --- staging ----------------------------------------------------------------------------------
+
+    def stage(self, files: dict[str, str | os.PathLike], *, what: str) -> dict[str, str]:
+        """Put the runner set and `files` ({key: local path}) on the device; returns {key: device path}
+        plus "runner" (the runner folder). Only what the device lacks is sent."""
+        runner = [(p.name, sha256_file(p), p) for p in runner_files()]
+        runner_dir = f"runner/{_set_hash([(n, d) for n, d, _ in runner])[:16]}"
+        blobs = {key: (f"blobs/{sha256_file(p)}{Path(p).suffix}", p) for key, p in files.items()}
+        runner_blobs = {n: (f"blobs/{d}{Path(n).suffix}", p, d) for n, d, p in runner}
+        wanted = [runner_dir, *(rel for rel, _ in blobs.values()), *(rel for rel, _, _ in runner_blobs.values())]
+        have = self._setup(wanted, what)
+        if runner_dir not in have:
+            for rel, path, digest in runner_blobs.values():
+                if rel not in have:
+                    self._push(path, rel, digest, what)
+            pairs = [x for n, (rel, _, _) in runner_blobs.items() for x in (rel[len("blobs/"):], n)]
+
+            def assemble():
+                done = self.transport.shell('cd "$1" || exit 3; shift\n' + _ASSEMBLE, self._root, runner_dir, *pairs,
+                                            timeout=SETUP_TIMEOUT_S)
+                if done.rc != 0:
+                    raise write_failure(self.transport.label, f"{self._root}/{runner_dir}", done, phase="push")
+
+            self._call("push", what, assemble)
+        for key, (rel, path) in blobs.items():
+            if rel not in have:
+                self._push(path, rel, rel.split("/")[1].split(".")[0], what)
+        return {"runner": f"{self._root}/{runner_dir}", **{k: f"{self._root}/{rel}" for k, (rel, _) in blobs.items()}}
+
+    # --- Device -----------------------------------------------------------------------------------
+
+    def run(self, model_path, *, eval_npz=None, config: BenchConfig | None = None, name: str | None = None,
+            precision: Precision | str = "unknown") -> BenchResult:
+        config = config or BenchConfig()
+        name = name or Path(model_path).stem
+        label = Precision(precision).value if isinstance(precision, Precision) else str(precision)
+        what = f"{name} ({label}) on {self.name}"
+        files = {"model": model_path, **({"eval": eval_npz} if eval_npz is not None else {})}
+        where = self.stage(files, what=what)
+        run_dir = f"{self._root}/runs/{uuid.uuid4().hex[:12]}"
+        argv = [self.python, f"{where['runner']}/runner.py",
+                *runner_args(where["model"], config=config, eval_npz=where.get("eval"),
+                             json_out=f"{run_dir}/{RESULT_FILE}")]
+        try:
+            rc, out, err = self._call("run", what, lambda: self.transport.shell(
+                _RUN, run_dir, *argv, timeout=config.timeout_s + SETUP_TIMEOUT_S))
+            if rc in (126, 127) and last_json_object(out) is None:
+                raise BenchmarkError(f"{what}: the device cannot start {self.python!r} ({tail(err)}). Install Python 3 "
+                                     "there, or set `python:` of this device in devices.yaml to the board's python.")
+            if last_json_object(out) is None:  # stdout lost or garbled: the runner's --json-out is the fallback
+                out = self._pull_result(run_dir, what) or out
+        finally:
+            if self._lost is None:
+                try:
+                    self.transport.exec(["rm", "-rf", run_dir], timeout=SETUP_TIMEOUT_S)
+                except TransportError:
+                    pass  # the run folder is only a leftover; the result (or its error) matters more
+        return parse_runner_output(out, err, rc, name=name, precision=precision, device=self.name)
+
+    def _pull_result(self, run_dir: str, what: str) -> str | None:
+        with tempfile.TemporaryDirectory(prefix="tfkit-pull-") as tmp:
+            local = Path(tmp) / RESULT_FILE
+            try:
+                self._call("pull", what, lambda: self.transport.pull(f"{run_dir}/{RESULT_FILE}", local))
+            except BenchmarkError:
+                if self._lost is not None:
+                    raise
+                return None  # no file there either: parse_runner_output reports the exit and stderr
+            return local.read_text(encoding="utf-8", errors="replace")
+
+    def fingerprint(self) -> dict:
+        """What the device is, read there by board_sysinfo.py under the device's python."""
+        what = "reading its fingerprint"
+        where = self.stage({}, what=what)
+        argv = [self.python, f"{where['runner']}/board_sysinfo.py"]
+        rc, out, err = self._call("run", what,
+                                  lambda: self.transport.exec(argv, timeout=SETUP_TIMEOUT_S))
+        found = last_json_object(out) if rc == 0 else None
+        if not isinstance(found, dict):
+            raise BenchmarkError(f"{self.name}: the device's python {self.python!r} failed to report its fingerprint "
+                                 f"(exit {rc}: {tail(err or out)}); install Python 3 there or fix `python:` in "
+                                 "devices.yaml.")
+        return found
+
+    def close(self) -> None:
+        self.transport.close()
