@@ -166,8 +166,12 @@ def test_a_built_sequential_model_comes_back_functional():
     ({"layers": "logits"}, "layers must be a tuple of layer names, got 'logits'"),
     ({"min_channels": 0}, "min_channels must be >= 1, got 0"),
     ({"round_to": 0}, "round_to must be >= 1, got 0"),
+    ({"latency_budget": 0.5, "device": "bogus:x"}, "LowRankConfig.device: Bad device address 'bogus:x'"),
+    ({"device": "adb"}, "LowRankConfig.device: adb: the adb transport is not implemented"),
+    ({"device": "phone"}, "LowRankConfig.device: Unknown device 'phone'"),
 ])
-def test_bad_configs_name_the_value(kw, needle):
+def test_bad_configs_name_the_value(kw, needle, monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))  # no user devices.yaml: 'phone' names nothing
     with pytest.raises(UsageError) as e:
         LowRankConfig(**kw)
     assert needle in str(e.value)
@@ -271,6 +275,18 @@ def test_latency_budget_that_no_rank_meets_leaves_nothing_and_names_every_time()
     assert why["pw"] == "no rank meets latency_budget 0.9: 1.4194 ms as it is, the fastest factorized 2.0524 ms " \
                         "(rank 8, float32)"
     assert "fewer than min_channels" in why["out"]
+
+
+def test_a_device_is_where_latency_budget_times_so_it_needs_one(monkeypatch, tmp_path):
+    """`device` names where layers are timed; a named device (devices.yaml) is accepted with a
+    latency budget and refused without one, where nothing would be timed on it."""
+    (tmp_path / "tfkit").mkdir()
+    (tmp_path / "tfkit" / "devices.yaml").write_text("devices:\n  here:\n    address: local\n")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    assert LowRankConfig(latency_budget=0.5, device="here").device == "here"
+    with pytest.raises(UsageError, match="device='here' is where latency_budget times each layer; without a "
+                                         "latency_budget nothing is timed"):
+        LowRankConfig(device="here")
 
 
 def test_latency_budget_is_checked_before_any_timing():

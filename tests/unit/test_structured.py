@@ -188,6 +188,21 @@ def test_precision_notes_say_when_int8_does_not_pay():
         StructuredConfig(precision="fp16")
 
 
+def test_a_bad_device_is_refused_before_any_work(monkeypatch, tmp_path):
+    """A device address that cannot be used fails as the config is built, and a device handed to
+    structured_prune is opened before the model is touched (no model here: any work would crash)."""
+    from tfkit.optimize.structured import StructuredConfig, structured_prune
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))  # no user devices.yaml
+    for bad, needle in (("bogus:x", "Bad device address 'bogus:x'"), ("nope", "Unknown device 'nope'"),
+                        ("adb", "the adb transport is not implemented"), (3, "must be a device address")):
+        with pytest.raises(UsageError) as e:
+            StructuredConfig(device=bad)
+        assert "StructuredConfig.device" in str(e.value) and needle in str(e.value)
+    with pytest.raises(UsageError, match="Unknown device 'nope'"):
+        structured_prune(None, None, None, StructuredConfig(), device="nope")
+
+
 def test_bad_input_is_refused_by_name():
     from tfkit._compat.keras import keras
     from tfkit.optimize.channels import ChannelConfig, prune_channels

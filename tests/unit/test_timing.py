@@ -1,5 +1,6 @@
-"""tfkit.bench.timing: a fresh process per model, the same seeded frames, both timing modes; and
-the flatbuffer MAC count that turns its times into GMAC/s."""
+"""tfkit.bench.timing: models timed on a Device (the real runner on this host); streaming models
+in a fresh process per model, the same seeded frames, both timing modes; and the flatbuffer MAC
+count that turns its times into GMAC/s."""
 from __future__ import annotations
 
 import hashlib
@@ -8,15 +9,20 @@ import os
 import numpy as np
 import pytest
 
+from tfkit.bench.devices.base import BenchConfig
 from tfkit.bench.timing import (
     TimingConfig,
     _pairs,
     _requantizer,
+    device_record,
     gmacs_per_s,
     real_looking_frames,
+    time_flatbuffers,
     time_stream,
+    time_tflite,
+    timing_device,
 )
-from tfkit.errors import BenchmarkError
+from tfkit.errors import BenchmarkError, UsageError
 
 SIZE, CH, STATE = 8, 4, 6
 FAST = TimingConfig(frames=5, warmup=2, timeout_s=120)
@@ -129,3 +135,73 @@ def test_macs_off_the_flatbuffer_and_gmacs(tiny):
     assert tflite_macs(data) == conv + dense
     assert tflite_params(data) >= 3 * 3 * 3 * CH + CH * STATE
     assert gmacs_per_s(50_000_000, 5.0) == pytest.approx(10.0)
+
+
+@pytest.fixture(scope="module")
+def small_and_big():
+    """Two real flatbuffers: one 3x3 conv over 8x8x3 (~1e4 MACs) and four 3x3 convs of 32 channels
+    over 48x48 (~8e7 MACs), so the bigger one is slower on any CPU by far more than timing noise."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(1)
+    small_k = tf.constant(rng.normal(size=(3, 3, 3, CH)).astype(np.float32))
+    big_k = [tf.constant(rng.normal(size=(3, 3, 32, 32)).astype(np.float32) * 0.1) for _ in range(4)]
+
+    def big(x):
+        for k in big_k:
+            x = tf.nn.relu(tf.nn.conv2d(x, k, 1, "SAME"))
+        return {"y": x}
+
+    module = tf.Module()
+    module.small = tf.function(lambda x: {"y": tf.nn.conv2d(x, small_k, 1, "SAME")},
+                               input_signature=[tf.TensorSpec((1, SIZE, SIZE, 3), tf.float32)])
+    module.big = tf.function(big, input_signature=[tf.TensorSpec((1, 48, 48, 32), tf.float32)])
+    return {name: _convert(getattr(module, name), module) for name in ("small", "big")}
+
+
+class _Recording:
+    """A device that only counts what it was asked to run (for checks that nothing ran)."""
+
+    name = "recording"
+
+    def __init__(self):
+        self.calls = []
+
+    def run(self, model_path, **kw):
+        self.calls.append(model_path)
+        raise AssertionError("nothing should be timed")
+
+
+def test_time_flatbuffers_on_the_local_device_gives_the_bigger_model_the_larger_p50(small_and_big, tmp_path):
+    config = BenchConfig(threads=1, warmup=2, runs=10)
+    p50 = time_flatbuffers(small_and_big, "local", config, rounds=2)
+    assert set(p50) == {"small", "big"}
+    assert 0 < p50["small"] < p50["big"], p50
+    path = tmp_path / "big.tflite"
+    path.write_bytes(small_and_big["big"])
+    # one model by path or by bytes: the same runner, so the same order against the small one
+    assert time_tflite(path, timing_device(None), config) > p50["small"]
+    assert time_tflite(small_and_big["small"], config=config) < p50["big"]
+
+
+def test_bad_rounds_and_devices_fail_before_anything_is_timed(small_and_big, monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))  # no user devices.yaml
+    device = _Recording()
+    with pytest.raises(UsageError, match="rounds must be an integer >= 1, got 0"):
+        time_flatbuffers(small_and_big, device, rounds=0)
+    with pytest.raises(UsageError, match="Bad device address 'bogus:x'"):
+        time_flatbuffers(small_and_big, "bogus:x")
+    with pytest.raises(UsageError, match="adb transport is not implemented"):
+        time_tflite(small_and_big["small"], "adb")
+    assert device.calls == []
+    with pytest.raises(BenchmarkError):  # a file the runtime cannot load: the runner's words, not a crash
+        time_tflite(b"not a model", "local", BenchConfig(threads=1, warmup=0, runs=1))
+
+
+def test_device_record_names_the_address_and_the_devices_yaml_entry(monkeypatch, tmp_path):
+    (tmp_path / "tfkit").mkdir()
+    (tmp_path / "tfkit" / "devices.yaml").write_text("devices:\n  here:\n    address: local\n")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    assert device_record("local") == {"address": "local", "name": None}
+    assert device_record("here") == {"address": "local", "name": "here"}
+    assert timing_device("here").name == "local"

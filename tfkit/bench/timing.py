@@ -1,9 +1,25 @@
-"""The one way tfkit times a streaming .tflite model on this host, so two models compare fairly.
+"""The one way tfkit times a .tflite model: on a Device (this host by default, a board over ssh
+the same way), or a streaming model step by step on this host.
 
-Every model is timed in a fresh Python process (nothing warm or imported from the caller: no
-TensorFlow, no other interpreter in memory), on the same seeded, real-looking frames (a random
-scene that drifts, plus per-frame noise, made in [0, 1] and mapped to the model's own input
-range), in two modes:
+On a device (every caller that compares models: block and layer timing, linear merges, the
+convert sweep, selective int8):
+
+- `time_tflite`: the p50 of one model, from the device's runner (a fresh runner process per
+  model, so nothing warm or cached is shared between models);
+- `time_flatbuffers`: the p50 of each of several models, timed `rounds` times in a shuffled order
+  each round, the fastest round kept (other load on a shared host only ever adds time);
+- `timing_device` opens `--device` (an address, a devices.yaml name, or a Device) and
+  `check_device` fails on a bad one without opening anything, so a config rejects it before work.
+
+Example:
+    >>> from tfkit.bench.timing import time_flatbuffers
+    >>> time_flatbuffers({"wide": wide_fb, "thin": thin_fb}, "local", rounds=3)  # doctest: +SKIP
+    {'wide': 0.41, 'thin': 0.18}
+
+Streaming, on this host (`time_stream`): every model is timed in a fresh Python process (nothing
+warm or imported from the caller: no TensorFlow, no other interpreter in memory), on the same
+seeded, real-looking frames (a random scene that drifts, plus per-frame noise, made in [0, 1] and
+mapped to the model's own input range), in two modes:
 
 - step: what an app does per frame: set the frame and the states, invoke, read every output and
   feed the states back (int8 states requantized when their input and output scales differ);
@@ -19,7 +35,8 @@ Example:
     >>> t.invoke_ms, t.step_ms  # doctest: +SKIP
     (1.21, 1.30)
 
-The child half of this file needs only numpy and `ai_edge_litert` and never imports tfkit.
+The child half of this file (run as a script) needs only numpy and `ai_edge_litert` and never
+imports tfkit: everything above it imports tfkit inside the functions.
 """
 from __future__ import annotations
 
@@ -32,6 +49,118 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the child half runs without tfkit
+    from tfkit.bench.devices.base import BenchConfig, Device
+
+LOCAL = "local"  # the default device address: this host
+
+
+# ---------------------------------------------------------------- on a Device (the runner times)
+
+
+def check_device(address: object, owner: str = "config") -> str:
+    """`address` when this tfkit can run on it, else the one UsageError naming `owner`.device and
+    the accepted forms; opens nothing (no connection), so configs call it as they are built.
+
+    >>> check_device("local")
+    'local'
+    """
+    from tfkit.errors import UsageError
+
+    if not isinstance(address, str):
+        raise UsageError(f"{owner}.device must be a device address such as 'local' or 'ssh:pi@board', "
+                         f"got {address!r}")
+    if address.strip() == LOCAL:  # no devices.yaml or plug-in lookup for the default
+        return address
+    from tfkit.bench.devices.kinds import check_runnable, resolve
+
+    try:
+        check_runnable(resolve(address))
+    except UsageError as e:  # the same error, saying which field held the address
+        e.args = (f"{owner}.device: {e}",)
+        raise e from None
+    return address
+
+
+def timing_device(device: Device | str | None = None) -> Device:
+    """The Device to time on: None is this host, a string is opened by address or devices.yaml
+    name (tfkit.bench.devices.kinds.open_device), a Device is itself."""
+    if device is None or device == LOCAL:
+        from tfkit.bench.devices.local import LocalDevice
+
+        return LocalDevice()
+    if isinstance(device, str):
+        from tfkit.bench.devices.kinds import open_device
+
+        return open_device(device)
+    return device
+
+
+def device_record(address: str) -> dict:
+    """What a step's metrics say about where it timed: {"address": ..., "name": ...} (the name
+    of a devices.yaml entry, else None).
+
+    >>> device_record("local")
+    {'address': 'local', 'name': None}
+    """
+    from tfkit.bench.devices.kinds import resolve
+
+    resolved = resolve(address).address if address.strip() != LOCAL else None
+    return {"address": str(resolved) if resolved else LOCAL, "name": resolved.name if resolved else None}
+
+
+def piece_config(runs: int = 100) -> BenchConfig:
+    """How a piece of a model (a block, a layer, a pair) is timed: one thread, 10 warm-up runs,
+    `runs` timed: a small model's p50 settles only over many runs."""
+    from tfkit.bench.devices.base import BenchConfig
+
+    return BenchConfig(threads=1, warmup=10, runs=runs)
+
+
+def time_tflite(model: str | os.PathLike | bytes, device: Device | str | None = None,
+                config: BenchConfig | None = None, *, name: str | None = None, precision: str = "unknown") -> float:
+    """p50 latency (ms) of one .tflite file or flatbuffer on `device` (default: this host), from
+    the device's runner with `config` (default: `piece_config()`); raises BenchmarkError with the
+    runner's own words when the model cannot be run there."""
+    if isinstance(model, (bytes, bytearray)):
+        with tempfile.TemporaryDirectory(prefix="tfkit_timing_") as tmp:
+            path = Path(tmp) / f"{name or 'model'}.tflite"
+            path.write_bytes(model)
+            return time_tflite(path, device, config, name=name, precision=precision)
+    result = timing_device(device).run(model, config=config or piece_config(), name=name or Path(model).stem,
+                                       precision=precision)
+    return float(result.latency_ms.p50)
+
+
+def time_flatbuffers(models: dict[str, bytes], device: Device | str | None = None, config: BenchConfig | None = None,
+                     *, rounds: int = 1, precision: str = "float32") -> dict[str, float]:
+    """p50 (ms) of each flatbuffer on `device` (default: this host), timed `rounds` times in a
+    shuffled order each round; the fastest round is kept (other load on a shared host only ever
+    adds time, so the minimum is the reading least disturbed)."""
+    import numpy as np
+
+    from tfkit.errors import UsageError
+
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise UsageError(f"rounds must be an integer >= 1, got {rounds!r}")
+    device, config = timing_device(device), config or piece_config()
+    keys = list(models)
+    readings: dict[str, list[float]] = {key: [] for key in keys}
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory(prefix="tfkit_timing_") as tmp:
+        paths = []
+        for i, key in enumerate(keys):  # written once: a remote device caches each by its sha256
+            paths.append(Path(tmp) / f"model{i}.tflite")
+            paths[-1].write_bytes(models[key])
+        for _ in range(rounds):
+            for i in rng.permutation(len(keys)):
+                readings[keys[i]].append(time_tflite(paths[i], device, config, name=f"model{i}", precision=precision))
+    return {key: float(min(values)) for key, values in readings.items()}
+
+
+# ---------------------------------------------------------------- a streaming model, step by step, on this host
 
 # The frame input of a streaming model, when its name is not given: Model Garden's MoViNet calls
 # it "image", tfkit's streaming models "frame". Any other input with a matching output is a state.

@@ -4,8 +4,9 @@ and keep the worst few in float, with the price of doing so measured.
 `layer_error_report` ranks every quantized op by rmse/scale: the root-mean-square error between
 the op's float and int8 outputs in units of its int8 step. About 0.29 (= 1/sqrt(12)) is pure
 rounding noise; much more means the range is badly chosen for that tensor.
-`convert_selective` keeps the worst N (or named) ops in float and reports size, latency, XNNPACK
-partitions and agreement with the float model, for full int8 and for the selective model.
+`convert_selective` keeps the worst N (or named) ops in float and reports size, latency (on a
+device, this host by default: tfkit.bench.timing), XNNPACK partitions and agreement with the float
+model, for full int8 and for the selective model.
 
 Example:
     >>> rows = layer_error_report(model, clips)                   # doctest: +SKIP
@@ -15,8 +16,6 @@ Example:
 """
 from __future__ import annotations
 
-import statistics
-import time
 import warnings
 from collections.abc import Iterable, Sequence
 
@@ -128,22 +127,6 @@ def layer_error_report(model, calibration: Iterable, *, precision: str = "int8")
     return _rows(debugger)
 
 
-def median_latency_ms(flatbuffer: bytes, *, runs: int = 20, warmup: int = 3, threads: int = 2) -> float:
-    """Median invoke time (ms) on the host through LiteRT (default XNNPACK delegate), zero inputs."""
-    from tfkit.convert.parity import TFLiteModel
-
-    interp = TFLiteModel(flatbuffer, threads=threads).interpreter
-    for d in interp.get_input_details():
-        interp.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
-    times = []
-    for i in range(warmup + runs):
-        t = time.perf_counter()
-        interp.invoke()
-        if i >= warmup:
-            times.append((time.perf_counter() - t) * 1e3)
-    return float(statistics.median(times))
-
-
 def _run_all(flatbuffer: bytes, samples: list[dict[str, np.ndarray]]) -> np.ndarray:
     """First output of the model on every sample, as float (N, ...)."""
     from ai_edge_litert.interpreter import Interpreter
@@ -162,12 +145,15 @@ def _run_all(flatbuffer: bytes, samples: list[dict[str, np.ndarray]]) -> np.ndar
     return np.concatenate(results)
 
 
-def _cost(flatbuffer: bytes, samples, reference: np.ndarray, labels, runs: int) -> dict:
+def _cost(flatbuffer: bytes, samples, reference: np.ndarray, labels, runs: int, device) -> dict:
+    from tfkit.bench.devices.base import BenchConfig
+    from tfkit.bench.timing import time_tflite
     from tfkit.convert.parity import TFLiteModel
 
     m = TFLiteModel(flatbuffer)
     got = _run_all(flatbuffer, samples)
-    row = {"bytes": len(flatbuffer), "latency_ms": median_latency_ms(flatbuffer, runs=runs),
+    latency = time_tflite(flatbuffer, device, BenchConfig(threads=2, warmup=3, runs=runs), precision="int8")
+    row = {"bytes": len(flatbuffer), "latency_ms": latency,
            "xnnpack_partitions": m.xnnpack_partitions(), "float_activations": m.float_activation_count(),
            "top1_agreement": float(np.mean(np.argmax(got, -1) == np.argmax(reference, -1))),
            "max_abs_logit_diff": float(np.max(np.abs(got - reference))), "ops": m.op_counts()}
@@ -193,13 +179,13 @@ def float_ops(flatbuffer: bytes) -> list[dict]:
 
 def convert_selective(model, calibration: Iterable, *, keep_float: int | Sequence[str] = 1,
                       eval_clips: Iterable | None = None, labels: Sequence[int] | None = None,
-                      runs: int = 20) -> tuple[bytes, dict]:
+                      runs: int = 20, device=None) -> tuple[bytes, dict]:
     """int8 conversion of `model` with some ops kept in float: the `keep_float` worst ops of
     `layer_error_report` (an int), or the named output tensors (a list of tensor_name values).
 
     Returns (selective flatbuffer, report). The report has the debugger rows ("layers"), the ops
-    kept in float ("kept_float"), and for "full_int8" and "selective": bytes, latency_ms (median
-    host invoke), xnnpack_partitions, float_activations, top1_agreement and max_abs_logit_diff
+    kept in float ("kept_float"), and for "full_int8" and "selective": bytes, latency_ms (p50 of
+    `runs` invokes on `device`, a Device or an address; default: this host), xnnpack_partitions, float_activations, top1_agreement and max_abs_logit_diff
     against the float Keras model on `eval_clips` (default: the calibration clips), and accuracy
     when `labels` are given. Both models keep float input/output (the debugger's form).
 
@@ -207,6 +193,9 @@ def convert_selective(model, calibration: Iterable, *, keep_float: int | Sequenc
         >>> fb, report = convert_selective(model, clips, keep_float=1)  # doctest: +SKIP
         >>> report["kept_float"], report["selective"]["xnnpack_partitions"]
     """
+    from tfkit.bench.timing import timing_device
+
+    device = timing_device(device)  # before the debugger runs: a bad address fails first
     debugger, samples = _debugger(model, calibration)
     debugger.run()
     rows = _rows(debugger)
@@ -241,7 +230,7 @@ def convert_selective(model, calibration: Iterable, *, keep_float: int | Sequenc
         "layers": rows,
         "kept_float": [{"tensor_name": n, "op_name": next((r["op_name"] for r in rows if r["tensor_name"] == n), "?")}
                        for n in names],
-        "full_int8": _cost(full, evals, reference, labels, runs),
-        "selective": _cost(selective, evals, reference, labels, runs),
+        "full_int8": _cost(full, evals, reference, labels, runs, device),
+        "selective": _cost(selective, evals, reference, labels, runs, device),
     }
     return selective, report

@@ -1,7 +1,8 @@
 """Every zoo model in every precision and form: convert, then record what a deployer needs to know
 before the model reaches a phone (builtin-only op list, XNNPACK partitions, float islands, the GPU
-analyzer's verdict for float16, size and host latency). A precision the converter or the runtime
-refuses becomes a row with the reason, not a crash.
+analyzer's verdict for float16, size, and p50 latency on a device: this host unless `device` names
+a board, timed by tfkit.bench.timing in the device's runner). A precision the converter or the
+runtime refuses becomes a row with the reason, not a crash.
 
 Example:
     >>> rows = sweep_zoo(VideoModelSpec(frames=4, size=32, causal=True), clips)  # doctest: +SKIP
@@ -10,7 +11,6 @@ Example:
 """
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -46,18 +46,6 @@ def calibrate_batchnorm(model, clips: np.ndarray):
     for bn, m in zip(bns, momenta):
         bn.momentum = m
     return model
-
-
-def p50_ms(fn: Callable[[], object], runs: int = 50, warmup: int = 5) -> float:
-    """Median wall time of `fn` in milliseconds."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
 
 
 def is_builtin(op_name: str) -> bool:
@@ -100,11 +88,13 @@ def size_breakdown(flatbuffer: bytes, *, gzipped: bool = False) -> dict:
     return out
 
 
-def describe_flatbuffer(flatbuffer: bytes, *, precision: str, threads: int = 2, latency_runs: int = 50) -> dict:
+def describe_flatbuffer(flatbuffer: bytes, *, precision: str, threads: int = 2, latency_runs: int = 50,
+                        device=None) -> dict:
     """Size, op list, builtin-only, XNNPACK partitions, float activations, GPU verdict (float16)
-    and p50 invoke latency of any single-signature flatbuffer (clip or streaming)."""
-    from ai_edge_litert.interpreter import Interpreter
-
+    and p50 invoke latency on `device` (a Device or an address; default: this host) of any
+    single-signature flatbuffer (clip or streaming)."""
+    from tfkit.bench.devices.base import BenchConfig
+    from tfkit.bench.timing import time_tflite
     from tfkit.convert.parity import TFLiteModel
     from tfkit.delegates.gpu import analyze_gpu
 
@@ -114,11 +104,8 @@ def describe_flatbuffer(flatbuffer: bytes, *, precision: str, threads: int = 2, 
            "builtin_only": all(is_builtin(o) for o in ops), "xnnpack_partitions": tfl.xnnpack_partitions(), "float_activation_tensors": tfl.float_activation_count()}
     if precision == "float16":
         row["gpu_analyzer"] = analyze_gpu(flatbuffer).to_dict()
-    timed = Interpreter(model_content=flatbuffer, num_threads=threads)
-    timed.allocate_tensors()
-    for d in timed.get_input_details():  # zero inputs: latency does not depend on the values
-        timed.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
-    row["latency_p50_ms"] = p50_ms(timed.invoke, runs=latency_runs)
+    row["latency_p50_ms"] = time_tflite(flatbuffer, device, BenchConfig(threads=threads, warmup=5, runs=latency_runs),
+                                        precision=precision)
     row["threads"] = threads
     return row
 
@@ -154,13 +141,13 @@ def convert_model(spec: VideoModelSpec, clips: np.ndarray, *, precisions: Iterab
     return out
 
 
-def describe_row(row: dict, flatbuffer: bytes | None, *, threads: int = 2, latency_runs: int = 50,
+def describe_row(row: dict, flatbuffer: bytes | None, *, threads: int = 2, latency_runs: int = 50, device=None,
                  log: Callable[[str], None] = lambda _: None) -> dict:
     """`row` completed with `describe_flatbuffer`; a model the runtime refuses gets the reason."""
     if flatbuffer is not None:
         try:
             row.update(describe_flatbuffer(flatbuffer, precision=row["precision"], threads=threads,
-                                           latency_runs=latency_runs))
+                                           latency_runs=latency_runs, device=device))
         except TfkitError as e:
             row["error"] = str(e)
     log(f"[sweep] {row['model']} {row['form']} {row['precision']}: "
@@ -170,10 +157,14 @@ def describe_row(row: dict, flatbuffer: bytes | None, *, threads: int = 2, laten
 
 
 def sweep_model(spec: VideoModelSpec, clips: np.ndarray, *, precisions: Iterable[str] | None = None,
-                forms: Iterable[str] = FORMS, model=None, threads: int = 2, latency_runs: int = 50,
+                forms: Iterable[str] = FORMS, model=None, threads: int = 2, latency_runs: int = 50, device=None,
                 log: Callable[[str], None] = lambda _: None) -> list[dict]:
-    """One described row per (form, precision) of one model (see `convert_model`)."""
-    return [describe_row(row, fb, threads=threads, latency_runs=latency_runs, log=log)
+    """One described row per (form, precision) of one model (see `convert_model`), timed on
+    `device` (a Device or an address; default: this host)."""
+    from tfkit.bench.timing import timing_device
+
+    device = timing_device(device)  # opened before any conversion
+    return [describe_row(row, fb, threads=threads, latency_runs=latency_runs, device=device, log=log)
             for row, fb in convert_model(spec, clips, precisions=precisions, forms=forms, model=model)]
 
 
@@ -183,13 +174,16 @@ def _convert_in_worker(spec: dict, clips: np.ndarray, precisions, forms) -> list
 
 def sweep_zoo(specs: Iterable[VideoModelSpec], clips: np.ndarray, *, precisions: Iterable[str] | None = None,
               forms: Iterable[str] = FORMS, workers: int = 2, threads: int = 1, latency_runs: int = 50,
-              log: Callable[[str], None] = lambda _: None) -> list[dict]:
+              device=None, log: Callable[[str], None] = lambda _: None) -> list[dict]:
     """`sweep_model` over many specs: conversions run in `workers` processes (the TFLite converter
-    is mostly single-threaded), then every flatbuffer is described and timed here, one at a time,
-    so no latency is measured while a conversion shares the CPU."""
+    is mostly single-threaded), then every flatbuffer is described and timed on `device` (default:
+    this host), one at a time, so no latency is measured while a conversion shares the CPU."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
+    from tfkit.bench.timing import timing_device
+
+    device = timing_device(device)  # opened before any conversion
     specs, precisions, forms = list(specs), list(precisions or VARIANTS.names()), list(forms)
     if workers <= 1:
         converted = [convert_model(s, clips, precisions=precisions, forms=forms) for s in specs]
@@ -200,7 +194,7 @@ def sweep_zoo(specs: Iterable[VideoModelSpec], clips: np.ndarray, *, precisions:
             for spec, future in zip(specs, futures):
                 converted.append(future.result())
                 log(f"[sweep] {spec.name}: converted")
-    return [describe_row(row, fb, threads=threads, latency_runs=latency_runs, log=log)
+    return [describe_row(row, fb, threads=threads, latency_runs=latency_runs, device=device, log=log)
             for pairs in converted for row, fb in pairs]
 
 

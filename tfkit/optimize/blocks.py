@@ -6,7 +6,8 @@ reaches the first; removing the whole block removes both.
 - `find_blocks`: every identity residual block (an Add whose other input is computed from the
   shortcut by layers nothing else reads).
 - `block_latency_split`: each block cut out into its own TFLite model at several widths of its
-  inner channels, timed on a device (this host by default), and fitted as fixed + slope * width.
+  inner channels, timed on a device (this host by default; tfkit.bench.timing), and fitted as
+  fixed + slope * width.
 - `remove_blocks`: the model rebuilt with the chosen blocks replaced by their shortcut.
 - `plan_block_removal` (stage 1, Global Constraint): blocks ranked by latency saved per unit of
   accuracy lost when each is removed alone, removed under a latency target and an accuracy bound.
@@ -20,10 +21,8 @@ Example:
 from __future__ import annotations
 
 import json
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -151,26 +150,6 @@ class LatencySplit:
         return {**asdict(self), "full_ms": self.full_ms}
 
 
-def _time_tflite(flatbuffer: bytes, name: str, device, config, precision: str = "float32") -> float:
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / f"{name}.tflite"
-        path.write_bytes(flatbuffer)
-        return float(device.run(path, config=config, name=name, precision=precision).latency_ms.p50)
-
-
-def time_interleaved(models: dict[str, bytes], device, bench_config, *, rounds: int,
-                     precision: str = "float32") -> dict[str, float]:
-    """p50 of each flatbuffer on `device`, timed `rounds` times in a shuffled order each round;
-    the fastest round is kept (other load on a shared host only ever adds time)."""
-    readings: dict[str, list[float]] = {key: [] for key in models}
-    rng = np.random.default_rng(0)
-    keys = list(models)
-    for _ in range(rounds):
-        for i in rng.permutation(len(keys)):
-            readings[keys[i]].append(_time_tflite(models[keys[i]], f"model{i}", device, bench_config, precision))
-    return {key: float(np.min(v)) for key, v in readings.items()}
-
-
 def fit_split(block: str, widths, latencies) -> LatencySplit:
     """Least-squares line through (width, latency); the intercept is the fixed part."""
     w, lat = np.asarray(widths, float), np.asarray(latencies, float)
@@ -185,7 +164,8 @@ def block_latency_split(model, blocks: list[Block], sample: np.ndarray, *, width
                         device=None, bench_config=None, rounds: int = 3, precision: str = "float32",
                         calibration: np.ndarray | None = None,
                         progress: Callable[[str], None] | None = None) -> list[LatencySplit]:
-    """Time each block alone at several inner widths on `device` (default: this host) in
+    """Time each block alone at several inner widths on `device` (a Device or an address;
+    default: this host) in
     `precision` (float32, or int8 as deployed: its kernels cost differently at each width) and
     split its latency into fixed and width-dependent parts. `sample`: one model input;
     `calibration`: model inputs whose activations calibrate each int8 block (default: `sample`).
@@ -195,8 +175,7 @@ def block_latency_split(model, blocks: list[Block], sample: np.ndarray, *, width
     other load only ever adds time, so the minimum is the reading least disturbed (a median of
     three still follows two disturbed rounds, which changed which blocks went in one run)."""
     from tfkit._compat.keras import keras
-    from tfkit.bench.devices.base import BenchConfig
-    from tfkit.bench.devices.local import LocalDevice
+    from tfkit.bench.timing import piece_config, time_flatbuffers, timing_device
     from tfkit.convert.tflite import convert_keras
     from tfkit.optimize.channels import ChannelConfig, ChannelGraph, prune_channels
 
@@ -206,8 +185,8 @@ def block_latency_split(model, blocks: list[Block], sample: np.ndarray, *, width
         raise UsageError(f"rounds must be >= 1, got {rounds}")
     if precision not in TIMED_PRECISIONS:
         raise UsageError(f"blocks are timed in {' or '.join(TIMED_PRECISIONS)}, got precision {precision!r}")
-    device = device or LocalDevice()
-    bench_config = bench_config or BenchConfig(threads=1, warmup=10, runs=100)
+    device = timing_device(device)
+    bench_config = bench_config or piece_config()
     graph = Graph.of(model, "block pruning")
     # each block's real input activations calibrate its int8 model
     shapes, inputs = timing_inputs(model, [b.shortcut for b in blocks], sample, calibration, precision)
@@ -236,7 +215,7 @@ def block_latency_split(model, blocks: list[Block], sample: np.ndarray, *, width
                     base, ChannelConfig(ratio=1.0 - width, scope="uniform", round_to=1, min_channels=1)).model
                 models[f"{signature} {width}"] = convert(sub, block.shortcut)
         plan.append((signature, shape, timed))
-    fastest = time_interleaved(models, device, bench_config, rounds=rounds, precision=precision)
+    fastest = time_flatbuffers(models, device, bench_config, rounds=rounds, precision=precision)
     splits, reported = [], set()
     for block, (signature, shape, timed) in zip(blocks, plan, strict=True):
         latencies = [max(fastest[f"{signature} {w}"] - fastest[f"empty {shape}"], 0.0) for w in timed]

@@ -10,10 +10,10 @@ The rank is chosen one of three ways. By default it is the smallest rank keeping
 kernel's squared singular values, rounded up to a multiple of `round_to`. With `macs_budget` > 0
 it is instead the largest multiple of `round_to` whose factorized layer (bias counted) costs at
 most that fraction of the original's parameters, which also bounds its MACs. With
-`latency_budget` > 0 each layer is cut out and timed alone on the device, in `precision`, as it
-is and factorized at several ranks; the rank is the largest whose measured latency is at most
-that fraction of the original's, and a layer where none is stays as it is (reported with its
-times). Fewer MACs is not less time: two thin convs pay two ops' fixed cost, and on a CPU whose
+`latency_budget` > 0 each layer is cut out and timed alone on `device` (this host unless it
+names a board; tfkit.bench.timing), in `precision`, as it is and factorized at several ranks; the
+rank is the largest whose measured latency is at most that fraction of the original's, and a
+layer where none is stays as it is (reported with its times). Fewer MACs is not less time: two thin convs pay two ops' fixed cost, and on a CPU whose
 int8 kernels cost per pixel below some width (tfkit.optimize.merge) the pair can be slower at any
 rank. A budget replaces the energy target, so giving a budget and a non-default energy (or two
 budgets) is refused.
@@ -59,6 +59,7 @@ class LowRankConfig:
     round_to: int = 8
     timing_rounds: int = 3  # latency_budget: each candidate timed this often, interleaved; the fastest kept
     max_candidates: int = 6  # latency_budget: ranks timed per distinct layer shape (evenly spread)
+    device: str = "local"  # latency_budget: where layers are timed (an address or a devices.yaml name)
     seed: int = 0  # the lowrank step's fine-tune afterwards: shuffling, augmentation, dropout
 
     def __post_init__(self):
@@ -78,6 +79,12 @@ class LowRankConfig:
             raise UsageError(f"precision must be one of {', '.join(TIMED_PRECISIONS)}, got {self.precision!r}")
         if self.timing_rounds < 1 or self.max_candidates < 1:
             raise UsageError("timing_rounds and max_candidates must be >= 1")
+        from tfkit.bench.timing import LOCAL, check_device
+
+        check_device(self.device, "LowRankConfig")
+        if self.device != LOCAL and not self.latency_budget:
+            raise UsageError(f"device={self.device!r} is where latency_budget times each layer; without a "
+                             "latency_budget nothing is timed (set latency_budget, or leave device as 'local')")
         if isinstance(self.layers, str) or not all(isinstance(n, str) for n in self.layers):
             raise UsageError(f"layers must be a tuple of layer names, got {self.layers!r}")
         object.__setattr__(self, "layers", tuple(self.layers))
@@ -206,7 +213,7 @@ def factorize(model, config: LowRankConfig = LowRankConfig(), *, sample: np.ndar
     Sequential, returned as Functional) by truncated SVD. Returns a new model; `model` is not
     modified. With `config.latency_budget`: `sample` is one model input (batch axis included),
     `calibration` model inputs whose activations calibrate int8 timing models, `device` where
-    layers are timed (default: this host)."""
+    layers are timed (a Device; default: the one `config.device` names)."""
     graph = _as_functional(model)
     check_functional(graph, "low-rank factorization")
     names = [layer.name for layer in graph.layers]
@@ -219,6 +226,10 @@ def factorize(model, config: LowRankConfig = LowRankConfig(), *, sample: np.ndar
                              "layers and 1x1 Conv2D layers (groups=1, no dilation)")
     if config.latency_budget and sample is None:
         raise UsageError("latency_budget times each layer on the device: pass sample= (one model input)")
+    if config.latency_budget:  # a device that cannot be opened fails before any SVD or timing model
+        from tfkit.bench.timing import timing_device
+
+        device = timing_device(device if device is not None else config.device)
     wanted = set(config.layers) if config.layers else set(names)
 
     plans, skipped, timed = {}, {}, {}

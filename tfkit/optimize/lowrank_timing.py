@@ -2,8 +2,8 @@
 
 Each eligible layer is cut out of the model, reading a tensor of its real input shape, and
 converted as it is and factorized at a few ranks (multiples of `round_to` below the break-even
-rank, evenly spread); all are timed on the device in `precision`, interleaved over
-`timing_rounds` rounds with the fastest round kept. A layer gets the largest rank whose p50 is
+rank, evenly spread); all are timed on `LowRankConfig.device` (tfkit.bench.timing) in
+`precision`, interleaved over `timing_rounds` rounds with the fastest round kept. A layer gets the largest rank whose p50 is
 within the budget, or is left as it is with its times in the reason. Layers of the same class,
 config and input shape are timed once: latency does not depend on the weights.
 
@@ -37,15 +37,16 @@ def candidate_ranks(rows: int, cols: int, step: int, most: int) -> list[int]:
 def ranks_by_latency(graph, timed: dict, config, *, sample: np.ndarray, calibration: np.ndarray | None = None,
                      device=None, bench_config=None) -> tuple[dict, dict, dict]:
     """For each layer in `timed` ({name: (u, s, vt, rows, cols, use_bias)}: its kernel's SVD),
-    the rank chosen under `config.latency_budget`. Returns ({name: rank}, {name: timings},
+    the rank chosen under `config.latency_budget`, timed on `device` (a Device; default: the one
+    `config.device` names). Returns ({name: rank}, {name: timings},
     {name: why it is left as it is})."""
-    from tfkit.bench.devices.base import BenchConfig
-    from tfkit.bench.devices.local import LocalDevice
+    from tfkit.bench.timing import piece_config, time_flatbuffers, timing_device
     from tfkit.convert.tflite import convert_keras
-    from tfkit.optimize.blocks import sub_model, time_interleaved, timing_inputs
+    from tfkit.optimize.blocks import sub_model, timing_inputs
     from tfkit.optimize.graph import Graph
     from tfkit.optimize.lowrank import _plan, rebuild_factorized
 
+    device = timing_device(device if device is not None else config.device)
     g = Graph.of(graph, "low-rank factorization by latency budget (each layer is timed alone)")
     sources = {name: g.nodes[name].inputs[0] for name in timed}
     shapes, inputs = timing_inputs(graph, list(sources.values()), sample, calibration, config.precision)
@@ -76,8 +77,8 @@ def ranks_by_latency(graph, timed: dict, config, *, sample: np.ndarray, calibrat
         for rank in ranks:
             factored = rebuild_factorized(alone, {name: _plan(u, s, vt, rank, rows, cols, bias)})
             models[f"{signature} {rank}"] = convert(factored)
-    p50 = time_interleaved(models, device or LocalDevice(), bench_config or BenchConfig(threads=1, warmup=10, runs=100),
-                           rounds=config.timing_rounds, precision=config.precision) if models else {}
+    p50 = time_flatbuffers(models, device, bench_config or piece_config(), rounds=config.timing_rounds,
+                           precision=config.precision) if models else {}
 
     chosen, timings = {}, {}
     for name, (signature, ranks) in plan_of.items():

@@ -147,10 +147,10 @@ def choose_merges(model, policy: MergePolicy | str = MergePolicy.AUTO, *, sample
                   precision: str = "float32", calibration: np.ndarray | None = None, device=None,
                   bench_config=None, rounds: int = 3) -> MergeResult:
     """`merge_linear` under `policy`. AUTO times each pair that adds MACs, alone, against its
-    merged form in `precision` on `device` (default: this host); `sample`: one model input (needed
-    then), `calibration`: model inputs whose activations calibrate the int8 timing models."""
-    from tfkit.bench.devices.base import BenchConfig
-    from tfkit.bench.devices.local import LocalDevice
+    merged form in `precision` on `device` (a Device or an address; default: this host);
+    `sample`: one model input (needed then), `calibration`: model inputs whose activations
+    calibrate the int8 timing models."""
+    from tfkit.bench.timing import piece_config, time_flatbuffers, timing_device
     from tfkit.convert.tflite import convert_keras
     from tfkit.optimize import blocks
 
@@ -167,6 +167,7 @@ def choose_merges(model, policy: MergePolicy | str = MergePolicy.AUTO, *, sample
         raise UsageError("choose_merges(policy='auto') needs `sample` (one model input) to time pairs that add MACs")
     if precision not in blocks.TIMED_PRECISIONS:
         raise UsageError(f"pairs are timed in {' or '.join(blocks.TIMED_PRECISIONS)}, got precision {precision!r}")
+    device = timing_device(device)  # before any model is cut out: a bad address fails first
     graph = Graph.of(model, "linear merging")
     shapes, inputs = blocks.timing_inputs(model, [p.source for p in timed], sample, calibration, precision)
     flatbuffers = {}
@@ -175,9 +176,7 @@ def choose_merges(model, policy: MergePolicy | str = MergePolicy.AUTO, *, sample
         alone = blocks.sub_model(model, layers, pair.source, shapes[pair.source], graph, name=f"pair_{pair.second}")
         for form, sub in (("pair", alone), ("merged", merge_linear(alone).model)):
             flatbuffers[f"{form} {pair.second}"] = convert_keras(sub, precision, calibration=inputs.get(pair.source))
-    p50 = blocks.time_interleaved(flatbuffers, device or LocalDevice(),
-                                  bench_config or BenchConfig(threads=1, warmup=10, runs=100), rounds=rounds,
-                                  precision=precision)
+    p50 = time_flatbuffers(flatbuffers, device, bench_config or piece_config(), rounds=rounds, precision=precision)
     timings = {p.second: {"pair": p50[f"pair {p.second}"], "merged": p50[f"merged {p.second}"]} for p in timed}
     chosen = [p for p in pairs if p not in timed or timings[p.second]["merged"] < timings[p.second]["pair"]]
     result = merge_linear(model, chosen)

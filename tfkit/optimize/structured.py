@@ -3,7 +3,7 @@ then channel removal, then fine-tuning by distillation from the unpruned model.
 
 Two stages, after Li, Li & Meng (2024):
 1. Global Constraint (tfkit.optimize.blocks): time every residual block alone at several widths on
-   the target device, split its latency into fixed and width-dependent parts, and remove the
+   the target device (`device`: an address or devices.yaml name; tfkit.bench.timing), split its latency into fixed and width-dependent parts, and remove the
    blocks that save the most latency per accuracy lost until `block_target` of the model's
    latency is gone.
 2. Start-up latency reduction by width (tfkit.optimize.channels): remove `ratio` of the remaining
@@ -26,9 +26,7 @@ Example:
 """
 from __future__ import annotations
 
-import tempfile
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -57,6 +55,7 @@ class StructuredConfig:
     precision: str = "float32"  # what stage 1 times blocks in: float32 or int8 (as the model ships)
     compare_precisions: bool = True  # time the result in float32 and int8 before/after, note when int8 loses
     merge_linear: MergePolicy = MergePolicy.AUTO  # merge back-to-back linear 1x1 pairs (tfkit.optimize.merge)
+    device: str = "local"  # where blocks, pairs and the model are timed: an address or a devices.yaml name
     channel_options: dict = field(default_factory=dict)  # extra ChannelConfig fields
 
     def __post_init__(self):
@@ -83,6 +82,9 @@ class StructuredConfig:
             raise UsageError(f"precision must be one of {', '.join(TIMED_PRECISIONS)}, got {self.precision!r}")
         if not self.widths or any(not 0.0 < w <= 1.0 for w in self.widths):
             raise UsageError(f"widths must be fractions in (0, 1], got {self.widths}")
+        from tfkit.bench.timing import check_device
+
+        check_device(self.device, "StructuredConfig")
 
     def channel_config(self) -> ChannelConfig:
         return ChannelConfig(ratio=self.ratio, criterion=self.criterion, **self.channel_options)
@@ -108,36 +110,33 @@ class StructuredResult:
 
 
 def _timing(config: StructuredConfig):
-    from tfkit.bench.devices.base import BenchConfig
+    from tfkit.bench.timing import piece_config
 
-    return BenchConfig(threads=1, warmup=10, runs=config.timing_runs)
+    return piece_config(config.timing_runs)
 
 
 def tflite_p50(model, device=None, bench_config=None, precision: str = "float32", calibration=None,
                rounds: int = 1) -> float:
-    """p50 latency of `model` converted to `precision`, timed in a fresh runner process `rounds`
-    times; the fastest round is returned (other load on the host only adds time). `calibration`:
-    model inputs without the batch axis (int8 only)."""
-    from tfkit.bench.devices.base import BenchConfig
-    from tfkit.bench.devices.local import LocalDevice
+    """p50 latency of `model` converted to `precision` on `device` (default: this host), timed
+    `rounds` times; the fastest round is returned (other load on the host only adds time).
+    `calibration`: model inputs without the batch axis (int8 only)."""
+    from tfkit.bench.timing import time_flatbuffers
     from tfkit.convert.tflite import convert_keras
 
-    device = device or LocalDevice()
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / f"{model.name}_{precision}.tflite"
-        calib = None if calibration is None or precision == "float32" else [c[None] for c in calibration]
-        path.write_bytes(convert_keras(model, precision, calibration=calib))
-        return min(float(device.run(path, config=bench_config or BenchConfig(threads=1, warmup=10, runs=100),
-                                    name=model.name, precision=precision).latency_ms.p50)
-                   for _ in range(max(rounds, 1)))
+    calib = None if calibration is None or precision == "float32" else [c[None] for c in calibration]
+    flatbuffer = convert_keras(model, precision, calibration=calib)
+    return time_flatbuffers({model.name: flatbuffer}, device, bench_config, rounds=max(rounds, 1),
+                            precision=precision)[model.name]
 
 
 def structured_prune(model, train, val, config: StructuredConfig = StructuredConfig(), *, device=None,
                      bench_config=None, progress: bool = True, symmetries: dict | None = None,
                      log=print, model_ms: float | None = None) -> StructuredResult:
     """Block removal (optional) + channel removal + distillation; `model` is not modified.
+    `device`: where everything is timed (a Device; default: the one `config.device` names).
     `model_ms`: the unpruned model's p50 in `config.precision` on `device`, when already measured
     (a ratio sweep times it once)."""
+    from tfkit.bench.timing import timing_device
     from tfkit.optimize.blocks import block_latency_split, find_blocks, plan_block_removal, remove_blocks
     from tfkit.optimize.channels import prune_channels
     from tfkit.optimize.distill import DistillConfig, distill
@@ -146,6 +145,7 @@ def structured_prune(model, train, val, config: StructuredConfig = StructuredCon
 
     if model_ms is not None and not model_ms > 0:
         raise UsageError(f"model_ms must be a measured latency > 0 ms, got {model_ms}")
+    device = timing_device(device if device is not None else config.device)  # opened once, before any work
     norm = data_normalization(train)  # what the clips were cut for: timing, accuracy and distillation agree
     data_normalization(val, norm)
     base_acc = evaluate_accuracy(model, val.x, val.y, norm)

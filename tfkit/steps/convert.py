@@ -36,6 +36,7 @@ class ConvertConfig:
     per_channel: bool = True  # int8/int16x8: one kernel scale per output channel (False: one per kernel)
     strip_names: bool = False  # drop internal tensor names (inputs, outputs, signatures kept): smaller files
     seed: int = 0
+    device: str = "local"  # keep_float: where full and selective int8 are timed (an address or a devices.yaml name)
 
     def __post_init__(self):
         VARIANTS.get(self.precision)  # unknown name -> UnknownNameError with suggestions
@@ -55,6 +56,13 @@ class ConvertConfig:
                              "without qat_epochs or keep_float")
         if self.qat_epochs and self.keep_float:
             raise UsageError("choose one of qat_epochs (QAT) and keep_float (selective int8), not both")
+        from tfkit.bench.timing import LOCAL, check_device
+
+        check_device(self.device, "ConvertConfig")
+        if self.device != LOCAL and not self.keep_float:
+            raise UsageError(f"device={self.device!r} is where keep_float times full and selective int8; "
+                             "without keep_float nothing is timed (benchmark the result with "
+                             "`tfkit bench ARTIFACT --device ...`)")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -124,6 +132,10 @@ class ConvertStep(Step):
         if c.form == "stream" and "model" not in model_art.manifest.spec:
             raise UsageError(f"{model_art.path} is not a tfkit zoo model; the stream form needs one (a causal "
                              "VideoModelSpec it can rebuild frame by frame). Use --form clip")
+        if c.keep_float:  # selective int8 times two models there: a device that cannot be opened fails first
+            from tfkit.bench.timing import timing_device
+
+            device = timing_device(c.device)
         model = load_model(model_art.file("model"), trust=trusted(model_art))
         if data_art is None:
             calibration, parity = _random_inputs(model, c, ctx)
@@ -142,11 +154,13 @@ class ConvertStep(Step):
         if c.form == "stream":
             flatbuffer, report, stream_spec = _convert_stream(model, model_art, c, calibration, parity)
         elif c.keep_float:
+            from tfkit.bench.timing import device_record
             from tfkit.convert.selective import convert_selective
 
             flatbuffer, selective = convert_selective(model, [x[None] for x in calibration], keep_float=c.keep_float,
-                                                      eval_clips=[x[None] for x in parity])
+                                                      eval_clips=[x[None] for x in parity], device=device)
             extra["selective"] = {k: selective[k] for k in ("kept_float", "full_int8", "selective")}
+            extra["selective"]["device"] = device_record(c.device)
             ctx.log(f"[convert] int8: kept in float: {[k['tensor_name'] for k in selective['kept_float']]}")
             report, stream_spec = check_parity(model, flatbuffer, parity, c.precision, **c.parity_bars()), None
         else:

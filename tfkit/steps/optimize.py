@@ -69,18 +69,22 @@ def _before(model, data_art, val) -> float:
 
 @STEPS.register("structured")
 class StructuredStep(Step):
-    """Residual-block removal timed on this host + channel removal + distillation. Inputs: [keras model, dataset]."""
+    """Residual-block removal timed on the target device (`device`, this host by default) + channel
+    removal + distillation. Inputs: [keras model, dataset]."""
 
     name = "structured"
     input_kinds = (ArtifactKind.KERAS_MODEL, ArtifactKind.DATASET)
     config: StructuredConfig
 
     def run(self, inputs, workdir: Path, ctx: RunContext) -> StepOutput:
+        from tfkit.bench.timing import device_record, timing_device
         from tfkit.optimize.structured import structured_prune
 
+        device = timing_device(self.config.device)  # a device that cannot be opened fails before any work
         model_art, data_art = inputs
         model, train, val = load_model_and_clips(inputs)
-        result = structured_prune(model, train, val, self.config, progress=ctx.progress,
+        ctx.log(f"[structured] timing on {self.config.device}")
+        result = structured_prune(model, train, val, self.config, device=device, progress=ctx.progress,
                                   symmetries=data_art.manifest.spec.get("symmetries"), log=ctx.log)
         ctx.log(f"[structured] removed blocks {list(result.removed_blocks)}; validation accuracy "
                 f"{result.val_accuracy_before:.3f} -> {result.val_accuracy:.3f}")
@@ -92,7 +96,7 @@ class StructuredStep(Step):
             "channel_groups": result.channel_groups, "model_latency_ms": result.model_latency_ms,
             "params_before": int(model.count_params()), "latency_ms": result.latency_ms,
             "merged_pairs": list(result.merged_pairs), "merge_timings_ms": result.merge_timings_ms,
-            "notes": result.notes}, workdir, spec)
+            "notes": result.notes, "device": device_record(self.config.device)}, workdir, spec)
 
 
 @STEPS.register("cluster")
@@ -130,16 +134,20 @@ class LowRankStep(Step):
         from tfkit.optimize.lowrank import factorize
         from tfkit.train import TrainConfig, data_normalization, train_classifier
 
+        timing, measured = {}, {}
+        if self.config.latency_budget:  # a device that cannot be opened fails before any work
+            from tfkit.bench.timing import device_record, timing_device
+
+            timing["device"], measured["device"] = timing_device(self.config.device), device_record(self.config.device)
         model_art, data_art = inputs
         model, train, val = load_model_and_clips(inputs)
         before = _before(model, data_art, val)
-        timing = {}
-        if self.config.latency_budget:  # each layer is timed alone on this host on real activations
+        if self.config.latency_budget:  # each layer is timed alone on the device on real activations
             from tfkit.data import normalize
 
             norm = data_normalization(val, data_art.manifest.spec["clip"]["normalization"])
-            timing = {"sample": normalize(val.x[:1], norm), "calibration": normalize(train.x[:4], norm)}
-            ctx.log(f"[lowrank] timing each eligible layer alone in {self.config.precision} on this host")
+            timing.update(sample=normalize(val.x[:1], norm), calibration=normalize(train.x[:4], norm))
+            ctx.log(f"[lowrank] timing each eligible layer alone in {self.config.precision} on {self.config.device}")
         result = factorize(model, self.config, **timing)
         ctx.log(f"[lowrank] {len(result.layers)} layers factorized; params {result.params_before} -> "
                 f"{result.params_after}; fine-tuning 2 epochs")
@@ -152,7 +160,7 @@ class LowRankStep(Step):
                                  progress=ctx.progress, symmetries=data_art.manifest.spec.get("symmetries"))
         return _compressed(model_art, before, tuned.model, {
             "val_accuracy": tuned.val_accuracy, "layers": result.layers, "skipped": result.skipped,
-            "params_before": result.params_before}, workdir, {**model_art.manifest.spec, "low_rank": True})
+            "params_before": result.params_before, **measured}, workdir, {**model_art.manifest.spec, "low_rank": True})
 
 
 @STEPS.register("distill")
