@@ -273,3 +273,46 @@ def test_legacy_tflite_runtime_gives_the_same_accuracy(models, clips, tmp_path):
     device = LocalDevice(python=python)
     result = device.run(models["int8"], eval_npz=tmp_path / "c.npz", config=BenchConfig(runtime="tflite_runtime", runs=3))
     assert result.runtime.startswith("tflite_runtime ") and result.accuracy == pytest.approx(0.5)
+
+
+SYSFS = Path(__file__).resolve().parents[1] / "data" / "sysfs"
+
+
+def test_runner_2_records_hygiene_energy_and_affinity(models):
+    """Schema 2: hygiene before/after, energy only from a real counter (else null with why), affinity."""
+    proc, r = run_runner("--model", str(models["float32"]), "--runs", "5", "--cpu-affinity", "0")
+    assert proc.returncode == 0, r
+    assert r["schema"] == "tfkit.runner/2" and r["cpu_affinity"] == [0] and r["stream"] is None
+    assert set(r["hygiene"]) == {"before", "after"}
+    for snap in r["hygiene"].values():
+        assert set(snap) == {"governor", "freq_khz", "max_freq_khz", "thermal_c", "battery", "unavailable"}
+    if not Path("/sys/class/powercap").exists() and not Path("/sys/class/hwmon").exists():  # this container
+        assert r["energy_mj_per_inference"] is None
+        assert r["energy_source"] == ("unavailable: no RAPL zones under /sys/class/powercap; "
+                                      "no hwmon chips under /sys/class/hwmon")
+        assert any(u.startswith("cpufreq:") for u in r["hygiene"]["before"]["unavailable"])
+    elif r["energy_mj_per_inference"] is None:
+        assert r["energy_source"].startswith("unavailable: ")
+    else:
+        assert r["energy_mj_per_inference"] > 0 and not r["energy_source"].startswith("unavailable")
+
+
+def test_a_counter_that_does_not_move_gives_null_with_its_source(models):
+    """The laptop tree's RAPL counter is a file nobody updates: read before and after the timed
+    runs it has not moved, and that is what the result says (never a number)."""
+    proc, r = run_runner("--model", str(models["float32"]), "--runs", "3", "--sysfs-root", str(SYSFS / "x86_laptop"))
+    assert proc.returncode == 0, r
+    assert r["energy_mj_per_inference"] is None
+    assert r["energy_source"].startswith(f"unavailable: rapl:package-0 {SYSFS}/x86_laptop/sys/class/powercap/"
+                                         "intel-rapl:0/energy_uj did not move over the timed runs")
+    assert r["hygiene"]["after"]["governor"] == {"cpu0": "powersave", "cpu1": "powersave"}
+    assert r["hygiene"]["before"]["battery"] == {"percent": 64, "charging": True}
+
+
+def test_bad_affinity_and_fps_without_stream(models):
+    proc, r = run_runner("--model", str(models["float32"]), "--cpu-affinity", "4096")
+    assert proc.returncode == 1 and r["kind"] == "cpu_affinity" and "cannot pin to CPUs [4096]" in r["error"]
+    proc, r = run_runner("--model", str(models["float32"]), "--cpu-affinity", "a,b")
+    assert proc.returncode == 2 and r["kind"] == "usage"
+    proc, r = run_runner("--model", str(models["float32"]), "--fps", "30")
+    assert proc.returncode == 2 and r["kind"] == "usage" and "--fps needs --stream" in r["error"]

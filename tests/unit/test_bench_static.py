@@ -34,7 +34,7 @@ def imported_modules(tree: ast.AST) -> set[str]:
 
 def test_the_board_file_set():
     assert BOARD_FILES[0] == runner_script()
-    assert {"board_sysinfo"} <= SIBLINGS
+    assert {"board_sysinfo", "board_stream", "board_delegates"} <= SIBLINGS
 
 
 @pytest.mark.parametrize("path", BOARD_FILES, ids=lambda p: p.name)

@@ -333,6 +333,37 @@ def find_energy_source(root=ROOT):
     return None, "; ".join(reasons)
 
 
+def sample(source):
+    """One reading of `source` for energy_per_inference: (time, values), its failure in words, or None."""
+    if source is None:
+        return None
+    try:
+        return source.read()
+    except (OSError, ValueError) as e:
+        return f"{type(e).__name__}: {e}"
+
+
+def energy_per_inference(source, why_not, samples, runs):
+    # type: (Optional[EnergySource], Optional[str], list, int) -> Tuple[Optional[float], str]
+    """(mJ per inference, source label) from two samples taken right before and right after the
+    timed runs: a number only from a reading that moved; otherwise None and "unavailable: <why>".
+    Never estimated."""
+    if source is None:
+        return None, "unavailable: " + str(why_not)
+    bad = [s for s in samples if not isinstance(s, tuple)]
+    if bad:
+        return None, f"unavailable: {source.source} could not be read around the timed runs ({bad[0]})"
+    try:
+        uj = source.energy_uj(samples[0], samples[1])
+    except ValueError as e:
+        return None, f"unavailable: {source.source}: {e}"
+    if uj <= 0:
+        ms = (samples[1][0] - samples[0][0]) * 1000.0
+        return None, (f"unavailable: {source.source} did not move over the timed runs ({ms:.1f} ms; its update "
+                      "interval may be longer): use more --runs")
+    return uj / 1000.0 / runs, source.source
+
+
 def main(argv=None):
     import argparse
     parser = argparse.ArgumentParser(description="Print this device's fingerprint (one JSON line).")

@@ -8,9 +8,14 @@ It never imports tfkit.
 
 Example:
     python runner.py --model m.tflite --threads 2 --runs 50 --eval clips.npz --json-out r.json
+    python runner.py --model stream_int8.tflite --stream --fps 15 --delegate none --cpu-affinity 2,3
+
+Its board_*.py siblings (copied with it) hold the /proc + /sys readers (hygiene, energy), the
+delegates and the stream mode. Energy per inference comes only from a real counter read right
+before and right after the timed loop, labelled with its source; otherwise null with the reason.
 
 Contract: the last line on stdout is one JSON object. On success it holds the measurements
-(`"schema": "tfkit.runner/1"`); on failure the process exits non-zero and the object is
+(`"schema": "tfkit.runner/2"`); on failure the process exits non-zero and the object is
 `{"error": "<the runtime's own words>", "kind": "<load|unsupported_op|allocate|invoke|eval_data|...>"}`.
 Human logs go to stderr. Latency percentiles are nearest-rank over the steady-state invoke
 times (each one a real observation, no interpolation); times come from time.perf_counter.
@@ -26,13 +31,17 @@ import sys
 import time
 import traceback
 
+import board_delegates
+import board_stream
+import board_sysinfo
+
 try:
     import numpy as np
 except ImportError as _numpy_error:  # reported as JSON by main(), not as a traceback
     np = None
     NUMPY_IMPORT_ERROR = str(_numpy_error)
 
-SCHEMA = "tfkit.runner/1"
+SCHEMA = "tfkit.runner/2"
 RUNTIME_CHOICES = ("auto", "litert", "tflite_runtime")
 RUNTIME_MODULES = (("litert", "ai_edge_litert"), ("tflite_runtime", "tflite_runtime"))  # (choice, module)
 # pixel * scale + offset; mirrors tfkit.types.Normalization (duplicated: this file cannot import tfkit)
@@ -86,7 +95,34 @@ def build_parser():
     p.add_argument("--predictions-out", default=None, help="save eval logits/predictions/labels (.npz)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random timing inputs")
     p.add_argument("--json-out", default=None, help="also write the JSON result here")
+    p.add_argument("--delegate", choices=board_delegates.DELEGATE_CHOICES, default="default",
+                   help="default: the runtime's own CPU path; none: no delegate at all; others load one")
+    p.add_argument("--delegate-library", default=None, help="external delegate .so (edgetpu: libedgetpu.so.1)")
+    p.add_argument("--cpu-affinity", type=_cpu_list, default=None, help="pin to these CPUs, e.g. 0,2,3")
+    p.add_argument("--stream", action="store_true", help="stream mode: frame by frame, states fed back")
+    p.add_argument("--fps", type=_positive_float, default=None, help="with --stream: count frames over 1000/fps ms")
+    p.add_argument("--sysfs-root", default="/", help="read /proc and /sys under this folder (tests)")
     return p
+
+
+def _cpu_list(text):
+    try:
+        cpus = sorted({int(c) for c in text.split(",") if c.strip()})
+    except ValueError:
+        cpus = []
+    if not cpus or cpus[0] < 0:
+        raise argparse.ArgumentTypeError(f"must be CPU numbers like 0,2,3, got {text!r}")
+    return cpus
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
 
 
 # --- runtime -------------------------------------------------------------------------------------
@@ -211,11 +247,12 @@ def _runtime_call(kind, action, hint=lambda: ""):
         raise RunnerError(_runtime_kind(message, kind), message + hint())
 
 
-def create_interpreter(interpreter_class, runtime, model_path, threads):
+def create_interpreter(interpreter_class, runtime, model_path, threads, options):
     if not os.path.isfile(model_path):
         raise RunnerError("model_not_found", f"model file not found on the device: {model_path}")
     start = time.perf_counter()
-    interpreter = _runtime_call("load", lambda: interpreter_class(model_path=model_path, num_threads=threads),
+    interpreter = _runtime_call("load", lambda: interpreter_class(model_path=model_path, num_threads=threads,
+                                                                  **options),
                                 lambda: _load_hint(runtime, model_path))
     _runtime_call("allocate", interpreter.allocate_tensors)
     return interpreter, (time.perf_counter() - start) * 1000.0
@@ -237,7 +274,8 @@ def check_static_shape(detail):
                           f"(signature {signature}); the runner cannot guess their sizes.")
 
 
-def measure(interpreter, warmup, runs, seed):
+def measure(interpreter, warmup, runs, seed, energy_source):
+    """(first inference ms, latency stats, the energy source's samples right around the timed loop)."""
     rng = np.random.default_rng(seed)
     for detail in interpreter.get_input_details():
         check_static_shape(detail)  # a dynamic batch (axis 0) is timed at batch 1, the shape it has
@@ -245,8 +283,10 @@ def measure(interpreter, warmup, runs, seed):
     first_ms = timed_invoke(interpreter)
     for _ in range(warmup):
         timed_invoke(interpreter)
+    samples = [board_sysinfo.sample(energy_source)]
     times = [timed_invoke(interpreter) for _ in range(runs)]
-    return first_ms, latency_stats(times)
+    samples.append(board_sysinfo.sample(energy_source))
+    return first_ms, latency_stats(times), samples
 
 
 # --- evaluation ----------------------------------------------------------------------------------
@@ -382,15 +422,37 @@ def read_tfkit_metadata(model_path):
 # --- main ----------------------------------------------------------------------------------------
 
 
+def set_affinity(cpus):
+    if cpus is None:
+        return None
+    try:
+        os.sched_setaffinity(0, cpus)
+    except (OSError, AttributeError) as e:  # AttributeError: no sched_setaffinity (macOS)
+        raise RunnerError("cpu_affinity", f"cannot pin to CPUs {cpus} ({e}); this device has CPUs 0-"
+                          f"{(os.cpu_count() or 1) - 1}")
+    return sorted(os.sched_getaffinity(0))
+
+
 def run(args):
+    if args.fps is not None and not args.stream:
+        raise RunnerError("usage", "--fps needs --stream; run runner.py --help for the options")
+    cpus = set_affinity(args.cpu_affinity)
     interpreter_class, runtime, version, fallback = load_runtime(args.runtime)
     log(f"runtime {runtime} {version}, numpy {np.__version__}, python {platform.python_version()}")
     model_path = os.path.abspath(args.model)
+    hygiene = {"before": board_sysinfo.snapshot(args.sysfs_root), "after": None}
+    energy_source, no_energy = board_sysinfo.find_energy_source(args.sysfs_root)
+    options, delegate_detail = board_delegates.interpreter_options(sys.modules[interpreter_class.__module__],
+                                                                   args.delegate, args.delegate_library)
     baseline_rss = peak_rss_mb()
-    interpreter, init_ms = create_interpreter(interpreter_class, runtime, model_path, args.threads)
-    first_ms, latency = measure(interpreter, args.warmup, args.runs, args.seed)
+    interpreter, init_ms = create_interpreter(interpreter_class, runtime, model_path, args.threads, options)
+    delegate = board_delegates.which_ran(interpreter, delegate_detail)
+    first_ms, latency, samples = measure(interpreter, args.warmup, args.runs, args.seed, energy_source)
+    energy_mj, energy_label = board_sysinfo.energy_per_inference(energy_source, no_energy, samples, args.runs)
     peak_rss = peak_rss_mb()  # before eval, so the clips' memory does not count
-    log(f"init {init_ms:.2f} ms, first {first_ms:.2f} ms, p50 {latency['p50']:.3f} ms over {args.runs} runs")
+    log(f"init {init_ms:.2f} ms, first {first_ms:.2f} ms, p50 {latency['p50']:.3f} ms over {args.runs} runs, "
+        f"delegate {delegate}, energy {energy_label if energy_mj is None else f'{energy_mj:.4f} mJ/inference'}")
+    metadata = read_tfkit_metadata(model_path)
     result = {
         "schema": SCHEMA,
         "model_path": model_path,
@@ -410,13 +472,32 @@ def run(args):
         "host": {"python": platform.python_version(), "numpy": np.__version__, "system": platform.system(),
                  "machine": platform.machine(), "cpu_count": os.cpu_count()},
         "eval": None,
-        "metadata": read_tfkit_metadata(model_path),
+        "metadata": metadata,
+        "delegate": delegate,
+        "delegate_detail": delegate_detail,
+        "cpu_affinity": cpus,
+        "energy_mj_per_inference": energy_mj,
+        "energy_source": energy_label,
+        "hygiene": hygiene,
+        "stream": None,
     }
-    if args.eval_npz:
+    if args.stream:
+        clips = load_clips(args.eval_npz, args.eval_limit) if args.eval_npz else None
+        result["stream"], logits = board_stream.run(
+            interpreter, metadata, clips=clips, prepare=lambda frame, d: to_model_input(frame, d, args.normalization),
+            dequantize=dequantize, stats=latency_stats, warmup=args.warmup, frames=args.runs, fps=args.fps,
+            seed=args.seed)
+        log(f"stream: p50 {result['stream']['latency_ms']['p50']:.3f} ms per frame, {result['stream']['frames']} frames")
+        if logits is not None:
+            result["eval"] = board_stream.stream_eval(logits, clips[1], args.normalization, args.predictions_out,
+                                                      result["stream"])
+            result["peak_rss_mb_after_eval"] = peak_rss_mb()
+    elif args.eval_npz:
         result["eval"] = evaluate(interpreter, args.eval_npz, args.eval_limit, args.normalization,
                                   args.predictions_out)
         result["peak_rss_mb_after_eval"] = peak_rss_mb()
         log(f"top-1 {result['eval']['accuracy']:.4f} on {result['eval']['clips']} clips")
+    hygiene["after"] = board_sysinfo.snapshot(args.sysfs_root)
     return result
 
 
@@ -465,7 +546,7 @@ def main(argv=None):
         if np is None:
             raise RunnerError("runtime_missing", f"numpy is not importable: {NUMPY_IMPORT_ERROR}")
         payload, code = run(args), 0
-    except RunnerError as e:
+    except (RunnerError, board_delegates.DelegateError, board_stream.StreamError) as e:
         payload, code = {"error": e.message, "kind": e.kind, "schema": SCHEMA}, (2 if e.kind == "usage" else 1)
         log(f"error ({e.kind}): {e.message}")
     except Exception as e:  # noqa: BLE001 - the host must still get JSON, not just a traceback
