@@ -81,7 +81,21 @@ class LatencyStats:
 
 @dataclass(frozen=True)
 class BenchResult:
-    """What the on-device runner measured for one artifact (all times in milliseconds)."""
+    """What the on-device runner measured for one artifact (all times in milliseconds).
+
+    `device` is the address it ran on (`local`, `ssh:pi@board`), `device_name` its devices.yaml
+    name (None for a bare address), `fingerprint` what the device is (`{"error": why}` when it
+    could not be read). Energy is a real counter's reading or None, and `energy_source` says which
+    counter or why there is none. `hygiene` holds governor, frequency, thermal and charging
+    readings before and after; `throttled` is None when nothing could tell.
+
+    In JSON (`to_dict`) the device is one object: `"device": {"address", "name", "fingerprint"}`;
+    `from_dict` also reads the older form, a plain address string without the newer fields.
+
+    Example:
+        >>> BenchResult.from_dict(result.to_dict()) == result
+        True
+    """
 
     name: str
     precision: str
@@ -95,10 +109,25 @@ class BenchResult:
     accuracy: float | None = None
     device: str = "local"
     extra: dict = field(default_factory=dict)
+    delegate: str = "default"  # the delegate that actually ran ("default" = the runtime's own CPU path)
+    energy_mj_per_inference: float | None = None
+    energy_source: str = "unavailable: not recorded"
+    device_name: str | None = None
+    fingerprint: dict | None = None
+    hygiene: dict = field(default_factory=dict)
+    stream: dict | None = None
+    throttled: bool | None = None
+    throttle_reason: str | None = None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d["device"] = {"address": d["device"], "name": d.pop("device_name"), "fingerprint": d.pop("fingerprint")}
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> BenchResult:
+        d = dict(d)
+        device = d.get("device", "local")
+        if isinstance(device, dict):  # the current form; a plain string is a results.json from before
+            d.update(device=device["address"], device_name=device.get("name"), fingerprint=device.get("fingerprint"))
         return cls(**{**d, "latency_ms": LatencyStats(**d["latency_ms"])})

@@ -1,6 +1,7 @@
 """parse_runner_output on saved runner logs (tests/data/bench) and on hostile variants of them."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -137,3 +138,128 @@ def test_no_object_means_no_result(stdout):
 
 def test_last_object_line_is_the_result():
     assert last_json_object('{"a": 1}\nnoise\n{"b": 2}\n  \n') == {"b": 2}
+
+
+# --- tfkit.runner/2: delegate, energy, hygiene, stream ---------------------------------------------
+
+# case -> (runtime, energy is a number, whether the snapshots hold CPU max frequencies)
+SCHEMA2 = {
+    "runner2_litert_int8": ("ai_edge_litert 2.3.0", False, False),
+    "runner2_tflite_runtime_float32": ("tflite_runtime 2.14.0", False, False),
+    "runner2_pi4_ina219_energy": ("ai_edge_litert 2.3.0", True, True),
+    "runner2_x86_laptop_hygiene": ("ai_edge_litert 2.3.0", False, True),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SCHEMA2))
+def test_schema2_outputs_parse_with_their_new_fields(case):
+    runtime, has_energy, has_freqs = SCHEMA2[case]
+    stdout, stderr = log(case)
+    payload = last_json_object(stdout)
+    assert payload["schema"] == "tfkit.runner/2"
+    result = parse(stdout, stderr)
+    assert result.runtime == runtime and result.latency_ms.runs == 20
+    assert result.delegate == payload["delegate"] and isinstance(result.delegate, str)
+    assert result.extra["delegate_detail"]["requested"] == "default"
+    assert result.energy_source == payload["energy_source"]
+    if has_energy:
+        assert result.energy_mj_per_inference == payload["energy_mj_per_inference"] >= 0
+        assert result.energy_source.startswith("hwmon:ina219")
+    else:
+        assert result.energy_mj_per_inference is None and result.energy_source.startswith("unavailable: ")
+    assert set(result.hygiene) == {"before", "after"}
+    assert bool(result.hygiene["before"]["max_freq_khz"]) == has_freqs
+    assert result.stream is None and result.throttled is None  # throttling is judged over rounds, by benchmark()
+
+
+def test_schema1_outputs_take_the_new_defaults():
+    result = parse(*log("litert_int8"))
+    assert (result.delegate, result.energy_mj_per_inference, result.hygiene, result.stream) == ("default", None, {}, None)
+    assert result.energy_source == ("unavailable: the runner on the device is tfkit.runner/1, which does not read "
+                                    "energy counters")
+
+
+def schema2_with(path: str, value) -> str:
+    payload = last_json_object(log("runner2_x86_laptop_hygiene")[0])
+    *parents, leaf = path.split(".")
+    target = payload
+    for key in parents:
+        target = target[key]
+    if value is KeyError:
+        del target[leaf]
+    else:
+        target[leaf] = value
+    return json.dumps(payload)
+
+
+@pytest.mark.parametrize(
+    "path, value, words",
+    [
+        ("energy_mj_per_inference", -0.5, "'energy_mj_per_inference' is -0.5, below 0"),
+        ("energy_mj_per_inference", "1.2", "not a finite number"),
+        ("energy_mj_per_inference", KeyError, "'energy_mj_per_inference' is missing"),
+        ("energy_source", None, "'energy_source' is None, not a non-empty string"),
+        ("delegate", 3, "'delegate' is 3, not a non-empty string"),
+        ("delegate", ["gpu"], "not a non-empty string"),
+        ("delegate", KeyError, "'delegate' is missing"),
+        ("delegate_detail", "gpu", "'delegate_detail' is 'gpu', not an object"),
+        ("cpu_affinity", [0, -1], "not a list of core ids"),
+        ("hygiene", [], "'hygiene' is [], not an object"),
+        ("hygiene.after", KeyError, "'hygiene.after' is missing"),
+        ("hygiene.before.max_freq_khz", [1], "not an object"),
+        ("hygiene.before.max_freq_khz.cpu0", "fast", "'hygiene.before.max_freq_khz.cpu0' is 'fast', not a finite number"),
+        ("hygiene.after.freq_khz.cpu1", -5, "below 0"),
+        ("hygiene.after.thermal_c", {"soc-thermal.0 (cpu)": "hot"}, "'hygiene.after.thermal_c.soc-thermal.0 (cpu)' is 'hot'"),
+        ("stream", {"frames": 0, "latency_ms": {}}, "'frames' is 0"),
+        ("stream", {"frames": 3, "latency_ms": {"p50": 2.0, "p90": 1.0, "p99": 3.0}}, "stream latency percentiles"),
+        ("stream", {"frames": 3, "latency_ms": {"p50": 1, "p90": 1, "p99": 1}, "accuracy": 2}, "stream accuracy 2"),
+    ],
+)
+def test_untrusted_schema2_fields_are_checked(path, value, words):
+    with pytest.raises(BenchmarkError, match="not usable") as error:
+        parse(schema2_with(path, value))
+    assert words in str(error.value)
+
+
+def test_energy_and_its_source_must_agree():
+    with pytest.raises(BenchmarkError, match="energy_mj_per_inference is 0.2 but energy_source says 'unavailable"):
+        parse(schema2_with("energy_mj_per_inference", 0.2))
+    # A null reading always reads as unavailable, keeping the device's own words.
+    payload = json.loads(schema2_with("energy_source", "counter stuck"))
+    assert parse(json.dumps(payload)).energy_source == "unavailable: counter stuck"
+
+
+def test_a_stream_result_is_kept():
+    stream = {"frames": 24, "latency_ms": {"p50": 0.2, "p90": 0.3, "p99": 0.4, "mean": 0.25, "runs": 24},
+              "fps": 15.0, "deadline_ms": 66.7, "missed_deadlines": 0, "clips": 3, "accuracy": 2 / 3,
+              "requantized_states": ["s0_in"]}
+    assert parse(schema2_with("stream", stream)).stream == stream
+
+
+@pytest.mark.parametrize("case, kind, words", [
+    ("runner2_delegate_gpu_fails", "delegate", ["libtensorflowlite_gpu_delegate.so", "never replaced by the CPU"]),
+    ("runner2_stream_no_state", "stream_unsupported", ["no state inputs pair with outputs", "convert the streaming form"]),
+])
+def test_schema2_failures_name_the_kind_and_what_to_do(case, kind, words):
+    with pytest.raises(BenchmarkError, match=rf"\[{kind}\]") as error:
+        parse(*log(case), returncode=1)
+    for word in words:
+        assert word in str(error.value)
+
+
+def test_results_round_trip_and_old_results_files_load():
+    result = parse(*log("runner2_pi4_ina219_energy"))
+    result = dataclasses.replace(result, device="ssh:pi@board", device_name="pi5", fingerprint={"cores": 4},
+                                 throttled=False, throttle_reason="p50 rose 1.0% from round 1 to round 3")
+    d = json.loads(json.dumps(result.to_dict()))
+    assert d["device"] == {"address": "ssh:pi@board", "name": "pi5", "fingerprint": {"cores": 4}}
+    assert "fingerprint" not in d and "device_name" not in d
+    assert BenchResult.from_dict(d) == result
+    # A results.json written before devices had fingerprints: device is the address string.
+    old = {k: v for k, v in d.items() if k in ("name", "precision", "size_bytes", "latency_ms", "init_ms",
+                                                 "first_inference_ms", "peak_rss_mb", "threads", "runtime",
+                                                 "accuracy", "extra")}
+    loaded = BenchResult.from_dict({**old, "device": "local"})
+    assert (loaded.device, loaded.device_name, loaded.fingerprint, loaded.delegate) == ("local", None, None, "default")
+    assert (loaded.energy_mj_per_inference, loaded.throttled, loaded.hygiene) == (None, None, {})
+    assert loaded.energy_source.startswith("unavailable")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import math
 import re
@@ -44,13 +45,14 @@ def test_report_files_and_json_contract(tmp_path):
     assert sorted(p.name for p in (tmp_path / "rep").iterdir()) == [
         "latency_accuracy.png", "report.html", "report.json", "report.md"]  # no temp files left
     document = json.loads(paths.json.read_text())
-    assert set(document) == {"title", "created", "notes", "artifacts"}
+    assert set(document) == {"title", "created", "notes", "devices", "artifacts"}
     assert document["title"] == "TSM" and document["notes"] == {"clips": 200, "dataset": "synthetic"}
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", document["created"])
     first = document["artifacts"][0]
     assert tuple(first) == ARTIFACT_KEYS == (
         "name", "precision", "size_bytes", "accuracy", "latency_ms", "init_ms", "first_inference_ms",
-        "peak_rss_mb", "threads", "runtime", "device", "inputs", "parity")
+        "peak_rss_mb", "threads", "runtime", "device", "inputs", "parity", "delegate", "energy_mj_per_inference",
+        "energy_source", "throttled", "throttle_reason", "device_label")
     assert first["latency_ms"] == {"p50": 0.47, "p90": pytest.approx(0.564), "p99": pytest.approx(0.705),
                                    "mean": pytest.approx(0.4935)}
     assert (first["size_bytes"], first["accuracy"], first["threads"]) == (45_592, 0.8125, 2)
@@ -66,9 +68,11 @@ def test_markdown_table_has_every_artifact_and_column(tmp_path):
     header = next(line for line in md.splitlines() if line.startswith("| name"))
     assert [c.strip() for c in header.strip("|").split("|")] == [
         "name", "precision", "size KB", "accuracy %", "p50 ms", "p90 ms", "p99 ms", "init ms", "first ms",
-        "peak RSS MB", "inputs", "parity"]
-    assert "| tsm | int8 | 44.5 | 81.2 | 0.470 | 0.564 | 0.705 | 1.900 | 0.800 | 52.5 | real clips | n/a |" in md
+        "peak RSS MB", "inputs", "parity", "delegate", "energy mJ", "throttled"]
+    assert ("| tsm | int8 | 44.5 | 81.2 | 0.470 | 0.564 | 0.705 | 1.900 | 0.800 | 52.5 | real clips | n/a | default "
+            "| n/a | not checked |") in md
     assert "| tsm | float32 | 44.5 | n/a |" in md and md.count("| random | n/a |") == 1
+    assert "- Energy: unavailable: not recorded." in md  # results without energy say so, never a guess
     assert "![" in md and "](latency_accuracy.png)" in md and "- **seed**: 1" in md
 
 
@@ -145,3 +149,82 @@ def test_rewriting_replaces_and_empty_input_is_refused(tmp_path):
         write_report([], tmp_path)
     with pytest.raises(UsageError, match="BenchResult"):
         write_report([{"name": "x"}], tmp_path)
+
+
+PI_FINGERPRINT = {"board": "Raspberry Pi 5 Model B Rev 1.0", "cpu_model": None, "soc": "BCM2712", "cores": 4,
+                  "abi": "aarch64", "os": "Linux", "kernel": "6.6.31+rpt-rpi-2712", "android_api": None,
+                  "max_mhz": [2400], "governors": ["ondemand"], "runtimes": {"tflite_runtime": "2.14.0"}}
+HOST_FINGERPRINT = {"cpu_model": "Intel(R) Xeon(R) Processor", "board": None, "cores": 2, "abi": "x86_64",
+                    "os": "Linux", "kernel": "6.18.44", "max_mhz": [], "governors": []}
+
+
+def on(device, name=None, fingerprint=None, energy=None, source="unavailable: no RAPL zones", run=None, **kw):
+    r = result(**kw)
+    extra = {**r.extra, **({"bench_run": run} if run else {})}
+    return dataclasses.replace(r, device=device, device_name=name, fingerprint=fingerprint, extra=extra,
+                               energy_mj_per_inference=energy, energy_source=source)
+
+
+def test_results_from_several_devices_get_a_column_each(tmp_path):
+    results = [on("local", fingerprint=HOST_FINGERPRINT, energy=0.8, source="rapl:package-0 /sys/class/powercap"),
+               on("local", fingerprint=HOST_FINGERPRINT, precision="float32", p50=0.36),
+               on("ssh:pi@pi5", "pi5", PI_FINGERPRINT, p50=2.5, accuracy=0.75)]
+    paths = write_report(results, tmp_path)
+    doc = json.loads(paths.json.read_text())
+    assert [d["label"] for d in doc["devices"]] == ["local", "pi5"]
+    pi = doc["devices"][1]
+    assert (pi["address"], pi["name"], pi["fingerprint"]["soc"]) == ("ssh:pi@pi5", "pi5", "BCM2712")
+    assert pi["summary"] == {"CPU / board": "Raspberry Pi 5 Model B Rev 1.0", "cores": "4",
+                             "kernel / API": "Linux 6.6.31+rpt-rpi-2712, aarch64", "max MHz": "2400",
+                             "governor": "ondemand"}
+    assert doc["devices"][0]["energy_source"] == "rapl:package-0 /sys/class/powercap, unavailable: no RAPL zones"
+    assert [a["device_label"] for a in doc["artifacts"]] == ["local", "local", "pi5"]
+    assert doc["artifacts"][0]["energy_mj_per_inference"] == 0.8 and doc["artifacts"][2]["energy_mj_per_inference"] is None
+    md = paths.markdown.read_text()
+    assert "## Devices" in md and "|  | local | pi5 |" in md
+    assert "| CPU / board | Intel(R) Xeon(R) Processor | Raspberry Pi 5 Model B Rev 1.0 |" in md
+    assert "| kernel / API | Linux 6.18.44, x86_64 | Linux 6.6.31+rpt-rpi-2712, aarch64 |" in md
+    header = next(line for line in md.splitlines() if line.startswith("| name"))
+    assert [c.strip() for c in header.strip("|").split("|")] == [
+        "name", "precision", "size KB",
+        *(f"{m} · {d}" for d in ("local", "pi5")
+          for m in ("accuracy %", "p50 ms", "p90 ms", "init ms", "peak RSS MB", "energy mJ"))]
+    # one row per model; a model a device did not run says so
+    assert "| tsm | int8 | 44.5 | 81.2 | 0.470 | 0.564 | 1.900 | 52.5 | 0.8 | 75.0 | 2.500 | 3.000 | 1.900 | 52.5 | n/a |" in md
+    assert "| tsm | float32 | 44.5 | 81.2 | 0.360 |" in md and md.count("not run") == 6
+    page = paths.html.read_text()
+    assert "<h2>Devices</h2>" in page and "<th>pi5</th>" in page and "p50 ms · pi5</th>" in page
+
+
+def test_the_same_device_twice_is_two_columns_and_labels_never_repeat(tmp_path):
+    runs = [on("local", fingerprint=HOST_FINGERPRINT, run="/o/run-a"),
+            on("local", fingerprint=HOST_FINGERPRINT, run="/o/run-b", p50=0.5),
+            on("local", fingerprint=HOST_FINGERPRINT, run="/o/run-c", p50=0.6)]
+    runs[2] = dataclasses.replace(runs[2], runtime="tflite_runtime 2.14.0")
+    doc = json.loads(write_report(runs, tmp_path).json.read_text())
+    assert [d["label"] for d in doc["devices"]] == ["local · ai_edge_litert 2.3.0 · run-a",
+                                                    "local · ai_edge_litert 2.3.0 · run-b",
+                                                    "local · tflite_runtime 2.14.0"]
+
+
+@pytest.mark.parametrize("fingerprint, cpu", [
+    (None, "not recorded"),
+    ({"error": "ssh: connect to host pi5 port 22: Connection refused"}, "fingerprint failed: ssh: connect"),
+    ({"cores": "many", "max_mhz": "fast", "governors": None, "thermal": 3, "kernel": ["x"]}, "unknown CPU"),
+    ({"android_api": 34, "soc": "SM8550", "abi": "arm64-v8a", "cores": 8}, "SM8550"),
+])
+def test_any_fingerprint_shape_renders(tmp_path, fingerprint, cpu):
+    paths = write_report([on("adb:R58M", fingerprint=fingerprint), on("local", fingerprint=HOST_FINGERPRINT)], tmp_path)
+    summary = json.loads(paths.json.read_text())["devices"][0]["summary"]
+    assert summary["CPU / board"].startswith(cpu)
+    if fingerprint and fingerprint.get("android_api"):
+        assert summary["kernel / API"] == "Android API 34, arm64-v8a"
+
+
+def test_one_device_names_its_fingerprint_energy_and_throttling(tmp_path):
+    flagged = dataclasses.replace(on("local", fingerprint=HOST_FINGERPRINT, energy=1.25, source="rapl:package-0 x"),
+                                  throttled=True, throttle_reason="p50 rose 14.0% from round 1 to round 3")
+    md = write_report([flagged], tmp_path).markdown.read_text()
+    assert "- Device local: CPU / board Intel(R) Xeon(R) Processor; cores 2; kernel / API Linux 6.18.44, x86_64" in md
+    assert "- Energy: rapl:package-0 x." in md and "| default | 1.25 | yes |" in md
+    assert "- Throttled: tsm (int8): p50 rose 14.0% from round 1 to round 3." in md

@@ -20,7 +20,12 @@ from typing import Any
 from tfkit.errors import BenchmarkError
 from tfkit.types import BenchResult, LatencyStats, Precision
 
-RUNNER_SCHEMA = "tfkit.runner/1"
+RUNNER_SCHEMA = "tfkit.runner/2"
+# Every schema this parser reads: /1 (before delegates, hygiene and energy) still parses, its new
+# fields taking their defaults, so a stale runner on a board and saved outputs keep working.
+RUNNER_SCHEMAS = ("tfkit.runner/1", RUNNER_SCHEMA)
+UNAVAILABLE = "unavailable"  # how an energy_source without a reading starts
+SNAPSHOT_NUMBERS = ("freq_khz", "max_freq_khz", "thermal_c")  # per-CPU / per-zone readings in a hygiene snapshot
 STDERR_TAIL_LINES = 15
 RUNNER_ERROR_LOG = "[tfkit-runner] error ("
 
@@ -44,6 +49,11 @@ ERROR_HINTS: dict[str, str] = {
     "unsupported_input": "The runner makes random timing inputs of numeric and bool types only; this input "
     "type cannot be fed.",
     "usage": "tfkit passed the runner an option it does not accept: the runner on the device may be stale.",
+    "delegate": "Nothing ran: a delegate that fails to load is never replaced by the CPU. Install it on the "
+    "device (or pass --delegate-library PATH), or time the CPU path with --delegate default.",
+    "stream_unsupported": "Stream mode needs a model with state inputs and outputs (tfkit metadata, or "
+    "'<s>_in' -> '<s>_out' names): convert the streaming form, or benchmark without --stream.",
+    "cpu_affinity": "The device refused the CPU set: give core ids it has (tfkit devices lists its cores).",
     "internal": "The runner itself crashed: please report it with the stderr shown.",
 }
 
@@ -110,14 +120,14 @@ def _field(payload: dict, path: str) -> Any:
     return value
 
 
-def _number(payload: dict, path: str, *, minimum: float = 0.0, optional: bool = False) -> float:
-    value = _field(payload, path)
+def _number(payload: dict, path: str, *, minimum: float = 0.0, optional: bool = False, label: str = "") -> float:
+    value, label = _field(payload, path), label or path
     if value is None and optional:
         return math.nan
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise _Invalid(f"field {path!r} is {value!r}, not a finite number")
+        raise _Invalid(f"field {label!r} is {value!r}, not a finite number")
     if value < minimum:
-        raise _Invalid(f"field {path!r} is {value!r}, below {minimum}")
+        raise _Invalid(f"field {label!r} is {value!r}, below {minimum}")
     return float(value)
 
 
@@ -128,12 +138,84 @@ def _integer(payload: dict, path: str, *, minimum: int) -> int:
     return value
 
 
-def _to_result(payload: dict, *, name: str, precision: str, device: str) -> BenchResult:
-    if payload.get("schema") != RUNNER_SCHEMA:
-        raise _Invalid(f"schema is {payload.get('schema')!r}, expected {RUNNER_SCHEMA!r} (runner version mismatch?)")
-    p50, p90, p99 = (_number(payload, f"latency_ms.{p}") for p in ("p50", "p90", "p99"))
+def _optional_number(payload: dict, path: str, *, minimum: float = 0.0) -> float | None:
+    value = _number(payload, path, minimum=minimum, optional=True)
+    return None if math.isnan(value) else value
+
+
+def _string(payload: dict, path: str) -> str:
+    value = _field(payload, path)
+    if not isinstance(value, str) or not value.strip():
+        raise _Invalid(f"field {path!r} is {value!r}, not a non-empty string")
+    return value
+
+
+def _mapping(payload: dict, path: str, *, optional: bool = True) -> dict | None:
+    value = payload.get(path) if optional else _field(payload, path)
+    if value is None and optional:
+        return None
+    if not isinstance(value, dict):
+        raise _Invalid(f"field {path!r} is {value!r}, not an object")
+    return value
+
+
+def _percentiles(stats: dict, where: str) -> tuple[float, float, float]:
+    p50, p90, p99 = (_number(stats, p) for p in ("p50", "p90", "p99"))
     if not p50 <= p90 <= p99:
-        raise _Invalid(f"latency percentiles are not ordered (p50={p50}, p90={p90}, p99={p99})")
+        raise _Invalid(f"{where} percentiles are not ordered (p50={p50}, p90={p90}, p99={p99})")
+    return p50, p90, p99
+
+
+def _energy(payload: dict) -> tuple[float | None, str]:
+    energy = _optional_number(payload, "energy_mj_per_inference")
+    source = _string(payload, "energy_source")
+    if energy is not None and source.startswith(UNAVAILABLE):
+        raise _Invalid(f"energy_mj_per_inference is {energy} but energy_source says {source!r}")
+    if energy is None and not source.startswith(UNAVAILABLE):
+        source = f"{UNAVAILABLE}: {source}"  # null energy always reads as unavailable, with the device's words
+    return energy, source
+
+
+def _hygiene(payload: dict) -> dict:
+    """{"before": SNAP, "after": SNAP}; the readings the host computes on must be numbers."""
+    hygiene = _mapping(payload, "hygiene")
+    if hygiene is None:
+        return {}
+    for moment in ("before", "after"):
+        snap = _field(payload, f"hygiene.{moment}")
+        if not isinstance(snap, dict):
+            raise _Invalid(f"field 'hygiene.{moment}' is {snap!r}, not an object")
+        for key in SNAPSHOT_NUMBERS:
+            readings = snap.get(key)
+            if readings is None:
+                continue
+            if not isinstance(readings, dict):
+                raise _Invalid(f"field 'hygiene.{moment}.{key}' is {readings!r}, not an object")
+            for name, value in readings.items():  # names may hold dots ("soc-thermal.0"): no path lookup
+                _number({"v": value}, "v", minimum=-300.0 if key == "thermal_c" else 0.0, label=f"hygiene.{moment}.{key}.{name}")
+    return hygiene
+
+
+def _stream(payload: dict) -> dict | None:
+    stream = _mapping(payload, "stream")
+    if stream is None:
+        return None
+    _integer(stream, "frames", minimum=1)
+    _percentiles(_mapping(stream, "latency_ms", optional=False), "stream latency")
+    if stream.get("missed_deadlines") is not None:
+        _integer(stream, "missed_deadlines", minimum=0)
+    accuracy = _optional_number(stream, "accuracy") if "accuracy" in stream else None
+    if accuracy is not None and accuracy > 1.0:
+        raise _Invalid(f"stream accuracy {accuracy} is above 1")
+    return stream
+
+
+def _to_result(payload: dict, *, name: str, precision: str, device: str) -> BenchResult:
+    schema = payload.get("schema")
+    if schema not in RUNNER_SCHEMAS:
+        raise _Invalid(f"schema is {schema!r}, expected one of {', '.join(RUNNER_SCHEMAS)} (runner version mismatch?)")
+    p50, p90, p99 = (_number(payload, f"latency_ms.{p}") for p in ("p50", "p90", "p99"))
+    _percentiles(payload["latency_ms"], "latency")
     latency = LatencyStats(
         p50=p50, p90=p90, p99=p99, mean=_number(payload, "latency_ms.mean"),
         runs=_integer(payload, "latency_ms.runs", minimum=1),
@@ -158,7 +240,20 @@ def _to_result(payload: dict, *, name: str, precision: str, device: str) -> Benc
         "outputs": payload.get("outputs"),
         "host": payload.get("host"),
         "eval": evaluation,
+        "runner_schema": schema,
     }
+    if schema == "tfkit.runner/1":  # measured before the runner knew delegates, hygiene and energy
+        delegate, energy, source, hygiene, stream = "default", None, (
+            f"{UNAVAILABLE}: the runner on the device is {schema}, which does not read energy counters"), {}, None
+    else:
+        delegate, (energy, source) = _string(payload, "delegate"), _energy(payload)
+        hygiene, stream = _hygiene(payload), _stream(payload)
+        extra["delegate_detail"] = _mapping(payload, "delegate_detail")
+        affinity = payload.get("cpu_affinity")
+        if affinity is not None and not (isinstance(affinity, list) and all(
+                isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in affinity)):
+            raise _Invalid(f"field 'cpu_affinity' is {affinity!r}, not a list of core ids")
+        extra["cpu_affinity"] = affinity
     return BenchResult(
         name=name,
         precision=precision,
@@ -172,6 +267,11 @@ def _to_result(payload: dict, *, name: str, precision: str, device: str) -> Benc
         accuracy=accuracy,
         device=device,
         extra=extra,
+        delegate=delegate,
+        energy_mj_per_inference=energy,
+        energy_source=source,
+        hygiene=hygiene,
+        stream=stream,
     )
 
 

@@ -234,13 +234,20 @@ def _tflite_models(paths) -> list:
 @click.option("--data", "data_dir", type=ARTIFACT, default=None,
               help="Dataset artifact whose validation clips measure accuracy on the device (of the models "
                    "whose input they fit). Without it: latency and memory only, on random inputs.")
-@config_options(BenchStepConfig)
+@config_options(BenchStepConfig, rename={"stream_fps": "fps"})
 @_out_checked_late
 @quiet_option
 @force_option
 def bench(models, data_dir, out, quiet, force, **kw):
     """Benchmark MODELS, each in a fresh process on the device: `tfkit convert` folders or any .tflite
-    files (tfkit metadata used when present; each result says whether real clips or random inputs fed it)."""
+    files (tfkit metadata used when present; each result says whether real clips or random inputs fed it).
+
+    --runs timed runs are split over --rounds rounds; in each round every model runs once, with
+    --cooldown seconds of rest between runner processes. Each result records the device's fingerprint,
+    governor/frequency/thermal/charging readings before and after, energy per inference from a real
+    counter (or null with the reason), and whether the device throttled. --delegate runs the model on
+    that delegate or fails (never a silent CPU fallback); --cpu-affinity pins the runner to cores
+    (e.g. 4,5,6,7); --stream feeds state outputs back in, frame by frame (--fps: count missed deadlines)."""
     from dataclasses import replace
 
     from click.core import ParameterSource
@@ -251,14 +258,29 @@ def bench(models, data_dir, out, quiet, force, **kw):
 
     cfg = config_from(BenchStepConfig, kw)
     resolved = check_runnable(resolve(cfg.device))  # a bad or unsupported address fails before any model is read
-    if resolved.entry is not None:  # a named device's threads/runtime, unless given on the command line
+    if resolved.entry is not None:  # a named device's options, unless given on the command line
         ctx = click.get_current_context()
-        given = {n for n in ("threads", "runtime") if ctx.get_parameter_source(n) != ParameterSource.DEFAULT}
-        cfg = replace(cfg, **{k: v for k, v in resolved.entry.bench_defaults().items() if k not in given})
+        given = {n for n in ("threads", "runtime", "delegate", "cpu_affinity")
+                 if ctx.get_parameter_source(n) != ParameterSource.DEFAULT}
+        cfg = replace(cfg, **{k: v for k, v in _entry_options(resolved.entry).items() if k not in given})
     data_arts = [] if data_dir is None else [load_artifact(data_dir, ArtifactKind.DATASET, how=HOW_DATA)]
     arts = _tflite_models(models)
     out = _need_out(out, "out/bench")
     done(run_step(BenchStep(cfg), [*data_arts, *arts], out, context(quiet), force=force))
+
+
+def _entry_options(entry) -> dict:
+    """The bench options a devices.yaml entry sets, as BenchStepConfig spells them."""
+    from tfkit.bench.devices.base import cores_from_mask
+
+    options = dict(entry.bench_defaults())
+    if entry.delegate is not None:
+        options["delegate"] = entry.delegate
+    affinity = entry.cpu_affinity
+    if affinity is not None:  # core ids, or a taskset mask as written in the file
+        cores = cores_from_mask(affinity) if isinstance(affinity, str) else affinity
+        options["cpu_affinity"] = ",".join(str(c) for c in cores)
+    return options
 
 
 def _is_artifact_of(path: Path, kind: ArtifactKind) -> bool:
@@ -277,17 +299,20 @@ def _is_artifact_of(path: Path, kind: ArtifactKind) -> bool:
 @_out_checked_late
 @quiet_option
 def report(inputs, out, quiet, **kw):
-    """Write report.json, report.md, report.html and latency_accuracy.png from a `tfkit bench` folder,
+    """Write report.json, report.md, report.html and latency_accuracy.png from `tfkit bench` folders,
     or from .tflite files / `tfkit convert` folders: those are benchmarked first with bench's defaults
-    (no dataset: latency and memory on random inputs) into the folder OUT-bench beside OUT."""
+    (no dataset: latency and memory on random inputs) into the folder OUT-bench beside OUT.
+
+    Several bench folders (e.g. one per device) give a column per device, with each device's
+    fingerprint and energy source."""
     from tfkit.steps import run_step
     from tfkit.steps.bench import BenchStep, ReportStep
 
-    if len(inputs) == 1 and _is_artifact_of(inputs[0], ArtifactKind.BENCHMARK):
-        art = load_artifact(inputs[0], ArtifactKind.BENCHMARK, how=HOW_BENCH)
+    if all(_is_artifact_of(p, ArtifactKind.BENCHMARK) for p in inputs):
+        arts = [load_artifact(p, ArtifactKind.BENCHMARK, how=HOW_BENCH) for p in inputs]
         out = _need_out(out, "out/report")
     else:
         models = _tflite_models(inputs)
         out = _need_out(out, "out/report")
-        art = run_step(BenchStep(BenchStepConfig()), models, out.with_name(out.name + "-bench"), context(quiet))
-    done(run_step(ReportStep(config_from(ReportConfig, kw)), [art], out, context(quiet)))
+        arts = [run_step(BenchStep(BenchStepConfig()), models, out.with_name(out.name + "-bench"), context(quiet))]
+    done(run_step(ReportStep(config_from(ReportConfig, kw)), arts, out, context(quiet)))

@@ -36,10 +36,12 @@ def _marker_area(size_bytes: int, largest: int) -> float:
     return 40.0 + 360.0 * (size_bytes / largest if largest > 0 else 0.0)
 
 
-def latency_accuracy_png(results: Sequence[BenchResult], *, title: str = "latency vs accuracy", dpi: int = 120) -> bytes:
+def latency_accuracy_png(results: Sequence[BenchResult], *, title: str = "latency vs accuracy", dpi: int = 120,
+                        devices: Sequence[str] | None = None) -> bytes:
     """PNG bytes: x = p50 latency (bar to p90), y = top-1 accuracy %, marker area = file size.
 
-    Artifacts without accuracy sit on a separate "n/a" row below the measured ones.
+    Artifacts without accuracy sit on a separate "n/a" row below the measured ones. `devices`
+    (one label per result, for results from several devices) is added to each point's label.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -70,7 +72,8 @@ def latency_accuracy_png(results: Sequence[BenchResult], *, title: str = "latenc
         )
         legend.setdefault(r.precision, Line2D([], [], ls="", marker="o", color=color, label=_plain(r.precision)))
         ax.annotate(
-            _plain(f"{r.name} ({r.precision})\n{r.size_bytes / 1024:.1f} KB"), (p50, y),
+            _plain(f"{r.name} ({r.precision})" + (f" on {devices[index]}" if devices else "")
+                   + f"\n{r.size_bytes / 1024:.1f} KB"), (p50, y),
             # Staggered heights with a leader line: points close together keep readable labels.
             xytext=(8, 8 + 26 * (index % 4)), textcoords="offset points", fontsize=8,
             arrowprops={"arrowstyle": "-", "color": "grey", "lw": 0.6},

@@ -1,8 +1,12 @@
 """Write a benchmark report: report.json (the contract), report.md, a self-contained report.html
 and latency_accuracy.png, each written atomically (temp file + rename).
 
-report.json = {"title", "created" (ISO 8601 UTC), "notes": {...}, "artifacts": [record, ...]}
-with the record keys of `tfkit.report.table.ARTIFACT_KEYS`.
+report.json = {"title", "created" (ISO 8601 UTC), "notes": {...}, "devices": [device, ...],
+"artifacts": [record, ...]} with the record keys of `tfkit.report.table.ARTIFACT_KEYS`; each device is
+{"label", "address", "name", "fingerprint", "summary", "runtime", "threads", "delegate",
+"energy_source", "throttled"} and each record's "device_label" names its device. Results from one
+device give today's table (one row per artifact); from several, a table of the devices and one row
+per model with a column group per device.
 
 Example:
     >>> paths = write_report(results, "out/09-report", title="TSM on Pixel 7", notes={"clips": 200})
@@ -24,7 +28,18 @@ from pathlib import Path
 from tfkit.atomic import write_bytes_atomic
 from tfkit.errors import UsageError
 from tfkit.report.plots import latency_accuracy_png
-from tfkit.report.table import artifact_record, html_table, markdown_escape, markdown_table, measured_on
+from tfkit.report.table import (
+    artifact_record,
+    device_columns,
+    device_key,
+    fingerprint_summary,
+    html_devices,
+    html_table,
+    markdown_devices,
+    markdown_escape,
+    markdown_table,
+    measured_on,
+)
 from tfkit.types import BenchResult
 
 PLOT_NAME = "latency_accuracy.png"
@@ -66,12 +81,16 @@ def write_report(
     paths = ReportPaths(out / "report.json", out / "report.md", out / "report.html", out / PLOT_NAME)
     notes = dict(notes or {})
     created = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-    png = latency_accuracy_png(results, title=title)
+    devices = device_columns(results)
+    labels = {d.key: d.label for d in devices}
+    png = latency_accuracy_png(results, title=title,
+                               devices=[labels[device_key(r)] for r in results] if len(devices) > 1 else None)
     document = {
         "title": title,
         "created": created,
         "notes": _json_safe(notes),
-        "artifacts": [artifact_record(r) for r in results],
+        "devices": [_json_safe(d.to_dict(results)) for d in devices],
+        "artifacts": [artifact_record(r, labels[device_key(r)]) for r in results],
     }
     write_bytes_atomic(paths.plot, png)
     write_bytes_atomic(paths.json, (json.dumps(document, indent=2, allow_nan=False) + "\n").encode())
@@ -80,10 +99,29 @@ def write_report(
     return paths
 
 
+def device_lines(results: Sequence[BenchResult]) -> list[str]:
+    """Plain sentences under the table: the one device's fingerprint (several devices have their
+    table), each energy source, and why a result was flagged as throttled."""
+    devices = device_columns(results)
+    lines = []
+    if len(devices) == 1:
+        summary = fingerprint_summary(devices[0].fingerprint)
+        lines.append(f"Device {devices[0].label}: " + "; ".join(f"{k} {v}" for k, v in summary.items()) + ".")
+    lines += [f"Energy: {source}." for source in dict.fromkeys(r.energy_source for r in results)]
+    labels = {d.key: d.label for d in devices}
+    lines += [f"Throttled: {r.name} ({r.precision})" + (f" on {labels[device_key(r)]}" if len(devices) > 1 else "")
+              + f": {r.throttle_reason}." for r in results if r.throttled]
+    return lines
+
+
 def render_markdown(results: Sequence[BenchResult], *, title: str, created: str, notes: dict) -> str:
     lines = [f"# {markdown_escape(title)}", "", f"Created {created}.", ""]
     lines += [f"Measured on: {markdown_escape(setting)}." for setting in measured_on(results)]
-    lines += ["", markdown_table(results), "", markdown_escape(INPUTS_NOTE), "", f"![{PLOT_ALT}]({PLOT_NAME})", ""]
+    if len(device_columns(results)) > 1:
+        lines += ["", "## Devices", "", markdown_devices(results), "", "## Results"]
+    lines += ["", markdown_table(results), ""]
+    lines += [f"- {markdown_escape(line)}" for line in device_lines(results)]
+    lines += ["", markdown_escape(INPUTS_NOTE), "", f"![{PLOT_ALT}]({PLOT_NAME})", ""]
     if notes:
         lines += ["## Notes", ""]
         lines += [f"- **{markdown_escape(key)}**: {markdown_escape(_note_text(value))}" for key, value in notes.items()]
@@ -94,6 +132,9 @@ def render_markdown(results: Sequence[BenchResult], *, title: str, created: str,
 def render_html(results: Sequence[BenchResult], png: bytes, *, title: str, created: str, notes: dict) -> str:
     esc = html.escape
     settings = "".join(f"<li>{esc(s)}</li>" for s in measured_on(results))
+    devices = (f"<h2>Devices</h2>\n{html_devices(results)}\n<h2>Results</h2>"
+               if len(device_columns(results)) > 1 else "")
+    facts = "".join(f"<li>{esc(line)}</li>" for line in device_lines(results))
     notes_html = ""
     if notes:
         rows = "".join(f"<dt>{esc(str(k))}</dt><dd>{esc(_note_text(v))}</dd>" for k, v in notes.items())
@@ -118,7 +159,9 @@ dt {{ font-weight: bold; }}
 <h1>{esc(title)}</h1>
 <p>Created {esc(created)}. Measured on:</p>
 <ul>{settings}</ul>
+{devices}
 {html_table(results)}
+<ul>{facts}</ul>
 <p>{esc(INPUTS_NOTE)}</p>
 <img alt="{esc(PLOT_ALT)}" src="data:image/png;base64,{image}">
 {notes_html}

@@ -15,8 +15,9 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from tfkit.artifacts import Artifact, Manifest, write_text_atomic
+from tfkit.bench.devices.base import BenchConfig, RunnerDelegate
 from tfkit.errors import ModelFileError, UsageError
-from tfkit.report.table import RANDOM, REAL_CLIPS, inputs_phrase
+from tfkit.report.table import BENCH_RUN, RANDOM, REAL_CLIPS, inputs_phrase
 from tfkit.steps.base import STEPS, RunContext, Step, StepOutput
 from tfkit.types import ArtifactKind, BenchResult
 
@@ -25,12 +26,43 @@ RESULTS_FILE = "results.json"
 
 @dataclass(frozen=True)
 class BenchStepConfig:
+    """The bench step's options (and `tfkit bench`'s flags): BenchConfig's, as plain values.
+
+    `rounds` defaults to 3 here (1 in the API): interleaving is what makes drift and throttling
+    visible, and three runner starts per model cost well under a second on this host. With fewer
+    `runs` than `rounds`, each round times one run (`runs` rounds). `cpu_affinity` is core ids as
+    text ("0,2,3"); `stream_fps` is the `--fps` flag of `tfkit bench`.
+
+    Example:
+        >>> BenchStepConfig(runs=30, rounds=3, cooldown=10, delegate="xnnpack").bench_config().runs_per_round()
+        [10, 10, 10]
+    """
+
     device: str = "local"
     threads: int = 2
     warmup: int = 5
     runs: int = 50
     runtime: str = "auto"
     eval_limit: int | None = None
+    delegate: RunnerDelegate = RunnerDelegate.DEFAULT
+    delegate_library: str | None = None
+    cpu_affinity: str | None = None
+    stream: bool = False
+    stream_fps: float | None = None
+    rounds: int = 3
+    cooldown: float = 0.0  # seconds of rest between runner processes
+
+    def __post_init__(self):
+        self.bench_config()  # every value checked now, before any model is read
+        # Stored as plain text, so the manifest's config and its hash are plain JSON.
+        object.__setattr__(self, "delegate", RunnerDelegate(self.delegate).value)
+
+    def bench_config(self, normalization: str = "symmetric") -> BenchConfig:
+        return BenchConfig(threads=self.threads, warmup=self.warmup, runs=self.runs, normalization=normalization,
+                           runtime=self.runtime, eval_limit=self.eval_limit, delegate=self.delegate,
+                           delegate_library=self.delegate_library, cpu_affinity=self.cpu_affinity,
+                           stream=self.stream, fps=self.stream_fps, rounds=min(self.rounds, self.runs),
+                           cooldown_s=self.cooldown)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -116,7 +148,7 @@ class BenchStep(Step):
         return (bool(kinds) and all(k == ArtifactKind.TFLITE_MODEL for k in kinds)) or super().accepts(kinds)
 
     def run(self, inputs, workdir: Path, ctx: RunContext) -> StepOutput:
-        from tfkit.bench import BenchConfig, benchmark
+        from tfkit.bench import benchmark
 
         data_art = inputs[0] if inputs[0].kind == ArtifactKind.DATASET else None
         models = inputs[1:] if data_art is not None else list(inputs)
@@ -128,22 +160,25 @@ class BenchStep(Step):
         norms = [m.manifest.spec.get("normalization") or data_norm if m.manifest.spec.get("file") else data_norm
                  for m in models]
         results = [None] * len(entries)
+        if c.rounds > c.runs:
+            ctx.log(f"[bench] {c.runs} timed runs cannot fill {c.rounds} rounds: {c.runs} rounds of one run each")
         for score, norm in dict.fromkeys(zip(scored, norms)):  # one runner batch per (scored, normalization)
             picked = [i for i in range(len(entries)) if (scored[i], norms[i]) == (score, norm)]
-            config = BenchConfig(threads=c.threads, warmup=c.warmup, runs=c.runs, normalization=norm,
-                                 runtime=c.runtime, eval_limit=c.eval_limit)
-            measured = benchmark([entries[i] for i in picked], device=c.device, config=config,
+            measured = benchmark([entries[i] for i in picked], device=c.device, config=c.bench_config(norm),
                                  eval_npz=data_art.file("val") if score else None, progress=ctx.progress)
             for i, r in zip(picked, measured):
                 results[i] = r
         results = [replace(r, extra={**r.extra, **_provenance(m, r)}) for m, r in zip(models, results)]
         for r in results:
+            energy = "n/a" if r.energy_mj_per_inference is None else f"{r.energy_mj_per_inference:.3g} mJ"
             ctx.log(f"[bench] {r.name}: p50 {r.latency_ms.p50:.2f} ms, accuracy "
                     f"{'n/a' if r.accuracy is None else f'{r.accuracy:.3f}'} ({r.extra['input_source']} inputs), "
-                    f"{r.size_bytes / 1024:.0f} KB")
+                    f"{r.size_bytes / 1024:.0f} KB, energy {energy}, delegate {r.delegate}"
+                    + (f"; throttled: {r.throttle_reason}" if r.throttled else ""))
         write_text_atomic(workdir / RESULTS_FILE, json.dumps([r.to_dict() for r in results], indent=2))
         metrics = {r.name: {"accuracy": r.accuracy, "p50_ms": r.latency_ms.p50, "size_bytes": r.size_bytes,
-                            "inputs": r.extra["input_source"]} for r in results}
+                            "inputs": r.extra["input_source"], "energy_mj_per_inference": r.energy_mj_per_inference,
+                            "throttled": r.throttled} for r in results}
         return StepOutput(ArtifactKind.BENCHMARK, {"results": RESULTS_FILE}, {"device": c.device}, metrics)
 
 
@@ -190,18 +225,25 @@ class ReportConfig:
 
 @STEPS.register("report")
 class ReportStep(Step):
-    """Write report.json/.md/.html and the latency-accuracy plot. Inputs: [benchmark]."""
+    """Write report.json/.md/.html and the latency-accuracy plot. Inputs: [benchmark, ...]: several
+    bench runs (e.g. one per device) give a column per device."""
 
     name = "report"
     input_kinds = (ArtifactKind.BENCHMARK,)
+    variadic = True
     config: ReportConfig
 
     def run(self, inputs, workdir: Path, ctx: RunContext) -> StepOutput:
         from tfkit.report import write_report
 
-        (bench_art,) = inputs
-        notes = _notes_from_history(bench_art)
-        paths = write_report(load_results(bench_art), workdir, title=self.config.title, notes=notes)
+        notes, results = {}, []
+        for bench_art in inputs:
+            notes.update(_notes_from_history(bench_art))
+            loaded = load_results(bench_art)
+            if len(inputs) > 1:  # the same device benchmarked twice is two columns, one per run
+                loaded = [replace(r, extra={**r.extra, BENCH_RUN: str(bench_art.path)}) for r in loaded]
+            results += loaded
+        paths = write_report(results, workdir, title=self.config.title, notes=notes)
         files = {"json": paths.json.name, "markdown": paths.markdown.name, "html": paths.html.name,
                  "plot": paths.plot.name}
         return StepOutput(ArtifactKind.REPORT, files, {}, {})
