@@ -83,3 +83,7 @@ def learned(tmp_path_factory) -> dict:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+# The real ssh board (Debian's sshd on loopback, unprivileged) for the device tests: tests/board.py.
+from tests.board import board, board_parts_or_skip  # noqa: E402,F401

@@ -110,8 +110,9 @@ class RemoteDevice(Device):
     def _call(self, phase: str, what: str, fn):
         """fn() with one retry when the link drops; then a BenchmarkError naming host and phase,
         and the device is marked lost (the rest of a batch fails fast, earlier results stay)."""
-        if self._lost is not None:
-            raise BenchmarkError(f"{what}: not run: {self._lost}") from None
+        if self._lost is not None:  # fail fast; a device never reached gets the same words again
+            lost = f"not run, the device was lost earlier: {self._lost}" if self._root is not None else self._lost
+            raise BenchmarkError(f"{what}: {lost}") from None
         for attempt in (1, 2):
             try:
                 return fn()
