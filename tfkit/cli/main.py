@@ -33,6 +33,7 @@ COMMANDS = {
     "check": ("tfkit.cli.check:check", "Per-op delegate coverage (xnnpack, gpu, nnapi, edgetpu) of any .tflite."),
     "report": ("tfkit.cli.steps:report", "Write report.json/.md/.html and a plot from a benchmark artifact."),
     "inspect": ("tfkit.cli.inspect:inspect_cmd", "Show a .tflite's tfkit metadata, inputs/outputs, op versions, runtime."),
+    "flash": ("tfkit.cli.flash:flash", "Copy a converted model to ~/tfkit/models/<name>/ on a device, sha256-checked; --list."),
     "devices": ("tfkit.cli.devices:devices", "List this host and the devices of devices.yaml, with each one's fingerprint."),
     "list": ("tfkit.cli.listing:list_cmd", "List registered models, precisions, steps, devices and delegates."),
 }

@@ -250,3 +250,65 @@ class RemoteDevice(Device):
 
     def close(self) -> None:
         self.transport.close()
+
+
+# --- flashed models: ~/tfkit/models/<name>/<file> on any device ------------------------------------
+
+MODELS_DIR = "tfkit/models"  # under the device user's $HOME
+_FLASH_CHECK = r'''
+dir=$HOME/tfkit/models/$1; f=$dir/$2
+mkdir -p "$dir" || exit 3
+echo "dir=$dir"
+if [ -f "$f" ]; then s=$(sha256sum "$f" 2>/dev/null) && echo "have=${s%% *}"; fi
+exit 0
+'''
+_FLASH_LIST = r'''
+cd "$HOME/tfkit/models" 2>/dev/null || exit 0
+for f in */*; do
+  [ -f "$f" ] || continue
+  case "$f" in *.part|*.tmp.*) continue;; esac
+  size=$(wc -c < "$f"); s=$(sha256sum "$f" 2>/dev/null); printf '%s\t%s\t%s\n' "$f" "$size" "${s%% *}"
+done
+'''
+
+
+def flash(transport: Transport, local: str | os.PathLike, name: str, *, python: str = "python3") -> dict:
+    """Put `local` at ~/tfkit/models/<name>/<file name> on the device, checked by sha256 there.
+    Returns {"path", "sha256", "size_bytes", "copied"}; an identical file already there is left alone.
+
+    Example:
+        >>> flash(SshTransport("board"), "model_int8.tflite", "tsm-int8")["copied"]   # doctest: +SKIP
+        True
+    """
+    local = Path(local)
+    digest = sha256_file(local)
+    label = transport.label
+    done = transport.shell(_FLASH_CHECK, name, local.name, timeout=SETUP_TIMEOUT_S)
+    lines = done.stdout.splitlines()
+    folder = next((line[4:] for line in lines if line.startswith("dir=")), None)
+    if done.rc != 0 or folder is None:
+        raise write_failure(label, f"~/{MODELS_DIR}/{name}", done, phase="connect")
+    path = f"{folder}/{local.name}"
+    info = {"path": path, "sha256": digest, "size_bytes": local.stat().st_size}
+    if f"have={digest}" in lines:
+        return {**info, "copied": False}
+    transport.push(local, f"{path}.part")
+    done = transport.shell(_VERIFY, f"{path}.part", digest, path, python, timeout=SETUP_TIMEOUT_S)
+    if done.rc != 0:
+        raise write_failure(label, path, done, phase="push")
+    return {**info, "copied": True}
+
+
+def flashed(transport: Transport) -> list[dict]:
+    """What ~/tfkit/models holds on the device: [{"name", "file", "size_bytes", "sha256"}], sorted."""
+    done = transport.shell(_FLASH_LIST, timeout=SETUP_TIMEOUT_S)
+    if done.rc != 0:
+        raise CommandFailed(f"{transport.label}: cannot list ~/{MODELS_DIR} there: {tail(done.stderr)}.", rc=done.rc,
+                            label=transport.label, phase="run", detail=done.stderr)
+    rows = []
+    for line in done.stdout.splitlines():
+        parts = line.split("\t")
+        if len(parts) == 3 and "/" in parts[0] and parts[1].strip().isdigit():
+            name, _, file = parts[0].partition("/")
+            rows.append({"name": name, "file": file, "size_bytes": int(parts[1]), "sha256": parts[2] or None})
+    return sorted(rows, key=lambda r: (r["name"], r["file"]))

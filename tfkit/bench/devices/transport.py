@@ -163,3 +163,19 @@ def run_local(argv: list[str], *, timeout: float, input_path=None, stdout=subpro
         if input_path is not None:
             stdin.close()
     return proc.returncode, proc.stdout if stdout is subprocess.PIPE else b"", proc.stderr
+
+
+class LocalTransport(Transport):
+    """This host as a transport (argv run directly, never through a host shell): what `tfkit flash
+    --device local` copies through, so flashing is written once for every device."""
+
+    label = "local"
+
+    def exec(self, argv, *, timeout, input_path=None) -> Completed:
+        try:
+            rc, out, err = run_local([str(a) for a in argv], timeout=timeout, input_path=input_path)
+        except subprocess.TimeoutExpired:
+            raise TimedOut(f"local: `{argv[0]}` did not finish within {timeout:g} s.", label=self.label) from None
+        except OSError as e:
+            return Completed(127, "", f"{argv[0]}: {e}")
+        return Completed(rc, decode(out), decode(err))
