@@ -270,7 +270,8 @@ def device_table_rows(results: Sequence[BenchResult]) -> tuple[list[str], list[l
     records = [c.to_dict(results) for c in columns]
     rows = [["address", *(c.address for c in columns)]]
     rows += [[key, *(rec["summary"][key] for rec in records)] for key in SUMMARY_KEYS]
-    rows += [[key, *(rec[key] for rec in records)] for key in ("runtime", "threads", "delegate", "energy_source")]
+    rows += [[key.replace("_", " "), *(rec[key] for rec in records)]
+             for key in ("runtime", "threads", "delegate", "energy_source")]
     rows.append(["throttled", *(", ".join(rec["throttled"]) or "no model flagged" for rec in records)])
     return ["", *(c.label for c in columns)], rows
 

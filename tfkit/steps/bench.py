@@ -53,7 +53,11 @@ class BenchStepConfig:
     cooldown: float = 0.0  # seconds of rest between runner processes
 
     def __post_init__(self):
-        self.bench_config()  # every value checked now, before any model is read
+        try:
+            self.bench_config()  # every value checked now, before any model is read
+        except UsageError as e:  # in this config's own words (they are the CLI's flags too)
+            text = str(e).replace("BenchConfig.cooldown_s", "cooldown").replace("stream=True", "--stream")
+            raise UsageError(text.replace("BenchConfig.", "")) from None
         # Stored as plain text, so the manifest's config and its hash are plain JSON.
         object.__setattr__(self, "delegate", RunnerDelegate(self.delegate).value)
 
