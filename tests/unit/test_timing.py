@@ -205,3 +205,18 @@ def test_device_record_names_the_address_and_the_devices_yaml_entry(monkeypatch,
     assert device_record("local") == {"address": "local", "name": None}
     assert device_record("here") == {"address": "local", "name": "here"}
     assert timing_device("here").name == "local"
+
+
+def test_every_model_is_timed_each_round_with_rest_between_runner_processes(small_and_big):
+    """3 rounds of 2 models on the scripted device (a fixed cost per op and MAC): 6 runner calls,
+    each model's own figure back under its own key, and cooldown_s slept between processes."""
+    import time
+
+    from tests.scripted_timing import ScriptedDevice, ops_and_macs
+
+    device = ScriptedDevice()
+    start = time.perf_counter()
+    p50 = time_flatbuffers(small_and_big, device, BenchConfig(threads=1, runs=1, cooldown_s=0.1), rounds=3)
+    assert time.perf_counter() - start >= 5 * 0.1  # no rest before the first process
+    assert len(device.calls) == 6 and {c[2:] for c in device.calls} == {ops_and_macs(fb) for fb in small_and_big.values()}
+    assert p50 == {name: device.latency(*ops_and_macs(fb)) for name, fb in small_and_big.items()}

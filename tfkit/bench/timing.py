@@ -137,8 +137,10 @@ def time_tflite(model: str | os.PathLike | bytes, device: Device | str | None = 
 def time_flatbuffers(models: dict[str, bytes], device: Device | str | None = None, config: BenchConfig | None = None,
                      *, rounds: int = 1, precision: str = "float32") -> dict[str, float]:
     """p50 (ms) of each flatbuffer on `device` (default: this host), timed `rounds` times in a
-    shuffled order each round; the fastest round is kept (other load on a shared host only ever
-    adds time, so the minimum is the reading least disturbed)."""
+    shuffled order each round, `config.cooldown_s` of rest between runner processes; the fastest
+    round is kept (other load on a shared host only ever adds time, so the minimum is the reading
+    least disturbed). Unlike `tfkit.bench.benchmark` (a report's median over rounds), this is for
+    choosing between models: which is faster, and by how much."""
     import numpy as np
 
     from tfkit.errors import UsageError
@@ -154,8 +156,11 @@ def time_flatbuffers(models: dict[str, bytes], device: Device | str | None = Non
         for i, key in enumerate(keys):  # written once: a remote device caches each by its sha256
             paths.append(Path(tmp) / f"model{i}.tflite")
             paths[-1].write_bytes(models[key])
-        for _ in range(rounds):
-            for i in rng.permutation(len(keys)):
+        rest = config.cooldown_s
+        for r in range(rounds):
+            for n, i in enumerate(rng.permutation(len(keys))):
+                if rest and (r or n):
+                    time.sleep(rest)
                 readings[keys[i]].append(time_tflite(paths[i], device, config, name=f"model{i}", precision=precision))
     return {key: float(min(values)) for key, values in readings.items()}
 
