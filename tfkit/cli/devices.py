@@ -46,25 +46,39 @@ def _row(resolved, *, name: str) -> dict:
     return row
 
 
-def summary(fp: dict) -> str:
-    """One line: what the device is, its cores and clocks, kernel, runtimes, temperatures, battery."""
-    parts = [fp.get("board") or fp.get("soc") or fp.get("cpu_model") or "unknown CPU"]
-    if fp.get("board") and fp.get("cpu_model"):
-        parts[0] += f" ({fp['cpu_model']})"
-    parts.append(f"{fp.get('cores')} cores, {fp.get('abi')}, {fp.get('os')} {fp.get('kernel')}")
-    if fp.get("max_mhz"):
-        parts.append("max " + "/".join(str(m) for m in fp["max_mhz"]) + " MHz")
-    parts.append("governor " + ("/".join(fp["governors"]) if fp.get("governors") else "not exposed"))
-    temps = [f"{z['type'] or z['zone']} {z['temp_c']}°C" for z in fp.get("thermal") or () if z.get("temp_c") is not None]
+def summary(fp: object) -> str:
+    """One line: what the device is, its cores and clocks, kernel (or Android API), governor,
+    temperatures, battery, runtimes. Any fingerprint shape a device kind returns reads as text:
+    a missing or odd field is shown as not exposed, never a crash."""
+    from tfkit.report.table import fingerprint_summary
+
+    head = fingerprint_summary(fp)
+    if not isinstance(fp, dict) or fp.get("error") is not None:
+        return head["CPU / board"]
+    parts = [head["CPU / board"], f"{head['cores']} cores, {head['kernel / API']}"]
+    if head["max MHz"] != "not exposed":
+        parts.append(f"max {head['max MHz']} MHz")
+    parts.append(f"governor {head['governor']}")
+    zones = [z for z in _list(fp.get("thermal")) if isinstance(z, dict) and z.get("temp_c") is not None]
+    temps = [f"{z.get('type') or z.get('zone')} {z['temp_c']}°C" for z in zones]
     parts.append("thermal " + (", ".join(temps) if temps else "not exposed"))
-    for b in (p for p in fp.get("power") or () if p.get("type") == "Battery"):
-        parts.append(f"battery {b.get('capacity_percent')}% {b.get('status') or ''}".rstrip())
-    rt = fp.get("runtimes") or {}
+    battery = fp.get("battery")
+    if isinstance(battery, dict) and battery.get("percent") is not None:
+        charging = {True: " charging", False: " not charging"}.get(battery.get("charging"), "")
+        parts.append(f"battery {battery['percent']}%{charging}")
+    else:
+        for b in (p for p in _list(fp.get("power")) if isinstance(p, dict) and p.get("type") == "Battery"):
+            parts.append(f"battery {b.get('capacity_percent')}% {b.get('status') or ''}".rstrip())
+    rt = fp.get("runtimes") if isinstance(fp.get("runtimes"), dict) else {}
     have = [f"{label} {rt[key]}" for key, label in (("ai_edge_litert", "ai-edge-litert"),
                                                     ("tflite_runtime", "tflite-runtime"), ("numpy", "numpy"))
             if rt.get(key)]
     parts.append(f"python {rt.get('python_version')}: " + (", ".join(have) if have else "no interpreter runtime"))
     return "; ".join(parts)
+
+
+def _list(value: object) -> list:
+    return value if isinstance(value, list) else []
 
 
 @click.command("devices")
