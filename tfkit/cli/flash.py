@@ -67,7 +67,8 @@ def flash(artifact: Path | None, device: str, name: str | None, list_only: bool)
     """Copy ARTIFACT (a .tflite file or a `tfkit convert` folder) to ~/tfkit/models/<name>/ on the device,
     checked by sha256 there; a rerun with the same file changes nothing. --list shows what is there."""
     from tfkit.bench.devices.kinds import open_device
-    from tfkit.bench.devices.remote import MODELS_DIR, flash as put, flashed
+    from tfkit.bench.devices.remote import MODELS_DIR, flashed
+    from tfkit.bench.devices.remote import flash as put
     from tfkit.errors import UsageError
 
     if artifact is None and not list_only:

@@ -105,6 +105,11 @@ class RemoteDevice(Device):
         self._lost: BenchmarkError | None = None
         self.timings: dict[str, float] = {}  # round trips by phase, for benchmarks/board.py
 
+    @property
+    def root(self) -> str | None:
+        """The device's cache folder as an absolute path there (known after the first round trip)."""
+        return self._root
+
     # --- the link ---------------------------------------------------------------------------------
 
     def _call(self, phase: str, what: str, fn):
@@ -188,7 +193,7 @@ class RemoteDevice(Device):
                     raise write_failure(self.transport.label, f"{self._root}/{runner_dir}", done, phase="push")
 
             self._call("push", what, assemble)
-        for key, (rel, path) in blobs.items():
+        for rel, path in blobs.values():
             if rel not in have:
                 self._push(path, rel, rel.split("/")[1].split(".")[0], what)
         return {"runner": f"{self._root}/{runner_dir}", **{k: f"{self._root}/{rel}" for k, (rel, _) in blobs.items()}}

@@ -127,11 +127,9 @@ class Transport(abc.ABC):
                                 label=self.label, phase="pull", detail=err)
         os.replace(tmp, local_path)
 
+    @abc.abstractmethod
     def _exec_to(self, argv: list[str], sink, *, timeout: float) -> tuple[int, str, str]:
-        """Run argv with stdout going to the binary file `sink`; transports that can stream override it."""
-        done = self.exec(argv, timeout=timeout)
-        sink.write(done.stdout.encode("utf-8", "surrogateescape"))
-        return done.rc, done.stdout, done.stderr
+        """Run argv with its stdout going, byte for byte, to the binary file `sink`: (rc, "", stderr)."""
 
     def close(self) -> None:
         """Release what the transport holds (a shared connection); it reconnects when used again."""
@@ -156,12 +154,8 @@ def write_failure(label: str, remote_path: str, done: Completed, *, phase: str) 
 def run_local(argv: list[str], *, timeout: float, input_path=None, stdout=subprocess.PIPE) -> tuple[int, bytes, bytes]:
     """Run a host-side client program (ssh, adb) without a shell: (rc, stdout, stderr).
     Raises TimeoutExpired after killing it; OSError when the program is missing."""
-    stdin = open(input_path, "rb") if input_path is not None else subprocess.DEVNULL
-    try:
+    with open(input_path, "rb") if input_path is not None else open(os.devnull, "rb") as stdin:
         proc = subprocess.run(argv, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, timeout=timeout, check=False)
-    finally:
-        if input_path is not None:
-            stdin.close()
     return proc.returncode, proc.stdout if stdout is subprocess.PIPE else b"", proc.stderr
 
 
@@ -179,3 +173,10 @@ class LocalTransport(Transport):
         except OSError as e:
             return Completed(127, "", f"{argv[0]}: {e}")
         return Completed(rc, decode(out), decode(err))
+
+    def _exec_to(self, argv, sink, *, timeout):
+        try:
+            rc, _, err = run_local([str(a) for a in argv], timeout=timeout, stdout=sink)
+        except subprocess.TimeoutExpired:
+            raise TimedOut(f"local: `{argv[0]}` did not finish within {timeout:g} s.", label=self.label) from None
+        return rc, "", decode(err)
