@@ -49,7 +49,8 @@ NORMALIZATIONS = {"unit": (1.0 / 255.0, 0.0), "symmetric": (2.0 / 255.0, -1.0)}
 QUANTIZED_INPUT_DTYPES = ("int8", "uint8", "int16")
 # Words interpreters use when a model holds an op (or op version) they do not know.
 UNSUPPORTED_OP_MARKERS = ("Didn't find op for builtin opcode", "Encountered unresolved custom op",
-                          "Op builtin_code out of range", "is not supported")
+                          "Op builtin_code out of range", "is not supported",
+                          "only supports")  # tflite-runtime 2.14: "Div only supports FLOAT32, INT32 and quantized UINT8"
 
 
 class RunnerError(Exception):
