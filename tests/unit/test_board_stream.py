@@ -261,3 +261,28 @@ def test_zoo_int8_stream_on_tflite_runtime_214_says_what_to_do(streams, clips, t
     rc, r = run_runner("--model", str(streams["int8"]), "--stream", "--runtime", "tflite_runtime", "--runs", "2",
                        python=python)
     assert rc == 1 and r["kind"] == "unsupported_op" and "Div only supports" in r["error"], r
+
+
+def test_tfkit_metadata_decides_the_pairing(accumulator, acc_clips, tmp_path):
+    """With a tfkit stream layout embedded (as tfkit's convert step writes it) the runner pairs by it;
+    a layout naming a state the model lacks is refused in words, which shows the layout is read."""
+    from tfkit.convert.metadata import embed_metadata, metadata_for
+
+    def with_layout(states: list[str], name: str) -> Path:
+        spec = {"model": {}, "precision": "int8", "form": "stream",
+                "input": {"name": "frame", "shape": [1, 16, 16, 3], "dtype": "int8", "quantization": [0.0078, -1]},
+                "stream": {"frame_input": "frame", "logits_output": "logits",
+                           "states": [{"name": s} for s in states], "requantize_states": True}}
+        path = tmp_path / name
+        path.write_bytes(embed_metadata(accumulator.read_bytes(), metadata_for(spec)))
+        return path
+
+    npz, labels, ref = labelled(accumulator, acc_clips, tmp_path)
+    pred = tmp_path / "pred.npz"
+    rc, r = run_runner("--model", str(with_layout(["acc"], "good.tflite")), "--stream", "--eval", str(npz),
+                       "--warmup", "1", "--predictions-out", str(pred))
+    assert rc == 0, r
+    assert r["stream"]["paired_by"] == "tfkit metadata" and r["metadata"]["stream"]["states"] == [{"name": "acc"}]
+    np.testing.assert_allclose(np.load(pred)["logits"], ref, atol=1e-6)
+    rc, r = run_runner("--model", str(with_layout(["acc", "window"], "bad.tflite")), "--stream", "--runs", "2")
+    assert rc == 1 and r["kind"] == "stream_unsupported" and "['window_in', 'window_out']" in r["error"]
