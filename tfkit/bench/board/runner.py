@@ -31,7 +31,9 @@ import sys
 import time
 import traceback
 
-import board_delegates
+if os.path.dirname(os.path.abspath(__file__)) not in sys.path:  # loaded by path, not run as a script
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import board_delegates  # the siblings copied with this file, found through the line above
 import board_stream
 import board_sysinfo
 
