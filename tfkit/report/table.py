@@ -222,7 +222,8 @@ def fingerprint_summary(fingerprint: object) -> dict[str, str]:
 
 def measured_on(results: Sequence[BenchResult]) -> list[str]:
     """Distinct 'device, runtime, N threads' settings, in order of first appearance."""
-    seen = dict.fromkeys(f"{r.device}, {r.runtime}, {r.threads} threads" for r in results)
+    seen = dict.fromkeys(f"{f'{r.device_name} ({r.device})' if r.device_name else r.device}, {r.runtime}, "
+                         f"{r.threads} threads" for r in results)
     return list(seen)
 
 
