@@ -166,12 +166,12 @@ def test_rounds_on_different_delegates_do_not_merge():
 
 
 @pytest.mark.parametrize("rounds, throttled, words", [
-    ([dict(p50=1.0), dict(p50=1.05)], False, ["max frequency held on 2 CPUs over 4 readings", "p50 rose 5.0%"]),
-    ([dict(p50=1.0), dict(p50=1.2)], True, ["p50 rose 20.0% from round 1 (1 ms) to round 2 (1.2 ms)"]),
-    ([dict(p50=1.0), dict(p50=1.0), dict(p50=0.85)], True, ["p50 fell 15.0%"]),
-    ([dict(p50=1.0, max_freq={"cpu0": 4700000, "cpu1": 3900000}), dict(p50=1.0)], True,
+    ([{"p50": 1.0}, {"p50": 1.05}], False, ["max frequency held on 2 CPUs over 4 readings", "p50 rose 5.0%"]),
+    ([{"p50": 1.0}, {"p50": 1.2}], True, ["p50 rose 20.0% from round 1 (1 ms) to round 2 (1.2 ms)"]),
+    ([{"p50": 1.0}, {"p50": 1.0}, {"p50": 0.85}], True, ["p50 fell 15.0%"]),
+    ([{"p50": 1.0, "max_freq": {"cpu0": 4700000, "cpu1": 3900000}}, {"p50": 1.0}], True,
      ["cpu1 max frequency fell from 4700000 kHz (round 1 before) to 3900000 kHz (round 1 after)"]),
-    ([dict(p50=1.0, max_freq={"cpu0": 4700000, "cpu1": 4700000})], False, ["max frequency held on 2 CPUs over 2 readings"]),
+    ([{"p50": 1.0, "max_freq": {"cpu0": 4700000, "cpu1": 4700000}}], False, ["max frequency held on 2 CPUs over 2 readings"]),
 ])
 def test_throttling_is_flagged_with_the_reason(rounds, throttled, words):
     results = [round_result(**r) for r in rounds]

@@ -135,8 +135,7 @@ def merge_rounds(rounds: Sequence[BenchResult], *, cooldown_s: float = 0.0, inte
     throttled, reason = throttle_check(rounds)
     # Readings the runner did not take (an older runner) stay None: never filled in.
     hygiene = {**first.hygiene, "before": first.hygiene.get("before"), "after": rounds[-1].hygiene.get("after"),
-               "rounds": len(rounds),
-               "cooldown_s": cooldown_s, "models_interleaved": interleaved}
+               "rounds": len(rounds), "cooldown_s": cooldown_s, "models_interleaved": interleaved}
     if len(rounds) == 1:
         return replace(first, hygiene=hygiene, throttled=throttled, throttle_reason=reason)
     hygiene["per_round"] = [r.hygiene for r in rounds]
