@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tests.unit.bench_tiny_models import write_clip_classifier
+from tests.unit.bench_tiny_models import write_clip_classifier, write_stream_classifier
 from tfkit.cli.main import cli
 
 REPO = Path(__file__).resolve().parents[2]
@@ -68,6 +68,17 @@ def test_every_result_carries_the_contract(models, tmp_path):
         assert (hygiene["rounds"], len(hygiene["per_round"]), hygiene["models_interleaved"]) == (2, 2, 2)
         assert isinstance(r["throttled"], bool) and isinstance(r["throttle_reason"], str)  # two rounds: judged
         assert [x["runs"] for x in r["extra"]["rounds"]] == [2, 2]
+
+
+def test_stream_mode_from_the_command_line(tmp_path):
+    model = write_stream_classifier(tmp_path / "s.tflite")
+    ok(invoke("bench", model, "--stream", "--fps", 500, "--runs", 6, "--warmup", 1, "--rounds", 2,
+              "--out", tmp_path / "b", "-q"))
+    (r,) = results(tmp_path / "b")
+    stream = r["stream"]
+    assert stream["frames"] == stream["latency_ms"]["runs"] > 0 and stream["deadline_ms"] == 2.0
+    assert isinstance(stream["missed_deadlines"], int) and stream["accuracy"] is None  # random frames: no accuracy
+    assert all(is_number(stream["latency_ms"][p]) for p in ("p50", "p90", "p99"))
 
 
 def test_a_named_device_brings_its_delegate_and_cpu_set(models, tmp_path):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.bench_tiny_models import write_clip_classifier, write_clips
+from tests.unit.bench_tiny_models import write_clip_classifier, write_clips, write_stream_classifier
 from tfkit.bench import BenchConfig, benchmark, merge_rounds, throttle_check
 from tfkit.bench.devices.local import LocalDevice
 from tfkit.bench.parse import last_json_object, parse_runner_output
@@ -56,7 +56,7 @@ def files(tmp_path_factory):
     bad = root / "bad.tflite"
     bad.write_bytes(b"TFL3 is not enough to be a model")
     return {"a": write_clip_classifier(root / "a.tflite"), "b": write_clip_classifier(root / "b.tflite"),
-            "bad": bad, "clips": write_clips(root / "clips.npz")}
+            "bad": bad, "clips": write_clips(root / "clips.npz"), "stream": write_stream_classifier(root / "s.tflite")}
 
 
 def test_models_are_interleaved_in_rounds_with_a_cooldown(files):
@@ -116,6 +116,24 @@ def test_a_fingerprint_that_cannot_be_read_is_recorded_not_fatal(files, error, w
                           config=BenchConfig(runs=2, warmup=0), progress=False)
     assert result.fingerprint == {"error": words} and result.latency_ms.runs == 2
     assert result.hygiene["rounds"] == 1
+
+
+def test_stream_mode_over_rounds(files):
+    """The runner streams the clips frame by frame (state fed back) in the first round, random frames
+    in the second; frames and misses add up, accuracy comes from the scored round."""
+    device = Recording()
+    config = BenchConfig(runs=6, warmup=1, threads=1, rounds=2, stream=True, fps=1000.0)
+    (result,) = benchmark([("s", "float32", files["stream"])], device=device, config=config,
+                          eval_npz=files["clips"], progress=False)
+    streams = [c["result"].stream for c in device.calls]
+    assert streams[0]["clips"] == 6 and streams[1].get("accuracy") is None
+    merged = result.stream
+    assert merged["frames"] == sum(s["frames"] for s in streams) == merged["latency_ms"]["runs"]
+    assert merged["missed_deadlines"] == sum(s["missed_deadlines"] for s in streams)
+    assert (merged["accuracy"], merged["clips"], merged["fps"], merged["deadline_ms"]) == (1.0, 6, 1000.0, 1.0)
+    assert merged["latency_ms"]["p50"] == statistics.median(s["latency_ms"]["p50"] for s in streams)
+    assert merged["latency_ms"]["max"] == max(s["latency_ms"]["max"] for s in streams)
+    assert merged["latency_ms"]["method"].startswith("median over 2 rounds") and "frames in all" in merged["latency_ms"]["method"]
 
 
 # --- merging and throttling, on the runner's own output -------------------------------------------

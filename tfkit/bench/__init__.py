@@ -29,7 +29,7 @@ from tfkit.progress import progress_bar
 from tfkit.types import BenchResult, LatencyStats, Precision
 
 __all__ = ["DEVICES", "BenchConfig", "Device", "Runtime", "benchmark", "device_fingerprint", "merge_rounds",
-           "parse_runner_output", "throttle_check"]
+           "merge_stats", "parse_runner_output", "throttle_check"]
 
 ModelEntry = Sequence  # (name, precision, path)
 DRIFT_LIMIT = 0.10  # p50 moving more than this between the first and the last round flags throttling
@@ -139,20 +139,15 @@ def merge_rounds(rounds: Sequence[BenchResult], *, cooldown_s: float = 0.0, inte
     if len(rounds) == 1:
         return replace(first, hygiene=hygiene, throttled=throttled, throttle_reason=reason)
     hygiene["per_round"] = [r.hygiene for r in rounds]
-    runs = [r.latency_ms.runs for r in rounds]
-    total = sum(runs)
-    mean = sum(r.latency_ms.mean * n for r, n in zip(rounds, runs)) / total
-    latency = LatencyStats(
-        p50=statistics.median(r.latency_ms.p50 for r in rounds),
-        p90=statistics.median(r.latency_ms.p90 for r in rounds),
-        p99=statistics.median(r.latency_ms.p99 for r in rounds),
-        mean=mean, runs=total)
+    stats = merge_stats([{**vars(r.latency_ms), "min": r.extra.get("latency_min_ms"),
+                          "max": r.extra.get("latency_max_ms"), "std": r.extra.get("latency_std_ms")}
+                         for r in rounds], unit="runs")
+    latency = LatencyStats(**{k: stats[k] for k in ("p50", "p90", "p99", "mean", "runs")})
     scored = next((r for r in rounds if r.accuracy is not None), first)
-    energy, source = _merged_energy(rounds, runs)
+    energy, source = _merged_energy(rounds, [r.latency_ms.runs for r in rounds])
     rss = [r.peak_rss_mb for r in rounds if math.isfinite(r.peak_rss_mb)]
-    extra = {**scored.extra, "rounds": [_round_record(r) for r in rounds],
-             "percentile_method": MERGED_METHOD.format(rounds=len(rounds), count=total, unit="runs"),
-             **_pooled_extremes(rounds, runs, mean)}
+    extra = {**scored.extra, "rounds": [_round_record(r) for r in rounds], "percentile_method": stats["method"],
+             "latency_min_ms": stats["min"], "latency_max_ms": stats["max"], "latency_std_ms": stats["std"]}
     return replace(
         first, latency_ms=latency, accuracy=scored.accuracy, extra=extra,
         init_ms=statistics.median(r.init_ms for r in rounds),
@@ -205,16 +200,24 @@ def _merged_energy(rounds: Sequence[BenchResult], runs: Sequence[int]) -> tuple[
     return energy, "; ".join(sources)
 
 
-def _pooled_extremes(rounds: Sequence[BenchResult], runs: Sequence[int], mean: float) -> dict:
-    """min, max and the population std over every run, from each round's (min, max, mean, std, runs)."""
-    keys = ("latency_min_ms", "latency_max_ms", "latency_std_ms")
-    values = [[r.extra.get(k) for k in keys] for r in rounds]
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for row in values for v in row):
-        return dict.fromkeys(keys)
-    second_moment = sum(n * (std ** 2 + r.latency_ms.mean ** 2) for r, n, (_, _, std) in zip(rounds, runs, values))
-    variance = max(second_moment / sum(runs) - mean ** 2, 0.0)
-    return {"latency_min_ms": min(v[0] for v in values), "latency_max_ms": max(v[1] for v in values),
-            "latency_std_ms": math.sqrt(variance)}
+def merge_stats(rounds: Sequence[dict], *, unit: str = "runs") -> dict:
+    """One latency summary from the rounds' {p50, p90, p99, mean, runs, min, max, std}: mean, runs,
+    min, max and the population std are exact; each percentile is the median of the rounds' own
+    (nearest-rank) values, and "method" says so. min/max/std are None unless every round has them."""
+    total = sum(r["runs"] for r in rounds)
+    mean = sum(r["mean"] * r["runs"] for r in rounds) / total
+    merged = {p: statistics.median(r[p] for r in rounds) for p in ("p50", "p90", "p99")}
+    merged.update(mean=mean, runs=total, min=None, max=None, std=None,
+                  method=MERGED_METHOD.format(rounds=len(rounds), count=total, unit=unit))
+    if all(_is_number(r.get(k)) for r in rounds for k in ("min", "max", "std")):
+        second_moment = sum(r["runs"] * (r["std"] ** 2 + r["mean"] ** 2) for r in rounds) / total
+        merged.update(min=min(r["min"] for r in rounds), max=max(r["max"] for r in rounds),
+                      std=math.sqrt(max(second_moment - mean ** 2, 0.0)))
+    return merged
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _round_record(result: BenchResult) -> dict:
@@ -236,11 +239,14 @@ def _merged_stream(rounds: Sequence[BenchResult]) -> dict | None:
     merged["frames"] = sum(s["frames"] for s in streams)
     missed = [s.get("missed_deadlines") for s in streams]
     merged["missed_deadlines"] = None if any(m is None for m in missed) else sum(missed)
-    latency = dict(streams[0]["latency_ms"])
-    for p in ("p50", "p90", "p99"):
-        latency[p] = statistics.median(s["latency_ms"][p] for s in streams)
-    latency["method"] = MERGED_METHOD.format(rounds=len(streams), count=merged["frames"], unit="frames")
-    merged["latency_ms"] = latency
+    per_round = [{**s["latency_ms"], "runs": s["latency_ms"].get("runs", s["frames"])} for s in streams]
+    if all(_is_number(r.get("mean")) for r in per_round):
+        merged["latency_ms"] = {**streams[0]["latency_ms"], **merge_stats(per_round, unit="frames")}
+    else:  # a runner that left the mean out: the percentiles alone, still labelled
+        merged["latency_ms"] = {**streams[0]["latency_ms"], **{p: statistics.median(r[p] for r in per_round)
+                                                                for p in ("p50", "p90", "p99")},
+                                "method": MERGED_METHOD.format(rounds=len(streams), count=merged["frames"],
+                                                               unit="frames")}
     scored = next((s for s in streams if s.get("accuracy") is not None), streams[0])
     merged.update(accuracy=scored.get("accuracy"), clips=scored.get("clips"))
     return merged
