@@ -6,7 +6,8 @@ requantized where the output's (scale, zero point) differ from the input's: dequ
 output's parameters, quantized with the input's, in the same float32 arithmetic as tfkit's host
 streaming runner (tfkit.convert.parity.StreamRunner), so on-device accuracy can equal host accuracy.
 
-Pairing follows the tfkit metadata's stream layout when the model carries one (frame_input,
+Pairing follows the tfkit metadata's stream layout (`read_tfkit_metadata`, a struct reader of
+the .tflite's `tfkit` entry: boards have no flatbuffers package) when the model carries one (frame_input,
 logits_output, states "<name>_in" -> "<name>_out"); otherwise the names, by tfkit.bench.timing's
 rules: an input pairs with the output of the same name or of its name with "_in" -> "_out"; the
 frame is the input named in FRAME_INPUT_NAMES, else the one input without a partner.
@@ -20,6 +21,9 @@ Example:
     >>> stream, logits = run(interpreter, metadata, clips=(x, y), prepare=prepare, dequantize=deq,
     ...                      stats=latency_stats, warmup=5, frames=50, fps=15.0, seed=0)  # doctest: +SKIP
 """
+import json
+import mmap
+import struct
 import time
 
 import numpy as np
@@ -34,6 +38,42 @@ class StreamError(Exception):
         Exception.__init__(self, message)
         self.kind = kind
         self.message = message
+
+
+def read_tfkit_metadata(model_path):
+    """The .tflite's `tfkit` metadata entry (labels, normalization, state layout) or None, read with
+    struct from an mmap (no flatbuffers package on boards); a damaged entry gives {"error": ...}."""
+    def u32(pos):
+        return struct.unpack_from("<I", data, pos)[0]
+
+    def field(table, slot):  # position of a table's field (None when absent)
+        vtable = table - struct.unpack_from("<i", data, table)[0]
+        present = 4 + 2 * slot < struct.unpack_from("<H", data, vtable)[0]
+        offset = struct.unpack_from("<H", data, vtable + 4 + 2 * slot)[0] if present else 0
+        return table + offset if offset else None
+
+    def vector(pos):  # (length, position of element 0) of the vector a field points at
+        start = pos + u32(pos)
+        if not 0 <= start <= len(data) - 4 or u32(start) > len(data):
+            raise ValueError(f"vector at byte {start} runs past the file")
+        return u32(start), start + 4
+
+    try:
+        with open(model_path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            root = u32(0)
+            count, first = vector(field(root, 6)) if field(root, 6) else (0, 0)  # Model.metadata
+            for entry in (first + 4 * i + u32(first + 4 * i) for i in range(count)):
+                length, start = vector(field(entry, 0))
+                if data[start:start + length] == b"tfkit":
+                    buffers, at = vector(field(root, 4))  # Model.buffers
+                    index = u32(field(entry, 1)) if field(entry, 1) else 0
+                    if index >= buffers:
+                        raise ValueError(f"it points at buffer {index} of {buffers}")
+                    length, start = vector(field(at + 4 * index + u32(at + 4 * index), 0))
+                    return json.loads(bytes(data[start:start + length]).decode("utf-8"))
+    except (OSError, ValueError, TypeError, struct.error, RecursionError) as e:  # ValueError: empty file, bad JSON
+        return {"error": f"unreadable tfkit metadata: {type(e).__name__}: {e}"}
+    return None
 
 
 def _strip_in(name):

@@ -23,10 +23,8 @@ times (each one a real observation, no interpolation); times come from time.perf
 import argparse
 import json
 import math
-import mmap
 import os
 import platform
-import struct
 import sys
 import time
 import traceback
@@ -36,6 +34,7 @@ if os.path.dirname(os.path.abspath(__file__)) not in sys.path:  # loaded by path
 import board_delegates  # the siblings copied with this file, found through the line above
 import board_stream
 import board_sysinfo
+from board_stream import read_tfkit_metadata
 
 try:
     import numpy as np
@@ -384,42 +383,6 @@ def evaluate(interpreter, npz_path, limit, normalization, predictions_out):
     return {"clips": len(y), "correct": correct, "accuracy": correct / float(len(y)),
             "logits_shape": [int(s) for s in logits.shape], "output": str(output_detail["name"]),
             "normalization": normalization, "ms_per_clip": eval_ms / len(y), "predictions_path": predictions_out}
-
-
-def read_tfkit_metadata(model_path):
-    """The .tflite's `tfkit` metadata entry (labels, normalization, state layout) or None, read with
-    struct from an mmap (no flatbuffers package on boards); a damaged entry gives {"error": ...}."""
-    def u32(pos):
-        return struct.unpack_from("<I", data, pos)[0]
-
-    def field(table, slot):  # position of a table's field (None when absent)
-        vtable = table - struct.unpack_from("<i", data, table)[0]
-        present = 4 + 2 * slot < struct.unpack_from("<H", data, vtable)[0]
-        offset = struct.unpack_from("<H", data, vtable + 4 + 2 * slot)[0] if present else 0
-        return table + offset if offset else None
-
-    def vector(pos):  # (length, position of element 0) of the vector a field points at
-        start = pos + u32(pos)
-        if not 0 <= start <= len(data) - 4 or u32(start) > len(data):
-            raise ValueError(f"vector at byte {start} runs past the file")
-        return u32(start), start + 4
-
-    try:
-        with open(model_path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            root = u32(0)
-            count, first = vector(field(root, 6)) if field(root, 6) else (0, 0)  # Model.metadata
-            for entry in (first + 4 * i + u32(first + 4 * i) for i in range(count)):
-                length, start = vector(field(entry, 0))
-                if data[start:start + length] == b"tfkit":
-                    buffers, at = vector(field(root, 4))  # Model.buffers
-                    index = u32(field(entry, 1)) if field(entry, 1) else 0
-                    if index >= buffers:
-                        raise ValueError(f"it points at buffer {index} of {buffers}")
-                    length, start = vector(field(at + 4 * index + u32(at + 4 * index), 0))
-                    return json.loads(bytes(data[start:start + length]).decode("utf-8"))
-    except (OSError, ValueError, TypeError, struct.error, RecursionError) as e:  # ValueError: empty file, bad JSON
-        return {"error": f"unreadable tfkit metadata: {type(e).__name__}: {e}"}
-    return None
 
 
 # --- main ----------------------------------------------------------------------------------------
