@@ -73,10 +73,16 @@ mkdir -p "$dir.tmp.$$" || exit 3
 while [ $# -gt 0 ]; do cp "blobs/$1" "$dir.tmp.$$/$2" || exit 3; shift 2; done
 rm -rf "$dir" && mv "$dir.tmp.$$" "$dir"
 '''
+# The runner in its own folder; its --json-out file follows a marker line on stdout (the fallback when
+# its own last line is lost or garbled), then the folder is removed: one round trip per benchmark.
+JSON_OUT_MARKER = "@@tfkit:json-out@@"
 _RUN = r'''
 run=$1; shift
 mkdir -p "$run" && cd "$run" || exit 3
-exec "$@"
+"$@"; rc=$?
+echo; echo "@@tfkit:json-out@@"; cat result.json 2>/dev/null
+cd / && rm -rf "$run"
+exit $rc
 '''
 
 
@@ -103,6 +109,7 @@ class RemoteDevice(Device):
         self.name = name or transport.label
         self._root: str | None = None
         self._lost: BenchmarkError | None = None
+        self._present: set[str] = set()  # paths under the root known to be there (set up or sent by us)
         self.timings: dict[str, float] = {}  # round trips by phase, for benchmarks/board.py
 
     @property
@@ -168,6 +175,7 @@ class RemoteDevice(Device):
                 raise write_failure(self.transport.label, dst, done, phase="push")
 
         self._call("push", what, go)
+        self._present.add(rel)
 
     # --- staging ----------------------------------------------------------------------------------
 
@@ -179,7 +187,10 @@ class RemoteDevice(Device):
         blobs = {key: (f"blobs/{sha256_file(p)}{Path(p).suffix}", p) for key, p in files.items()}
         runner_blobs = {n: (f"blobs/{d}{Path(n).suffix}", p, d) for n, d, p in runner}
         wanted = [runner_dir, *(rel for rel, _ in blobs.values()), *(rel for rel, _, _ in runner_blobs.values())]
-        have = self._setup(wanted, what)
+        # Known from earlier in this batch: no set-up round trip at all (a file removed meanwhile is
+        # reported by the runner as model_not_found).
+        have = self._present if self._root and set(wanted) <= self._present else self._setup(wanted, what)
+        self._present |= have
         if runner_dir not in have:
             for rel, path, digest in runner_blobs.values():
                 if rel not in have:
@@ -193,6 +204,7 @@ class RemoteDevice(Device):
                     raise write_failure(self.transport.label, f"{self._root}/{runner_dir}", done, phase="push")
 
             self._call("push", what, assemble)
+            self._present.add(runner_dir)
         for rel, path in blobs.values():
             if rel not in have:
                 self._push(path, rel, rel.split("/")[1].split(".")[0], what)
@@ -212,21 +224,25 @@ class RemoteDevice(Device):
         argv = [self.python, f"{where['runner']}/runner.py",
                 *runner_args(where["model"], config=config, eval_npz=where.get("eval"),
                              json_out=f"{run_dir}/{RESULT_FILE}")]
-        try:
-            rc, out, err = self._call("run", what, lambda: self.transport.shell(
-                _RUN, run_dir, *argv, timeout=config.timeout_s + SETUP_TIMEOUT_S))
-            if rc in (126, 127) and last_json_object(out) is None:
-                raise BenchmarkError(f"{what}: the device cannot start {self.python!r} ({tail(err)}). Install Python 3 "
-                                     "there, or set `python:` of this device in devices.yaml to the board's python.")
-            if last_json_object(out) is None:  # stdout lost or garbled: the runner's --json-out is the fallback
-                out = self._pull_result(run_dir, what) or out
-        finally:
-            if self._lost is None:
-                try:
-                    self.transport.exec(["rm", "-rf", run_dir], timeout=SETUP_TIMEOUT_S)
-                except TransportError:
-                    pass  # the run folder is only a leftover; the result (or its error) matters more
+        rc, out, err = self._call("run", what, lambda: self.transport.shell(
+            _RUN, run_dir, *argv, timeout=config.timeout_s + SETUP_TIMEOUT_S))
+        out, marker, json_out = out.rpartition(JSON_OUT_MARKER)
+        if not marker:  # the script did not get that far (killed?): fetch the file, then tidy up
+            out, json_out = json_out, self._pull_result(run_dir, what) or ""
+            self._remove(run_dir)
+        if rc in (126, 127) and last_json_object(out) is None:
+            raise BenchmarkError(f"{what}: the device cannot start {self.python!r} ({tail(err)}). Install Python 3 "
+                                 "there, or set `python:` of this device in devices.yaml to the board's python.")
+        if last_json_object(out) is None and last_json_object(json_out) is not None:
+            out = json_out  # stdout lost or garbled: the runner's --json-out file is the fallback
         return parse_runner_output(out, err, rc, name=name, precision=precision, device=self.name)
+
+    def _remove(self, path: str) -> None:
+        if self._lost is None:
+            try:
+                self.transport.exec(["rm", "-rf", path], timeout=SETUP_TIMEOUT_S)
+            except TransportError:
+                pass  # the run folder is only a leftover; the result (or its error) matters more
 
     def _pull_result(self, run_dir: str, what: str) -> str | None:
         with tempfile.TemporaryDirectory(prefix="tfkit-pull-") as tmp:
