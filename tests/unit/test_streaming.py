@@ -117,19 +117,42 @@ def test_int8_streaming_with_streamed_calibration(clip_and_stream, frames):
     rows = state_quantization(flatbuffer)
     assert {r["state"] for r in rows} == {s.name for s in stream_states(stream)}
     assert all(r["dtype"] == "int8" for r in rows)
-    # Calibration reached the steady state: the frame count's int8 input range holds T, so a
-    # long stream's mean is not divided by a clipped count.
+    # The frame count is unary (0/1 slots): its int8 range holds 1, so a full window reads as full.
     scale, zero = next(r["input"] for r in rows if r["state"].endswith("count"))
-    assert scale * (127 - zero) >= SPEC.frames - scale
+    assert scale * (127 - zero) >= 1 - scale
+    # No DIV or MINIMUM: XNNPACK takes the whole int8 stream graph in one piece, the Edge TPU's
+    # static rules map all of it, and its ops are the int8 kernels every runtime has.
+    from tfkit.convert.parity import TFLiteModel
+    from tfkit.delegates.check import check_bytes
+
+    ops = TFLiteModel(flatbuffer).op_counts()
+    assert "DIV" not in ops and "MINIMUM" not in ops, ops
+    assert TFLiteModel(flatbuffer).xnnpack_partitions() == 1
+    assert {c.delegate: c.verdict for c in check_bytes(flatbuffer, ["xnnpack", "edgetpu"])} == \
+        {"xnnpack": "full", "edgetpu": "full"}
     got = run_stream_tflite(flatbuffer, frames)
     ref = np.asarray(clip(frames[None], training=False))[0]
     assert np.abs(got[-1] - ref).max() <= 0.1 * np.abs(ref).max()
 
 
 def test_long_streams_keep_bounded_state_and_a_sliding_window(clip_and_stream):
-    """After many frames the count saturates at T and the prediction is the mean over the last T
-    frames' features: a constant input gives a constant prediction, however long the stream."""
+    """After many frames the unary count saturates at T ones and the prediction is the mean over the
+    last T frames' features: a constant input gives a constant prediction, however long the stream."""
     _, stream = clip_and_stream
     frame = np.random.default_rng(3).uniform(-1, 1, size=(1, *SPEC.input_shape[1:])).astype(np.float32)
     logits = run_stream(stream, np.repeat(frame, 4 * SPEC.frames, axis=0))
     np.testing.assert_allclose(logits[-1], logits[-SPEC.frames], atol=1e-5)
+
+
+def test_int16x8_converts_the_stream_form(clip_and_stream, frames):
+    """int16x8 has no DIV or MINIMUM kernel at int16, which used to stop the stream form; without
+    them it converts and its graph keeps int16 activations (the converter's own inference type)."""
+    from tfkit.convert.parity import TFLiteModel
+    from tfkit.convert.tflite import convert_keras
+    from tfkit.models.streaming import stream_calibration
+
+    _, stream = clip_and_stream
+    flatbuffer = convert_keras(stream, "int16x8", calibration=stream_calibration(stream, [frames, frames[::-1]]))
+    model = TFLiteModel(flatbuffer)
+    assert "DIV" not in model.op_counts() and "MINIMUM" not in model.op_counts()
+    assert any(t["dtype"].__name__ == "int16" for t in model.interpreter.get_tensor_details())

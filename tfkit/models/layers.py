@@ -127,22 +127,30 @@ def custom_objects() -> dict[str, type]:
 
     class WindowMean(K.layers.Layer):
         """Streaming temporal average over the last `frames` frames, the clip model's window:
-        [x_t, window, count] -> [mean, new window, new count].
+        [x_t, window, filled] -> [mean, new window, new filled].
 
-        The window holds the previous frames-1 feature vectors and the count saturates at
-        `frames`, so every state stays bounded however long the stream runs: a running sum would
-        outgrow its int8 range after a few clip lengths."""
+        The window holds the previous frames-1 feature vectors. `filled` is the frame count in
+        unary: slot i is 1 once i+1 frames were seen, so it saturates at all ones by itself and
+        every state stays bounded however long the stream runs (a running sum would outgrow its
+        int8 range after a few clip lengths). 1/count is read off `filled` as a one-hot (adjacent
+        differences) times the constant reciprocals 1, 1/2, ..., 1/frames: the graph has no DIV
+        and no MINIMUM, the two ops XNNPACK declines, the Edge TPU cannot map and int16x8 has no
+        kernel for; the float outputs equal total / min(count, frames) to float rounding."""
 
         def __init__(self, frames: int, **kw):
             super().__init__(**kw)
             self.frames = int(frames)
 
         def call(self, inputs):
-            x, window, count = inputs  # (1, C), (1, frames-1, C), (1, 1)
-            count = T.minimum(count + 1.0, float(self.frames))
+            x, window, filled = inputs  # (1, C), (1, frames-1, C), (1, frames)
+            one, zero = T.ones((1, 1), x.dtype), T.zeros((1, 1), x.dtype)  # streams run at batch 1
+            filled = T.concat([one, filled[:, :-1]], axis=1)  # one more frame, saturating at all ones
+            last = filled - T.concat([filled[:, 1:], zero], axis=1)  # one-hot at count - 1
+            reciprocals = T.constant([[1.0 / (i + 1) for i in range(self.frames)]], x.dtype)
+            inverse_count = T.reduce_sum(last * reciprocals, axis=1, keepdims=True)
             total = T.reduce_sum(window, axis=1) + x
             new_window = T.concat([window[:, 1:], x[:, None]], axis=1)
-            return total / count, new_window, count
+            return total * inverse_count, new_window, filled
 
         def get_config(self):
             return {**super().get_config(), "frames": self.frames}

@@ -24,7 +24,7 @@ class StateSpec:
     name: str
     shape: tuple[int, ...]
     kind: str  # "shift" (previous frame's channels), "buffer" (temporal conv's last k-1 frames),
-    # "window" or "count" (sliding temporal mean)
+    # "window" or "count" (sliding temporal mean; the count is unary: slot i is 1 once i+1 frames were seen)
 
     @property
     def input_name(self) -> str:
@@ -160,7 +160,7 @@ class StreamTime(_Time):
     def pool(self, x, name: str = "temporal"):
         frames = max(self.spec.frames, 2)
         window = self._state(f"{name}_window", (frames - 1, *x.shape[1:]), "window")
-        count = self._state(f"{name}_count", (1,), "count")
+        count = self._state(f"{name}_count", (frames,), "count")  # the frame count in unary (see WindowMean)
         mean, new_window, new_count = layer("WindowMean")(frames=frames, name=f"{name}_pool")([x, window, count])
         self._out(f"{name}_window", new_window)
         self._out(f"{name}_count", new_count)
