@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from tfkit.bench.devices.kinds import NOT_IMPLEMENTED
 from tfkit.errors import UsageError
 from tfkit.models import VideoModelSpec, build
 from tfkit.optimize.lowrank import LowRankConfig, factorize
@@ -167,7 +168,7 @@ def test_a_built_sequential_model_comes_back_functional():
     ({"min_channels": 0}, "min_channels must be >= 1, got 0"),
     ({"round_to": 0}, "round_to must be >= 1, got 0"),
     ({"latency_budget": 0.5, "device": "bogus:x"}, "LowRankConfig.device: Bad device address 'bogus:x'"),
-    ({"device": "adb"}, "LowRankConfig.device: adb: the adb transport is not implemented"),
+    *[({"device": kind}, f"LowRankConfig.device: {kind}: {why.split(';')[0]}") for kind, why in NOT_IMPLEMENTED.items()],
     ({"device": "phone"}, "LowRankConfig.device: Unknown device 'phone'"),
 ])
 def test_bad_configs_name_the_value(kw, needle, monkeypatch, tmp_path):

@@ -191,11 +191,13 @@ def test_precision_notes_say_when_int8_does_not_pay():
 def test_a_bad_device_is_refused_before_any_work(monkeypatch, tmp_path):
     """A device address that cannot be used fails as the config is built, and a device handed to
     structured_prune is opened before the model is touched (no model here: any work would crash)."""
+    from tfkit.bench.devices.kinds import NOT_IMPLEMENTED
     from tfkit.optimize.structured import StructuredConfig, structured_prune
 
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))  # no user devices.yaml
+    unsupported = [(kind, why.split(";")[0]) for kind, why in NOT_IMPLEMENTED.items()]  # adb, until it lands
     for bad, needle in (("bogus:x", "Bad device address 'bogus:x'"), ("nope", "Unknown device 'nope'"),
-                        ("adb", "the adb transport is not implemented"), (3, "must be a device address")):
+                        (3, "must be a device address"), *unsupported):
         with pytest.raises(UsageError) as e:
             StructuredConfig(device=bad)
         assert "StructuredConfig.device" in str(e.value) and needle in str(e.value)
