@@ -1,0 +1,179 @@
+"""AdbTransport through the REAL adb client and server against the stand-in phone (tests/phone/adbd.py):
+connect and list, the Android fingerprint, push/pull byte for byte, exit codes and argv quoting, and
+the faults: an unauthorized phone, the phone gone mid-push, a full /data/local/tmp, no such phone.
+What the phone answers comes from tests/data/phone (recorded from real devices), so the expected
+values here are read from there, not written twice."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+
+import pytest
+
+from tests.phone.adbd import DATA, load_props
+from tests.phone.fixture import adb_lab, phone  # noqa: F401  (the fixtures)
+from tfkit.bench.devices.adb import AdbTransport, android_fingerprint, find_adb, list_adb_devices
+from tfkit.bench.devices.transport import AuthFailed, ConnectionLost, DeviceDiskFull, TransportError, Unreachable
+from tfkit.errors import ToolNotFoundError
+
+PROPS = load_props(DATA / "getprop.txt")
+SYSFS = json.loads((DATA / "sysfs.json").read_text())["files"]
+
+
+def transport(phone) -> AdbTransport:  # noqa: F811
+    return AdbTransport(phone.serial, server_port=phone.server_port)
+
+
+def test_the_phone_is_listed_with_its_model(phone):  # noqa: F811
+    listed = {d.serial: d for d in list_adb_devices(server_port=phone.server_port)}
+    row = listed[phone.serial]
+    assert (row.state, row.hint, row.address) == ("device", None, f"adb:{phone.serial}")
+    assert row.details["model"] == PROPS["ro.product.model"].replace(" ", "_")  # adb's own spelling
+    assert row.details["device"] == PROPS["ro.product.device"]
+
+
+def test_android_fingerprint(phone):  # noqa: F811
+    fp = android_fingerprint(transport(phone))
+    assert (fp["os"], fp["model"], fp["soc"], fp["abi"], fp["android_api"]) == (
+        "Android", PROPS["ro.product.model"], PROPS["ro.board.platform"], PROPS["ro.product.cpu.abi"],
+        int(PROPS["ro.build.version.sdk"]))
+    max_khz = {int(k.split("/cpu/cpu")[1].split("/")[0]): v for k, v in SYSFS.items() if k.endswith("cpuinfo_max_freq")}
+    assert fp["cores"] == len(max_khz)
+    clusters = {}
+    for cpu, khz in sorted(max_khz.items()):
+        clusters.setdefault(round(khz / 1000), []).append(cpu)
+    assert fp["clusters"] == [{"cpus": cpus, "max_mhz": mhz} for mhz, cpus in sorted(clusters.items())]
+    assert fp["clusters"][0]["max_mhz"] < fp["clusters"][-1]["max_mhz"]  # little first, big last
+    governors = {v for k, v in SYSFS.items() if k.endswith("scaling_governor")}
+    assert fp["governors"] == sorted(governors)
+    zones = {SYSFS[f"{k[:-5]}/type"]: v / 1000 for k, v in SYSFS.items() if k.endswith("/temp")}
+    assert {z["type"]: z["temp_c"] for z in fp["thermal"]} == zones
+    battery = (DATA / "dumpsys_battery.txt").read_text()
+    level = int(battery.split("level:")[1].split()[0])
+    assert fp["battery"]["percent"] == level and fp["battery_source"] == "dumpsys battery"
+    assert fp["battery"]["charging"] is (int(battery.split("status:")[1].split()[0]) in (2, 5))
+
+
+def test_fingerprint_falls_back_to_sysfs_for_the_battery(adb_lab):  # noqa: F811
+    other = adb_lab.start_phone("nodumpsys")
+    try:
+        (other.path("/system/etc/standin/dumpsys_battery.txt")).write_text("")  # a dumpsys that says nothing
+        (other.path("/sys/class/power_supply/battery/capacity")).write_text("57\n")
+        (other.path("/sys/class/power_supply/battery/status")).write_text("Discharging\n")
+        fp = android_fingerprint(transport(other))
+        assert fp["battery"] == {"percent": 57, "charging": False}
+        assert fp["battery_source"] == "/sys/class/power_supply"
+    finally:
+        adb_lab.stop_phone(other)
+
+
+def test_push_and_pull_are_byte_for_byte(phone, tmp_path):  # noqa: F811
+    data = os.urandom(3 * 1024 * 1024)
+    local, back = tmp_path / "model.tflite", tmp_path / "back.tflite"
+    local.write_bytes(data)
+    t = transport(phone)
+    start = time.perf_counter()
+    t.push(local, "/data/local/tmp/model.tflite")
+    pushed = time.perf_counter()
+    t.pull("/data/local/tmp/model.tflite", back)
+    pulled = time.perf_counter()
+    assert back.read_bytes() == data
+    assert phone.path("/data/local/tmp/model.tflite").read_bytes() == data
+    assert [p.name for p in phone.path("/data/local/tmp").iterdir() if ".tmp." in p.name] == []
+    assert not list(tmp_path.glob("*.tmp.*"))
+    digest = t.exec(["sha256sum", "/data/local/tmp/model.tflite"], timeout=30).stdout.split()[0]
+    assert digest == hashlib.sha256(data).hexdigest()
+    print(f"3 MiB push {1000 * (pushed - start):.0f} ms, pull {1000 * (pulled - pushed):.0f} ms")
+
+
+def test_exec_keeps_exit_codes_stderr_and_words(phone, tmp_path):  # noqa: F811
+    t = transport(phone)
+    done = t.exec(["sh", "-c", "echo out; echo err >&2; exit 7"], timeout=30)
+    assert (done.rc, done.stdout, done.stderr) == (7, "out\n", "err\n")
+    words = ["a b", "it's", "$HOME", ";rm -rf /", "*", "tab\there"]
+    assert t.exec(["printf", "%s|", *words], timeout=30).stdout == "|".join(words) + "|"
+    assert t.exec(["false"], timeout=30).rc == 1  # the command's own 1 is not mistaken for adb's
+    assert t.exec(["sh", "-c", "kill -9 $$"], timeout=30).rc == 128 + 9
+    stdin = tmp_path / "in.bin"
+    stdin.write_bytes(os.urandom(100_000))
+    assert t.exec(["sha256sum"], timeout=30, input_path=stdin).stdout.split()[0] == \
+        hashlib.sha256(stdin.read_bytes()).hexdigest()
+    start = time.perf_counter()
+    for _ in range(5):
+        t.exec(["true"], timeout=30)
+    print(f"one adb shell round trip: {1000 * (time.perf_counter() - start) / 5:.1f} ms")
+
+
+def test_a_missing_remote_file_is_a_command_failure(phone, tmp_path):  # noqa: F811
+    with pytest.raises(TransportError) as caught:
+        transport(phone).pull("/data/local/tmp/absent.tflite", tmp_path / "x")
+    assert type(caught.value).__name__ == "CommandFailed" and "absent.tflite" in str(caught.value)
+    assert not (tmp_path / "x").exists()
+
+
+def test_an_unauthorized_phone_says_what_to_do(adb_lab):  # noqa: F811
+    locked = adb_lab.start_phone("locked", unauthorized=True)
+    try:
+        row = {d.serial: d for d in list_adb_devices(server_port=adb_lab.server_port)}[locked.serial]
+        assert row.state == "unauthorized" and "Allow" in row.hint
+        with pytest.raises(AuthFailed) as caught:
+            transport(locked).exec(["true"], timeout=30)
+        assert f"adb:{locked.serial}" in str(caught.value) and "Allow" in str(caught.value)
+    finally:
+        adb_lab.stop_phone(locked)
+
+
+def test_phone_gone_mid_push(adb_lab, tmp_path):  # noqa: F811
+    flaky = adb_lab.start_phone("unplugged", drop_after_bytes=1_000_000)
+    try:
+        local = tmp_path / "model.tflite"
+        local.write_bytes(os.urandom(3 * 1024 * 1024))
+        t = transport(flaky)
+        with pytest.raises(ConnectionLost) as caught:
+            t.push(local, "/data/local/tmp/model.tflite")
+        assert caught.value.phase == "push" and flaky.serial in str(caught.value)
+        assert not flaky.path("/data/local/tmp/model.tflite").exists()
+        flaky.proc.wait(timeout=10)  # the phone is gone for good
+        with pytest.raises(Unreachable) as again:
+            t.exec(["true"], timeout=30)
+        assert "offline" in str(again.value) or "cannot reach" in str(again.value)
+    finally:
+        adb_lab.stop_phone(flaky)
+
+
+def test_full_data_local_tmp(adb_lab, tmp_path):  # noqa: F811
+    small = adb_lab.start_phone("small", disk="1m")
+    try:
+        local = tmp_path / "model.tflite"
+        local.write_bytes(os.urandom(3 * 1024 * 1024))
+        t = transport(small)
+        with pytest.raises(DeviceDiskFull) as caught:
+            t.push(local, "/data/local/tmp/model.tflite")
+        message = str(caught.value)
+        assert "No space left on device" in message and "/data/local/tmp" in message and "df -h" in message
+        assert t.exec(["ls", "-a", "/data/local/tmp"], timeout=30).stdout.split() == [".", ".."]  # nothing left over
+        tiny = tmp_path / "tiny.bin"
+        tiny.write_bytes(b"fits")
+        t.push(tiny, "/data/local/tmp/tiny.bin")  # the phone still works
+        assert t.exec(["cat", "/data/local/tmp/tiny.bin"], timeout=30).stdout == "fits"
+    finally:
+        adb_lab.stop_phone(small)
+
+
+def test_no_such_phone(adb_lab):  # noqa: F811
+    with pytest.raises(Unreachable) as caught:
+        AdbTransport("127.0.0.1:1", server_port=adb_lab.server_port).exec(["true"], timeout=30)
+    assert "adb devices" in str(caught.value)
+
+
+def test_without_adb_the_error_says_how_to_install(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    try:
+        import adbutils  # noqa: F401
+        pytest.skip("adbutils ships its own adb here")
+    except ImportError:
+        pass
+    with pytest.raises(ToolNotFoundError, match="apt-get install -y adb"):
+        find_adb()
