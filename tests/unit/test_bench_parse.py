@@ -213,6 +213,10 @@ def schema2_with(path: str, value) -> str:
         ("stream", {"frames": 0, "latency_ms": {}}, "'frames' is 0"),
         ("stream", {"frames": 3, "latency_ms": {"p50": 2.0, "p90": 1.0, "p99": 3.0}}, "stream latency percentiles"),
         ("stream", {"frames": 3, "latency_ms": {"p50": 1, "p90": 1, "p99": 1}, "accuracy": 2}, "stream accuracy 2"),
+        ("latency_ms.times_ms", [0.1, 0.2], "latency times_ms is not a list of"),
+        ("latency_ms.times_ms", "fast", "latency times_ms is not a list of"),
+        ("stream", {"frames": 1, "latency_ms": {"p50": 1, "p90": 1, "p99": 1, "runs": 1, "times_ms": [-1.0]}},
+         "stream latency times_ms[0]"),
     ],
 )
 def test_untrusted_schema2_fields_are_checked(path, value, words):

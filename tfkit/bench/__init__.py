@@ -33,6 +33,7 @@ __all__ = ["DEVICES", "BenchConfig", "Device", "Runtime", "benchmark", "device_f
 
 ModelEntry = Sequence  # (name, precision, path)
 DRIFT_LIMIT = 0.10  # p50 moving more than this between the first and the last round flags throttling
+EXACT_METHOD = "nearest-rank over all {count} {unit} of {rounds} rounds"
 MERGED_METHOD = "median over {rounds} rounds of each round's nearest-rank percentile ({count} {unit} in all)"
 
 
@@ -118,9 +119,9 @@ def merge_rounds(rounds: Sequence[BenchResult], *, cooldown_s: float = 0.0, inte
 
     Exact where the runner's summaries allow it: mean (weighted by runs), min, max, the pooled
     standard deviation, the run count, peak RSS (the highest) and energy (total over all timed
-    runs). The percentiles are not: the runner reports each round's nearest-rank p50/p90/p99, not
-    its single times, so the merged value is the median of the rounds' values, and
-    `extra["percentile_method"]` says so. init and first-inference times are the rounds' medians;
+    runs). The percentiles are exact too when the runner reported its single times (runner/2:
+    nearest-rank over every run of every round); from an older runner's summaries they are the
+    median of the rounds' values. `extra["percentile_method"]` says which. init and first-inference times are the rounds' medians;
     `extra["rounds"]` keeps every round's own numbers.
     """
     if not rounds:
@@ -140,14 +141,16 @@ def merge_rounds(rounds: Sequence[BenchResult], *, cooldown_s: float = 0.0, inte
         return replace(first, hygiene=hygiene, throttled=throttled, throttle_reason=reason)
     hygiene["per_round"] = [r.hygiene for r in rounds]
     stats = merge_stats([{**vars(r.latency_ms), "min": r.extra.get("latency_min_ms"),
-                          "max": r.extra.get("latency_max_ms"), "std": r.extra.get("latency_std_ms")}
+                          "max": r.extra.get("latency_max_ms"), "std": r.extra.get("latency_std_ms"),
+                          "times_ms": r.extra.get("latency_times_ms")}
                          for r in rounds], unit="runs")
     latency = LatencyStats(**{k: stats[k] for k in ("p50", "p90", "p99", "mean", "runs")})
     scored = next((r for r in rounds if r.accuracy is not None), first)
     energy, source = _merged_energy(rounds, [r.latency_ms.runs for r in rounds])
     rss = [r.peak_rss_mb for r in rounds if math.isfinite(r.peak_rss_mb)]
     extra = {**scored.extra, "rounds": [_round_record(r) for r in rounds], "percentile_method": stats["method"],
-             "latency_min_ms": stats["min"], "latency_max_ms": stats["max"], "latency_std_ms": stats["std"]}
+             "latency_min_ms": stats["min"], "latency_max_ms": stats["max"], "latency_std_ms": stats["std"],
+             "latency_times_ms": stats.get("times_ms")}
     return replace(
         first, latency_ms=latency, accuracy=scored.accuracy, extra=extra,
         init_ms=statistics.median(r.init_ms for r in rounds),
@@ -206,6 +209,13 @@ def merge_stats(rounds: Sequence[dict], *, unit: str = "runs") -> dict:
     (nearest-rank) values, and "method" says so. min/max/std are None unless every round has them."""
     total = sum(r["runs"] for r in rounds)
     mean = sum(r["mean"] * r["runs"] for r in rounds) / total
+    if all(isinstance(r.get("times_ms"), list) for r in rounds):  # runner/2 reports every time: exact
+        times = [t for r in rounds for t in r["times_ms"]]
+        ordered = sorted(times)
+        std = math.sqrt(sum((t - mean) ** 2 for t in ordered) / len(ordered))
+        return {**{p: _nearest_rank(ordered, q) for p, q in (("p50", 50), ("p90", 90), ("p99", 99))},
+                "mean": mean, "runs": total, "min": ordered[0], "max": ordered[-1], "std": std, "times_ms": times,
+                "method": EXACT_METHOD.format(rounds=len(rounds), count=total, unit=unit)}
     merged = {p: statistics.median(r[p] for r in rounds) for p in ("p50", "p90", "p99")}
     merged.update(mean=mean, runs=total, min=None, max=None, std=None,
                   method=MERGED_METHOD.format(rounds=len(rounds), count=total, unit=unit))
@@ -214,6 +224,11 @@ def merge_stats(rounds: Sequence[dict], *, unit: str = "runs") -> dict:
         merged.update(min=min(r["min"] for r in rounds), max=max(r["max"] for r in rounds),
                       std=math.sqrt(max(second_moment - mean ** 2, 0.0)))
     return merged
+
+
+def _nearest_rank(ordered: Sequence[float], percent: int) -> float:
+    """The runner's percentile rule: the smallest value with at least `percent`% of values <= it."""
+    return ordered[max(1, -(-percent * len(ordered) // 100)) - 1]
 
 
 def _is_number(value: object) -> bool:

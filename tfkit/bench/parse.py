@@ -196,12 +196,26 @@ def _hygiene(payload: dict) -> dict:
     return hygiene
 
 
+def _times(stats: dict, where: str) -> list[float] | None:
+    """The single times the runner reported (runner/2), checked: one finite non-negative number per
+    run; None when absent (an older runner), so rounds then merge from summaries."""
+    times = stats.get("times_ms")
+    if times is None:
+        return None
+    if not isinstance(times, list) or len(times) != stats.get("runs"):
+        raise _Invalid(f"{where} times_ms is not a list of {stats.get('runs')} times")
+    for i, t in enumerate(times):
+        _number({"t": t}, "t", label=f"{where} times_ms[{i}]")
+    return [float(t) for t in times]
+
+
 def _stream(payload: dict) -> dict | None:
     stream = _mapping(payload, "stream")
     if stream is None:
         return None
     _integer(stream, "frames", minimum=1)
     _percentiles(_mapping(stream, "latency_ms", optional=False), "stream latency")
+    _times(stream["latency_ms"], "stream latency")
     if stream.get("missed_deadlines") is not None:
         _integer(stream, "missed_deadlines", minimum=0)
     accuracy = _optional_number(stream, "accuracy") if "accuracy" in stream else None
@@ -235,6 +249,7 @@ def _to_result(payload: dict, *, name: str, precision: str, device: str) -> Benc
         "latency_max_ms": payload["latency_ms"].get("max"),
         "latency_std_ms": payload["latency_ms"].get("std"),
         "percentile_method": payload["latency_ms"].get("method"),
+        "latency_times_ms": _times(payload["latency_ms"], "latency"),
         "baseline_rss_mb": payload.get("baseline_rss_mb"),
         "inputs": payload.get("inputs"),
         "outputs": payload.get("outputs"),

@@ -192,7 +192,9 @@ def latency_stats(times_ms):
     std = math.sqrt(sum((t - mean) ** 2 for t in ordered) / len(ordered))
     return {"p50": nearest_rank(ordered, 50), "p90": nearest_rank(ordered, 90), "p99": nearest_rank(ordered, 99),
             "mean": mean, "min": ordered[0], "max": ordered[-1], "std": std, "runs": len(ordered),
-            "method": "nearest-rank"}
+            "method": "nearest-rank",
+            # every time in run order, so the host merges rounds exactly (and sees drift within a round)
+            "times_ms": list(times_ms)}
 
 
 def tensor_info(detail):
