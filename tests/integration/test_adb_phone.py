@@ -9,13 +9,20 @@ import hashlib
 import json
 import os
 import time
+from pathlib import Path
 
 import pytest
 
 from tests.phone.adbd import DATA, load_props
 from tests.phone.fixture import adb_lab, phone  # noqa: F401  (the fixtures)
 from tfkit.bench.devices.adb import AdbTransport, android_fingerprint, find_adb, list_adb_devices
-from tfkit.bench.devices.transport import AuthFailed, ConnectionLost, DeviceDiskFull, TransportError, Unreachable
+from tfkit.bench.devices.transport import (
+    AuthFailed,
+    ConnectionLost,
+    DeviceDiskFull,
+    TransportError,
+    Unreachable,
+)
 from tfkit.errors import ToolNotFoundError
 
 PROPS = load_props(DATA / "getprop.txt")
@@ -177,3 +184,23 @@ def test_without_adb_the_error_says_how_to_install(monkeypatch, tmp_path):
         pass
     with pytest.raises(ToolNotFoundError, match="apt-get install -y adb"):
         find_adb()
+
+
+def test_benchmark_model_runs_on_the_phone(phone, tmp_path):  # noqa: F811
+    """The stand-in benchmark_model, pushed like the real binary, replays LiteRT's recorded output."""
+    recordings = DATA.parent / "benchmark_model"
+    t = transport(phone)
+    t.push(Path(__file__).parents[1] / "phone" / "benchmark_model", "/data/local/tmp/benchmark_model")
+    model = tmp_path / "m.tflite"
+    model.write_bytes(b"TFL3" * 8)
+    t.push(model, "/data/local/tmp/m.tflite")
+    done = t.exec(["taskset", "c0", "/data/local/tmp/benchmark_model", "--graph=/data/local/tmp/m.tflite",
+                   "--num_threads=2"], timeout=60)
+    expected = (recordings / "constructed_info_xnnpack_percentiles_peak.txt").read_text()
+    assert done.rc == 0 and done.stdout == expected and "Inference timings in us:" in done.stdout
+    profiled = t.exec(["/data/local/tmp/benchmark_model", "--graph=/data/local/tmp/m.tflite",
+                       "--enable_op_profiling=true"], timeout=60)
+    assert profiled.stdout == (recordings / "readme_op_profiling.txt").read_text()
+    missing = t.exec(["/data/local/tmp/benchmark_model", "--graph=/data/local/tmp/absent.tflite"], timeout=60)
+    assert missing.rc == 1 and "ERROR: Benchmarking failed." in missing.stderr
+    assert t.exec(["taskset", "100", "true"], timeout=30).rc == 1  # CPU 8: the phone has 0-7

@@ -14,9 +14,10 @@ Commands run under the host's /bin/sh, chrooted into the phone's root folder: th
 its own user + mount namespace (`unshare -Urm`), where the host's /usr and /dev are bind-mounted
 into that folder, so /data/local/tmp, /sys/... and /system/bin/getprop are the phone's own. What the
 phone answers (getprop, dumpsys battery, sysfs files) comes from tests/data/phone/, recorded from
-real devices (see its README.md). `--disk PATH:SIZE` mounts a real tmpfs of SIZE there (a full
-/data/local/tmp fails with the kernel's ENOSPC); `--drop-after-bytes N` closes the socket and stops
-the phone once N bytes of a push have arrived (the cable pulled mid-push).
+real devices (see its README.md); its `benchmark_model` (tests/phone/benchmark_model, pushed like the
+real binary) replays LiteRT outputs from tests/data/benchmark_model. `--disk PATH:SIZE` mounts a real
+tmpfs of SIZE there (a full /data/local/tmp fails with the kernel's ENOSPC); `--drop-after-bytes N`
+closes the socket and stops the phone once N bytes of a push have arrived (the cable pulled mid-push).
 
 Example:
     unshare -Urm python -m tests.phone.adbd --root /tmp/phone --port 15601 --ready /tmp/phone.ready
@@ -291,7 +292,7 @@ class Phone:
 
     async def sync_recv(self, stream: Stream, path: str) -> bool:
         try:
-            source = open(self.local(path), "rb")
+            source = open(self.local(path), "rb")  # noqa: ASYNC230, SIM115  (a local file; closed below)
         except OSError as e:
             await sync_fail(stream, f"open failed: {e.strerror}")
             return False
@@ -311,7 +312,7 @@ class Phone:
             target.parent.mkdir(parents=True, exist_ok=True)
             if target.is_file() or target.is_symlink():
                 target.unlink()
-            sink = open(target, "wb")
+            sink = open(target, "wb")  # noqa: ASYNC230, SIM115  (kept open across DATA messages)
             os.chmod(target, (int(mode or "0644", 0) & 0o777) | 0o644)
         except OSError as e:
             error, sink = f"couldn't create file: {e.strerror}", None
@@ -379,6 +380,9 @@ def build_root(root: Path, data: Path = DATA) -> None:
     standin = root / "system/etc/standin"
     for name in ("getprop.txt", "dumpsys_battery.txt"):
         shutil.copyfile(data / name, standin / name)
+    recordings = data.parent / "benchmark_model"  # LiteRT benchmark_model outputs, replayed by tests/phone/benchmark_model
+    if recordings.is_dir():
+        shutil.copytree(recordings, standin / "benchmark_model", dirs_exist_ok=True)
     for rel, value in json.loads((data / "sysfs.json").read_text())["files"].items():
         target = root / rel.lstrip("/")
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -388,6 +392,12 @@ def build_root(root: Path, data: Path = DATA) -> None:
                    'sed -n "s/^\\[$1\\]: \\[\\(.*\\)\\]$/\\1/p" /system/etc/standin/getprop.txt | head -n 1\n',
         "dumpsys": 'case "$1" in battery) exec cat /system/etc/standin/dumpsys_battery.txt;;\n'
                    '*) echo "Can\'t find service: $1"; exit 0;; esac\n',
+        # toybox `taskset MASK CMD...`: the phone's CPUs are not this host's, so the stand-in checks the
+        # mask against the phone's cores (/sys/devices/system/cpu/possible) and runs the command unpinned.
+        "taskset": 'mask=$1; shift; last=$(cut -d- -f2 /sys/devices/system/cpu/possible)\n'
+                   '[ $(( 0x$mask >> (last + 1) )) -eq 0 ] && [ $(( 0x$mask )) -ne 0 ] || '
+                   '{ echo "taskset (stand-in): mask $mask names no CPU of this phone" >&2; exit 1; }\n'
+                   'exec "$@"\n',
     }
     for name, body in tools.items():
         tool = root / "system/bin" / name

@@ -93,8 +93,8 @@ class AdbLab:
         argv += ["--unauthorized"] if unauthorized else []
         argv += ["--drop-after-bytes", str(drop_after_bytes)] if drop_after_bytes is not None else []
         argv += ["--disk", f"/data/local/tmp:{disk}"] if disk else []
-        log = open(root.parent / f"{root.name}.log", "wb")
-        proc = subprocess.Popen(argv, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        with open(root.parent / f"{root.name}.log", "wb") as log:  # the child keeps its own copy
+            proc = subprocess.Popen(argv, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 15
         while not ready.exists():
             if proc.poll() is not None or time.monotonic() > deadline:

@@ -24,12 +24,12 @@ import subprocess
 from dataclasses import dataclass, field
 
 from tfkit.bench.devices.transport import (
+    DISK_FULL_WORDS,
     AuthFailed,
     CommandFailed,
     Completed,
     ConnectionLost,
     DeviceDiskFull,
-    DISK_FULL_WORDS,
     TimedOut,
     Transport,
     TransportError,
@@ -62,13 +62,13 @@ def find_adb() -> str:
     if found:
         return found
     try:
-        import adbutils  # noqa: PLC0415  (optional: only when adb is not on PATH)
+        import adbutils  # optional: only when adb is not on PATH
 
         bundled = adbutils.adb_path()
-        if bundled and os.path.isfile(bundled):
-            return bundled
     except Exception:  # noqa: BLE001  (not installed, or a version without a bundled binary)
-        pass
+        bundled = None
+    if bundled and os.path.isfile(bundled):
+        return bundled
     raise ToolNotFoundError(f"the Android `adb` client is not installed on this host; {INSTALL_HINT}.")
 
 
