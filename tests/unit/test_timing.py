@@ -14,7 +14,7 @@ from tfkit.bench.devices.kinds import NOT_IMPLEMENTED
 from tfkit.bench.timing import (
     TimingConfig,
     _pairs,
-    _requantizer,
+    _board_stream,
     device_record,
     gmacs_per_s,
     real_looking_frames,
@@ -123,9 +123,11 @@ def test_int8_states_are_requantized_between_different_scales():
     src = {"dtype": np.int8, "quantization": (0.1, -3)}
     dst = {"dtype": np.int8, "quantization": (0.2, 5)}
     values = np.array([-3, 7, 17, 120], np.int8)  # 0.0, 1.0, 2.0, 12.3
-    carried = _requantizer(src, dst)(values)
+    carry, changes = _board_stream().carrier(src, dst)
+    carried = carry(values)
+    assert changes
     np.testing.assert_allclose((carried.astype(np.float32) - 5) * 0.2, [0.0, 1.0, 2.0, 12.2], atol=0.11)
-    assert _requantizer(src, dict(src))(values) is values
+    assert _board_stream().carrier(src, dict(src))[0](values) is values
 
 
 def test_macs_off_the_flatbuffer_and_gmacs(tiny):

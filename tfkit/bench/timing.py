@@ -264,28 +264,16 @@ def real_looking_frames(n: int, shape, seed: int):
     return frames
 
 
-def _to_input(values, detail):
-    """Float values into an input tensor's dtype (quantized with its scale and zero point)."""
-    import numpy as np
+def _board_stream():
+    """The board's stream module (tfkit/bench/board/board_stream.py, stdlib + numpy), loaded by path:
+    the child quantizes frames and carries states exactly as the runner does on a device."""
+    import importlib.util
 
-    dtype = np.dtype(detail["dtype"])
-    if dtype.kind == "f":
-        return values.astype(dtype)
-    scale, zero = detail["quantization"]
-    info = np.iinfo(dtype)
-    return np.clip(np.round(values / scale + zero), info.min, info.max).astype(dtype)
-
-
-def _requantizer(src, dst):
-    """A function carrying an output state into the matching input (a copy when they agree)."""
-    import numpy as np
-
-    if src["dtype"] == dst["dtype"] and tuple(src["quantization"]) == tuple(dst["quantization"]):
-        return lambda v: v
-    if np.dtype(src["dtype"]).kind == "f":
-        return lambda v: _to_input(v, dst)
-    scale, zero = src["quantization"]
-    return lambda v: _to_input((v.astype(np.float32) - zero) * scale, dst)
+    path = Path(__file__).resolve().parent / "board" / "board_stream.py"
+    spec = importlib.util.spec_from_file_location("tfkit_board_stream", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _pairs(inputs: dict, outputs: dict, frame_input: str | None) -> tuple[str, dict[str, str]]:
@@ -333,9 +321,11 @@ def _measure(path: str, cfg: dict) -> dict:
     n = cfg["warmup"] + cfg["frames"]
     unit = real_looking_frames(n, tuple(int(d) for d in frame["shape"]), cfg["seed"])
     low, high = cfg["input_range"]
-    feed = _to_input(low + (high - low) * unit, frame)
-    carry = {i: _requantizer(outputs[o], inputs[i]) for i, o in states.items()}
-    values = {i: np.zeros(inputs[i]["shape"], inputs[i]["dtype"]) for i in states}
+    board = _board_stream()
+    feed = board.quantize(low + (high - low) * unit, frame)
+    carry = {i: board.carrier(outputs[o], inputs[i])[0] for i, o in states.items()}
+    # every state starts at float 0.0, quantized (an int8 state's zero point), as on a device
+    values = {i: board.quantize(np.zeros(inputs[i]["shape"], np.float32), inputs[i]) for i in states}
     out_index = {name: d["index"] for name, d in outputs.items()}
 
     step, step_cpu = [], []

@@ -127,7 +127,7 @@ def pair(inputs, outputs, metadata):
     return frame, logits, states, "names"
 
 
-def _quantize(values, detail):
+def quantize(values, detail):
     """Float32 values into an input's dtype, as tfkit's host runner does (round, clip)."""
     dtype = np.dtype(detail["dtype"])
     if dtype.kind == "f":
@@ -137,7 +137,7 @@ def _quantize(values, detail):
     return np.clip(np.round(values / scale + zero), info.min, info.max).astype(dtype)
 
 
-def _carrier(src, dst):
+def carrier(src, dst):
     """(function carrying a state output into its input, whether it requantizes)."""
     same_dtype = np.dtype(src["dtype"]) == np.dtype(dst["dtype"])
     if same_dtype and tuple(src["quantization"]) == tuple(dst["quantization"]):
@@ -145,9 +145,9 @@ def _carrier(src, dst):
     if np.dtype(src["dtype"]).kind == "f" and np.dtype(dst["dtype"]).kind == "f":
         return (lambda v: v.astype(dst["dtype"])), False
     if np.dtype(src["dtype"]).kind == "f":
-        return (lambda v: _quantize(v, dst)), True
+        return (lambda v: quantize(v, dst)), True
     scale, zero = src["quantization"]
-    return (lambda v: _quantize((v.astype(np.float32) - zero) * scale, dst)), True
+    return (lambda v: quantize((v.astype(np.float32) - zero) * scale, dst)), True
 
 
 def drifting_frames(count, shape, seed):
@@ -174,10 +174,10 @@ def run(interpreter, metadata, clips, prepare, dequantize, stats, warmup, frames
     shape = [int(s) for s in frame["shape"]]
     carry, requantized = {}, []
     for name, out in states.items():
-        carry[name], changes = _carrier(outputs[out], inputs[name])
+        carry[name], changes = carrier(outputs[out], inputs[name])
         if changes:
             requantized.append(_strip_in(name))
-    zeros = {name: _quantize(np.zeros(inputs[name]["shape"], np.float32), inputs[name]) for name in states}
+    zeros = {name: quantize(np.zeros(inputs[name]["shape"], np.float32), inputs[name]) for name in states}
     if clips is not None:
         x = clips[0]
         if x.ndim != 5 or shape[0] != 1 or list(x.shape[2:]) != shape[1:]:
@@ -230,6 +230,13 @@ def run(interpreter, metadata, clips, prepare, dequantize, stats, warmup, frames
 def stream_eval(logits, labels, normalization, predictions_out, block):
     """The result's "eval" block of a streamed run: each clip scored by its logits after its last
     frame (as tfkit's host streaming evaluation), so BenchResult.accuracy reads it like any other."""
+    return dict(score(logits, labels, output=block["logits_output"], normalization=normalization,
+                      ms_per_clip=block["ms_per_clip"], predictions_out=predictions_out), streamed=True)
+
+
+def score(logits, labels, output, normalization, ms_per_clip, predictions_out):
+    """The "eval" block for (N, classes) logits against N labels (runner.py's clip eval uses it too);
+    labels outside the classes are an eval_data error, never a silent 0."""
     if int(labels.min()) < 0 or int(labels.max()) >= logits.shape[1]:
         raise StreamError("eval_data", f"labels span [{int(labels.min())}, {int(labels.max())}] but the model has "
                           f"{logits.shape[1]} classes")
@@ -238,6 +245,5 @@ def stream_eval(logits, labels, normalization, predictions_out, block):
     if predictions_out:
         np.savez(predictions_out, logits=logits, predictions=predictions, labels=labels)
     return {"clips": len(labels), "correct": correct, "accuracy": correct / float(len(labels)),
-            "logits_shape": [int(s) for s in logits.shape], "output": block["logits_output"],
-            "normalization": normalization, "ms_per_clip": block["ms_per_clip"],
-            "predictions_path": predictions_out, "streamed": True}
+            "logits_shape": [int(s) for s in logits.shape], "output": str(output),
+            "normalization": normalization, "ms_per_clip": ms_per_clip, "predictions_path": predictions_out}

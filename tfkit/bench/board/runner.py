@@ -374,17 +374,8 @@ def evaluate(interpreter, npz_path, limit, normalization, predictions_out):
                               f"{list(out.shape)}; scoring needs (1, classes)")
         logits.append(out.reshape(-1))
     eval_ms = (time.perf_counter() - start) * 1000.0
-    logits = np.stack(logits)
-    if int(y.min()) < 0 or int(y.max()) >= logits.shape[1]:
-        raise RunnerError("eval_data", f"labels span [{int(y.min())}, {int(y.max())}] but the model has "
-                          f"{logits.shape[1]} classes")
-    predictions = logits.argmax(axis=1)
-    correct = int((predictions == y).sum())
-    if predictions_out:
-        np.savez(predictions_out, logits=logits, predictions=predictions, labels=y)
-    return {"clips": len(y), "correct": correct, "accuracy": correct / float(len(y)),
-            "logits_shape": [int(s) for s in logits.shape], "output": str(output_detail["name"]),
-            "normalization": normalization, "ms_per_clip": eval_ms / len(y), "predictions_path": predictions_out}
+    return board_stream.score(np.stack(logits), y, output=output_detail["name"], normalization=normalization,
+                              ms_per_clip=eval_ms / len(y), predictions_out=predictions_out)
 
 
 # --- main ----------------------------------------------------------------------------------------
