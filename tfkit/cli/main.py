@@ -24,7 +24,7 @@ COMMANDS = {
     "train": ("tfkit.cli.steps:train", "Train a Keras model artifact on a dataset artifact."),
     "prune": ("tfkit.cli.steps:prune", "Magnitude-prune a trained Keras model (TFMOT) with fine-tuning."),
     "structured": ("tfkit.cli.steps:structured",
-                   "Remove residual blocks (timed on this host) and channels, then distill: a faster model."),
+                   "Remove residual blocks (timed on --device, this host by default) and channels, then distill: a faster model."),
     "cluster": ("tfkit.cli.steps:cluster", "Cluster a trained Keras model's weights (TFMOT) with fine-tuning."),
     "lowrank": ("tfkit.cli.steps:lowrank", "Factorize Dense and 1x1 convolutions by truncated SVD, then fine-tune."),
     "distill": ("tfkit.cli.steps:distill", "Distill a student Keras model from a teacher (logits + labels)."),

@@ -140,7 +140,8 @@ def _compression_command(config_cls, step: str, doc: str, *, exclude: tuple[str,
 
 structured = _compression_command(
     StructuredConfig, "StructuredStep",
-    """Make MODEL faster: time each residual block on this host at several widths, split its latency
+    """Make MODEL faster: time each residual block at several widths on --device (an address such
+    as ssh:pi@board, or a devices.yaml name; this host by default), split its latency
     into a fixed and a width-dependent part, remove the blocks that save most per accuracy lost
     (--block-target of the latency), then remove --ratio of the channels by importance, and distill
     from the original. --no-blocks is channel pruning alone.""",
