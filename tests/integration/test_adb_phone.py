@@ -204,3 +204,32 @@ def test_benchmark_model_runs_on_the_phone(phone, tmp_path):  # noqa: F811
     missing = t.exec(["/data/local/tmp/benchmark_model", "--graph=/data/local/tmp/absent.tflite"], timeout=60)
     assert missing.rc == 1 and "ERROR: Benchmarking failed." in missing.stderr
     assert t.exec(["taskset", "100", "true"], timeout=30).rc == 1  # CPU 8: the phone has 0-7
+
+
+def test_a_phone_without_shell_v2_still_gives_exit_codes(adb_lab, tmp_path):  # noqa: F811
+    """Before Android 7 adbd has no shell protocol: `adb shell` exits 0 whatever the command did, so the
+    transport goes through exec-out and carries the exit code itself (stderr folds into stdout there)."""
+    old = adb_lab.start_phone("android6", shell_v2=False)
+    try:
+        plain = old.adb("shell", "exit 3")
+        assert plain.returncode == 0  # what adb itself reports on such a phone
+        t = transport(old)
+        assert "shell_v2" not in t.features()
+        done = t.exec(["sh", "-c", "echo out; echo err >&2; exit 3"], timeout=30)
+        assert done.rc == 3 and sorted(done.stdout.split()) == ["err", "out"] and done.stderr == ""
+        assert t.exec(["printf", "no newline"], timeout=30).stdout == "no newline"
+        data = tmp_path / "in.bin"
+        data.write_bytes(os.urandom(200_000) + b"\r\n\n")
+        assert t.exec(["sha256sum"], timeout=30, input_path=data).stdout.split()[0] == \
+            hashlib.sha256(data.read_bytes()).hexdigest()
+        back = tmp_path / "back.bin"
+        with open(back, "wb") as sink:
+            rc, _, _ = t._exec_to(["cat", "/data/local/tmp/.tfkit-probe"], sink, timeout=30)
+        assert rc != 0
+        t.push(data, "/data/local/tmp/data.bin")
+        with open(back, "wb") as sink:
+            assert t._exec_to(["cat", "/data/local/tmp/data.bin"], sink, timeout=30)[0] == 0
+        assert back.read_bytes() == data.read_bytes()
+        assert t.exec(["ls", "-a", "/data/local/tmp"], timeout=30).stdout.split() == [".", "..", "data.bin"]
+    finally:
+        adb_lab.stop_phone(old)

@@ -175,15 +175,17 @@ class Connection:
 class Phone:
     """The device: its root folder, its answers, and the faults it was asked to show."""
 
-    def __init__(self, root: Path, *, unauthorized: bool = False, drop_after_bytes: int | None = None):
+    def __init__(self, root: Path, *, unauthorized: bool = False, drop_after_bytes: int | None = None,
+                 features: str = "shell_v2"):
         self.root, self.unauthorized, self.drop_after_bytes = root, unauthorized, drop_after_bytes
+        self.features = features
         self.props = load_props(root / "system/etc/standin/getprop.txt")
         self.server: asyncio.AbstractServer | None = None
         self.pushed = 0
 
     def banner(self) -> str:
         keys = ("ro.product.name", "ro.product.model", "ro.product.device")
-        return "device::" + "".join(f"{k}={self.props.get(k, '')};" for k in keys) + "features=shell_v2"
+        return "device::" + "".join(f"{k}={self.props.get(k, '')};" for k in keys) + f"features={self.features}"
 
     def service(self, name: str):
         if name.startswith("sync:"):
@@ -438,13 +440,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--unauthorized", action="store_true", help="never accept the host's key")
     parser.add_argument("--drop-after-bytes", type=int, help="pull the cable after this many pushed bytes")
     parser.add_argument("--disk", action="append", default=[], help="PATH:SIZE tmpfs, e.g. /data/local/tmp:1m")
+    parser.add_argument("--no-shell-v2", action="store_true", help="advertise no features, like Android < 7")
     parser.add_argument("--no-mount", action="store_true", help="the mounts are already in place")
     args = parser.parse_args(argv)
     root = args.root.resolve()
     build_root(root)
     if not args.no_mount:
         mount_host(root, args.disk)
-    phone = Phone(root, unauthorized=args.unauthorized, drop_after_bytes=args.drop_after_bytes)
+    phone = Phone(root, unauthorized=args.unauthorized, drop_after_bytes=args.drop_after_bytes,
+                  features="" if args.no_shell_v2 else "shell_v2")
     asyncio.run(serve(phone, args.port, args.ready))
     return 0
 

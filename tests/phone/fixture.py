@@ -83,7 +83,7 @@ class AdbLab:
                               text=True, timeout=timeout, check=False)
 
     def start_phone(self, name: str = "phone", *, unauthorized: bool = False, drop_after_bytes: int | None = None,
-                    disk: str | None = None) -> Phone:
+                    disk: str | None = None, shell_v2: bool = True) -> Phone:
         """A new stand-in phone, connected; `disk` is "SIZE" for a tmpfs /data/local/tmp of that size."""
         port, root = free_port(), self.scratch / f"{name}-{len(self.phones)}"
         root.mkdir(parents=True)
@@ -93,6 +93,7 @@ class AdbLab:
         argv += ["--unauthorized"] if unauthorized else []
         argv += ["--drop-after-bytes", str(drop_after_bytes)] if drop_after_bytes is not None else []
         argv += ["--disk", f"/data/local/tmp:{disk}"] if disk else []
+        argv += [] if shell_v2 else ["--no-shell-v2"]
         with open(root.parent / f"{root.name}.log", "wb") as log:  # the child keeps its own copy
             proc = subprocess.Popen(argv, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 15

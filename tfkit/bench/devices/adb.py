@@ -52,6 +52,7 @@ OFFLINE_HINT = ("replug the cable (or `adb reconnect`), unlock the phone, and ch
 _UNAUTHORIZED = ("device unauthorized", "device still authorizing", "failed to authenticate")
 _ABSENT = ("not found", "no devices/emulators found", "device offline", "more than one device",
            "cannot connect to", "failed to connect")
+_RC_MARK = "__tfkit_exit_code="
 _DROPPED = ("error: closed", "protocol fault", "connection reset", "couldn't read from device",
             "failed to read", "broken pipe", "device disconnected")
 
@@ -81,6 +82,7 @@ class AdbTransport(Transport):
                  label: str | None = None):
         self.serial, self.server_port, self._adb = serial, server_port, adb
         self.label = label or (f"adb:{serial}" if serial else "adb")
+        self._features: frozenset[str] | None = None
 
     def base_argv(self) -> list[str]:
         argv = [self._adb or find_adb()]
@@ -106,7 +108,19 @@ class AdbTransport(Transport):
         rc, _, err = self._shell(argv, timeout=timeout, stdout=sink)
         return rc, "", decode(err)
 
+    def features(self) -> frozenset[str]:
+        """What the phone's adbd offers (`adb features`), asked once: shell_v2 is Android 7+."""
+        if self._features is None:
+            rc, out, err = self._adb_run(["features"], timeout=60, phase="connect")
+            if rc != 0:
+                raise self.classify(decode(err), phase="connect") or Unreachable(
+                    f"{self.label}: `adb features` failed: {tail(decode(err))}.", label=self.label, phase="connect")
+            self._features = frozenset(decode(out).replace(",", " ").split())
+        return self._features
+
     def _shell(self, argv, *, timeout, input_path=None, stdout=subprocess.PIPE):
+        if "shell_v2" not in self.features():
+            return self._exec_out(argv, timeout=timeout, input_path=input_path, stdout=stdout)
         args = ["shell", shlex.join(str(a) for a in argv)]
         if input_path is None:
             args.insert(1, "-n")  # no stdin: adb must not wait on ours
@@ -116,6 +130,31 @@ class AdbTransport(Transport):
             if failure is not None:
                 raise failure
         return rc, out, err
+
+    def _exec_out(self, argv, *, timeout, input_path=None, stdout=subprocess.PIPE):
+        """Phones without shell v2 (before Android 7): `adb exec-out` is binary-safe but carries no exit
+        code and folds stderr into stdout, so the exit code travels as a last line, and stdin is a file
+        pushed first."""
+        command = shlex.join(str(a) for a in argv)
+        cleanup = ""
+        if input_path is not None:
+            remote_in = f"/data/local/tmp/.tfkit-stdin.{os.getpid()}"
+            self.push(input_path, remote_in, timeout=timeout)
+            command, cleanup = f"{command} < {shlex.quote(remote_in)}", f"; rm -f {shlex.quote(remote_in)}"
+        script = f"{command}; rc=$?{cleanup}; printf '\\n{_RC_MARK}%d\\n' \"$rc\""
+        rc, out, err = self._adb_run(["exec-out", script], timeout=timeout, phase="run")
+        if rc != 0:
+            raise self.classify(decode(err), phase="run") or ConnectionLost(
+                f"{self.label}: adb exec-out failed: {tail(decode(err))}.", label=self.label, phase="run")
+        cut = out.rfind(b"\n" + _RC_MARK.encode())
+        if cut < 0:
+            raise ConnectionLost(f"{self.label}: the phone's output ended before the command did (was it unplugged?).",
+                                 label=self.label, phase="run", detail=decode(out[-500:]))
+        code, body = int(out[cut + 1 + len(_RC_MARK):].strip() or b"1"), out[:cut]
+        if stdout is not subprocess.PIPE:
+            stdout.write(body)
+            body = b""
+        return code, body, b""
 
     def classify(self, stderr: str, *, phase: str) -> TransportError | None:
         """The typed error for adb's own failure words, or None when the words are the command's."""
