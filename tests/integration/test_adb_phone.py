@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -230,3 +231,20 @@ def test_a_phone_without_shell_v2_still_gives_exit_codes(adb_lab, tmp_path):  # 
         assert t.exec(["ls", "-a", "/data/local/tmp"], timeout=30).stdout.split() == [".", "..", "data.bin"]
     finally:
         adb_lab.stop_phone(old)
+
+
+def test_phone_gone_mid_run(adb_lab):  # noqa: F811
+    """adb itself says nothing when the phone vanishes mid-command (adb 29 exits 0, adb 36 255): the
+    transport notices the missing exit code and says the link dropped."""
+    doomed = adb_lab.start_phone("unplugged-mid-run")
+    try:
+        killer = threading.Timer(1.0, doomed.proc.kill)
+        killer.start()
+        with pytest.raises(ConnectionLost) as caught:
+            transport(doomed).exec(["sh", "-c", "echo started; sleep 10; echo done"], timeout=60)
+        killer.join()
+        assert caught.value.phase == "run" and "went away" in str(caught.value)
+        row = {d.serial: d for d in list_adb_devices(server_port=adb_lab.server_port)}.get(doomed.serial)
+        assert row is not None and row.state == "offline" and "replug" in row.hint
+    finally:
+        adb_lab.stop_phone(doomed)

@@ -121,15 +121,19 @@ class AdbTransport(Transport):
     def _shell(self, argv, *, timeout, input_path=None, stdout=subprocess.PIPE):
         if "shell_v2" not in self.features():
             return self._exec_out(argv, timeout=timeout, input_path=input_path, stdout=stdout)
-        args = ["shell", shlex.join(str(a) for a in argv)]
-        if input_path is None:
-            args.insert(1, "-n")  # no stdin: adb must not wait on ours
+        # The exit code also travels as a last stderr line: when the phone vanishes mid-command, adb 29
+        # exits 0 and adb 36 exits 255, both silently; only a missing line tells the run was cut short.
+        script = f"{shlex.join(str(a) for a in argv)}; rc=$?; printf '\\n{_RC_MARK}%d\\n' \"$rc\" >&2; exit $rc"
+        args = ["shell", script] if input_path is not None else ["shell", "-n", script]  # -n: no stdin
         rc, out, err = self._adb_run(args, timeout=timeout, phase="run", input_path=input_path, stdout=stdout)
-        if rc != 0:
+        cut = err.rfind(b"\n" + _RC_MARK.encode())
+        if cut < 0:
             failure = self.classify(decode(err), phase="run")
-            if failure is not None:
-                raise failure
-        return rc, out, err
+            raise failure or ConnectionLost(
+                f"{self.label}: the phone went away before `{argv[0]}` finished (adb exit {rc}, no exit code from "
+                f"the phone; was it unplugged?). {OFFLINE_HINT[0].upper()}{OFFLINE_HINT[1:]}.",
+                label=self.label, phase="run", detail=decode(err))
+        return int(err[cut + 1 + len(_RC_MARK):].strip() or b"1"), out, err[:cut]
 
     def _exec_out(self, argv, *, timeout, input_path=None, stdout=subprocess.PIPE):
         """Phones without shell v2 (before Android 7): `adb exec-out` is binary-safe but carries no exit
