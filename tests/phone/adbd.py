@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import shutil
 import struct
 import subprocess
 import sys
 from pathlib import Path
+
+from tests.phone.rootfs import build_root, load_props, mount_host
 
 A_CNXN, A_AUTH, A_OPEN, A_OKAY, A_CLSE, A_WRTE = (
     int.from_bytes(tag, "little") for tag in (b"CNXN", b"AUTH", b"OPEN", b"OKAY", b"CLSE", b"WRTE"))
@@ -42,7 +42,6 @@ MAX_PAYLOAD = 1024 * 1024
 AUTH_TOKEN, AUTH_SIGNATURE, AUTH_RSAPUBLICKEY = 1, 2, 3
 SYNC_DATA_MAX = 64 * 1024
 SHELL_STDIN, SHELL_STDOUT, SHELL_STDERR, SHELL_EXIT, SHELL_CLOSE_STDIN = 0, 1, 2, 3, 4
-DATA = Path(__file__).resolve().parents[1] / "data" / "phone"
 PHONE_PATH = "/system/bin:/usr/bin:/bin"
 
 
@@ -357,66 +356,6 @@ class Phone:
 async def sync_fail(stream: Stream, reason: str) -> None:
     raw = reason.encode()
     await stream.send(struct.pack("<4sI", b"FAIL", len(raw)) + raw)
-
-
-def load_props(path: Path) -> dict[str, str]:
-    """`getprop`'s own output format, `[name]: [value]` a line, as a dict."""
-    props = {}
-    for line in path.read_text().splitlines() if path.is_file() else []:
-        if line.startswith("[") and "]: [" in line:
-            name, _, value = line[1:].partition("]: [")
-            props[name] = value.rstrip().removesuffix("]")
-    return props
-
-
-def build_root(root: Path, data: Path = DATA) -> None:
-    """The phone's file system: folders, the recorded sysfs files, and getprop/dumpsys that print the
-    recorded answers (tests/data/phone/). The host's /usr and /dev are mounted in by `mount_host`."""
-    for folder in ("usr", "dev", "proc", "system/bin", "system/etc/standin", "data/local/tmp", "sdcard", "vendor"):
-        (root / folder).mkdir(parents=True, exist_ok=True)
-    for link in ("bin", "lib", "lib64", "sbin"):
-        if not (root / link).is_symlink() and Path("/" + link).is_symlink():
-            (root / link).symlink_to(os.readlink("/" + link))
-    (root / "system/bin/sh").unlink(missing_ok=True)
-    (root / "system/bin/sh").symlink_to("/bin/sh")
-    standin = root / "system/etc/standin"
-    for name in ("getprop.txt", "dumpsys_battery.txt"):
-        shutil.copyfile(data / name, standin / name)
-    recordings = data.parent / "benchmark_model"  # LiteRT benchmark_model outputs, replayed by tests/phone/benchmark_model
-    if recordings.is_dir():
-        shutil.copytree(recordings, standin / "benchmark_model", dirs_exist_ok=True)
-    for rel, value in json.loads((data / "sysfs.json").read_text())["files"].items():
-        target = root / rel.lstrip("/")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(f"{value}\n")
-    tools = {
-        "getprop": '[ $# -eq 0 ] && exec cat /system/etc/standin/getprop.txt\n'
-                   'sed -n "s/^\\[$1\\]: \\[\\(.*\\)\\]$/\\1/p" /system/etc/standin/getprop.txt | head -n 1\n',
-        "dumpsys": 'case "$1" in battery) exec cat /system/etc/standin/dumpsys_battery.txt;;\n'
-                   '*) echo "Can\'t find service: $1"; exit 0;; esac\n',
-        # toybox `taskset MASK CMD...`: the phone's CPUs are not this host's, so the stand-in checks the
-        # mask against the phone's cores (/sys/devices/system/cpu/possible) and runs the command unpinned.
-        "taskset": 'mask=$1; shift; last=$(cut -d- -f2 /sys/devices/system/cpu/possible)\n'
-                   '[ $(( 0x$mask >> (last + 1) )) -eq 0 ] && [ $(( 0x$mask )) -ne 0 ] || '
-                   '{ echo "taskset (stand-in): mask $mask names no CPU of this phone" >&2; exit 1; }\n'
-                   'exec "$@"\n',
-    }
-    for name, body in tools.items():
-        tool = root / "system/bin" / name
-        tool.write_text("#!/bin/sh\n" + body)
-        tool.chmod(0o755)
-
-
-def mount_host(root: Path, disk: list[str]) -> None:
-    """Inside the private mount namespace: the host's programs and /dev into the phone, and any
-    small tmpfs disks asked for (PATH:SIZE)."""
-    for folder in ("usr", "dev"):
-        subprocess.run(["mount", "--rbind", f"/{folder}", str(root / folder)], check=True)
-    for spec in disk:
-        path, _, size = spec.rpartition(":")
-        target = root / path.lstrip("/")
-        target.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "phone-disk", str(target)], check=True)
 
 
 async def serve(phone: Phone, port: int, ready: Path | None) -> None:

@@ -1,0 +1,79 @@
+"""The stand-in phone's file system: folders, recorded answers (tests/data/phone) and the host mounts.
+
+`build_root` lays out a temp folder as the phone's / (/data/local/tmp, /sdcard, /system/bin with getprop,
+dumpsys and taskset that answer from the recordings, the recorded sysfs files, LiteRT benchmark_model
+outputs); `mount_host`, run inside the phone's private mount namespace, binds the host's /usr and /dev
+into it and mounts any small tmpfs disks asked for.
+
+Example:
+    build_root(Path("/tmp/phone"))   # then, inside `unshare -Urm`: mount_host(Path("/tmp/phone"), [])
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "phone"
+
+
+def load_props(path: Path) -> dict[str, str]:
+    """`getprop`'s own output format, `[name]: [value]` a line, as a dict."""
+    props = {}
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        if line.startswith("[") and "]: [" in line:
+            name, _, value = line[1:].partition("]: [")
+            props[name] = value.rstrip().removesuffix("]")
+    return props
+
+
+def build_root(root: Path, data: Path = DATA) -> None:
+    """The phone's file system: folders, the recorded sysfs files, and getprop/dumpsys that print the
+    recorded answers (tests/data/phone/). The host's /usr and /dev are mounted in by `mount_host`."""
+    for folder in ("usr", "dev", "proc", "system/bin", "system/etc/standin", "data/local/tmp", "sdcard", "vendor"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    for link in ("bin", "lib", "lib64", "sbin"):
+        if not (root / link).is_symlink() and Path("/" + link).is_symlink():
+            (root / link).symlink_to(os.readlink("/" + link))
+    (root / "system/bin/sh").unlink(missing_ok=True)
+    (root / "system/bin/sh").symlink_to("/bin/sh")
+    standin = root / "system/etc/standin"
+    for name in ("getprop.txt", "dumpsys_battery.txt"):
+        shutil.copyfile(data / name, standin / name)
+    recordings = data.parent / "benchmark_model"  # LiteRT benchmark_model outputs, replayed by tests/phone/benchmark_model
+    if recordings.is_dir():
+        shutil.copytree(recordings, standin / "benchmark_model", dirs_exist_ok=True)
+    for rel, value in json.loads((data / "sysfs.json").read_text())["files"].items():
+        target = root / rel.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(f"{value}\n")
+    tools = {
+        "getprop": '[ $# -eq 0 ] && exec cat /system/etc/standin/getprop.txt\n'
+                   'sed -n "s/^\\[$1\\]: \\[\\(.*\\)\\]$/\\1/p" /system/etc/standin/getprop.txt | head -n 1\n',
+        "dumpsys": 'case "$1" in battery) exec cat /system/etc/standin/dumpsys_battery.txt;;\n'
+                   '*) echo "Can\'t find service: $1"; exit 0;; esac\n',
+        # toybox `taskset MASK CMD...`: the phone's CPUs are not this host's, so the stand-in checks the
+        # mask against the phone's cores (/sys/devices/system/cpu/possible) and runs the command unpinned.
+        "taskset": 'mask=$1; shift; last=$(cut -d- -f2 /sys/devices/system/cpu/possible)\n'
+                   '[ $(( 0x$mask >> (last + 1) )) -eq 0 ] && [ $(( 0x$mask )) -ne 0 ] || '
+                   '{ echo "taskset (stand-in): mask $mask names no CPU of this phone" >&2; exit 1; }\n'
+                   'exec "$@"\n',
+    }
+    for name, body in tools.items():
+        tool = root / "system/bin" / name
+        tool.write_text("#!/bin/sh\n" + body)
+        tool.chmod(0o755)
+
+
+def mount_host(root: Path, disk: list[str]) -> None:
+    """Inside the private mount namespace: the host's programs and /dev into the phone, and any
+    small tmpfs disks asked for (PATH:SIZE)."""
+    for folder in ("usr", "dev"):
+        subprocess.run(["mount", "--rbind", f"/{folder}", str(root / folder)], check=True)
+    for spec in disk:
+        path, _, size = spec.rpartition(":")
+        target = root / path.lstrip("/")
+        target.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "phone-disk", str(target)], check=True)
