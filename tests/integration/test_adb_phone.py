@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.phone.rootfs import DATA, load_props
 from tests.phone.fixture import adb_lab, phone  # noqa: F401  (the fixtures)
+from tests.phone.rootfs import DATA, load_props
 from tfkit.bench.devices.adb import AdbTransport, android_fingerprint, find_adb, list_adb_devices
 from tfkit.bench.devices.transport import (
     AuthFailed,
