@@ -17,7 +17,13 @@ import pytest
 
 from tests.phone.fixture import adb_lab, phone  # noqa: F401  (the fixtures)
 from tests.phone.rootfs import DATA, load_props
-from tfkit.bench.devices.adb import AdbTransport, android_fingerprint, find_adb, list_adb_devices
+from tfkit.bench.devices.adb import (
+    AdbTransport,
+    android_fingerprint,
+    find_adb,
+    list_adb_devices,
+    parse_adb_devices,
+)
 from tfkit.bench.devices.transport import (
     AuthFailed,
     ConnectionLost,
@@ -248,3 +254,18 @@ def test_phone_gone_mid_run(adb_lab):  # noqa: F811
         assert row is not None and row.state == "offline" and "replug" in row.hint
     finally:
         adb_lab.stop_phone(doomed)
+
+
+def test_adb_devices_rows_say_what_to_do():
+    """Recorded `adb devices -l` (tests/data/phone/adb_devices_l.txt): usable phones have no hint,
+    the others say what to do."""
+    rows = {d.serial: d for d in parse_adb_devices((DATA / "adb_devices_l.txt").read_text())}
+    assert {s: d.state for s, d in rows.items()} == {
+        "127.0.0.1:15601": "device", "127.0.0.1:15602": "unauthorized", "127.0.0.1:15604": "offline",
+        "00000000": "no permissions"}
+    assert rows["127.0.0.1:15601"].details == {"product": "oriole", "model": "Pixel_6", "device": "oriole",
+                                               "transport_id": "1"}
+    assert rows["127.0.0.1:15601"].hint is None
+    assert "Allow" in rows["127.0.0.1:15602"].hint
+    assert "replug" in rows["127.0.0.1:15604"].hint
+    assert "udev" in rows["00000000"].hint
