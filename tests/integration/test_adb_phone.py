@@ -50,7 +50,9 @@ def test_the_phone_is_listed_with_its_model(phone):  # noqa: F811
 
 
 def test_android_fingerprint(phone):  # noqa: F811
+    start = time.perf_counter()
     fp = android_fingerprint(transport(phone))
+    print(f"fingerprint: {1000 * (time.perf_counter() - start):.0f} ms (one adb shell, features asked once)")
     assert (fp["os"], fp["model"], fp["soc"], fp["abi"], fp["android_api"]) == (
         "Android", PROPS["ro.product.model"], PROPS["ro.board.platform"], PROPS["ro.product.cpu.abi"],
         int(PROPS["ro.build.version.sdk"]))
@@ -98,6 +100,7 @@ def test_push_and_pull_are_byte_for_byte(phone, tmp_path):  # noqa: F811
     assert phone.path("/data/local/tmp/model.tflite").read_bytes() == data
     assert [p.name for p in phone.path("/data/local/tmp").iterdir() if ".tmp." in p.name] == []
     assert not list(tmp_path.glob("*.tmp.*"))
+    assert "model.tflite" in phone.adb("ls", "/data/local/tmp").stdout  # the sync LIST request
     digest = t.exec(["sha256sum", "/data/local/tmp/model.tflite"], timeout=30).stdout.split()[0]
     assert digest == hashlib.sha256(data).hexdigest()
     print(f"3 MiB push {1000 * (pushed - start):.0f} ms, pull {1000 * (pulled - pushed):.0f} ms")
@@ -110,6 +113,7 @@ def test_exec_keeps_exit_codes_stderr_and_words(phone, tmp_path):  # noqa: F811
     words = ["a b", "it's", "$HOME", ";rm -rf /", "*", "tab\there"]
     assert t.exec(["printf", "%s|", *words], timeout=30).stdout == "|".join(words) + "|"
     assert t.exec(["false"], timeout=30).rc == 1  # the command's own 1 is not mistaken for adb's
+    assert t.shell('printf "%s/%s" "$1" "$2"', "a b", "$c", timeout=30).stdout == "a b/$c"
     assert t.exec(["sh", "-c", "kill -9 $$"], timeout=30).rc == 128 + 9
     stdin = tmp_path / "in.bin"
     stdin.write_bytes(os.urandom(100_000))
