@@ -67,10 +67,13 @@ FAILURES: tuple[tuple[str, str, str], ...] = (
     (r"[Ff]ailed to invoke", "invoke",
      "The model failed while running: check the input shapes and the converter's parity check."),
 )
-COMPILED_FIELDS = (("latency_min_ms", r"Inference \(min\)", " ms"), ("latency_max_ms", r"Inference \(max\)", " ms"),
+COMPILED_FIELDS = (("latency_min_ms", r"Inference \(min\)", " ms"),
+                   ("latency_max_ms", r"Inference \(max\)", " ms"),
                    ("latency_std_ms", r"Inference \(std\)", "(?: ms)?"),
-                   ("throughput_mb_per_s", "Throughput", " MB/s"), ("memory_init_mb", "Init footprint", " MB"),
-                   ("memory_overall_mb", "Overall footprint", " MB"), ("peak_memory_mb", "Peak memory", " MB"))
+                   ("throughput_mb_per_s", "Throughput", " MB/s"),
+                   ("memory_init_mb", "Init footprint", " MB"),
+                   ("memory_overall_mb", "Overall footprint", " MB"),
+                   ("peak_memory_mb", "Peak memory", " MB"))
 
 
 class _Invalid(ValueError):
@@ -97,7 +100,8 @@ def parse_benchmark_model(stdout: str, stderr: str, rc: int, *, name: str, preci
     has_summary = any(_CLASSIC.fullmatch(msg.strip()) or _OLD.fullmatch(msg.strip()) for _, msg in lines)
     compiled = any(msg.strip() == _BLOCK for _, msg in lines)
     if rc != 0 or not (has_summary or compiled):
-        raise BenchmarkError(_failure_message(where, rc, _failure(lines), stdout, stderr, has_summary or compiled))
+        raise BenchmarkError(_failure_message(where, rc, _failure(lines), stdout, stderr,
+                                              has_summary or compiled))
     try:
         return _result(lines, name=name, precision=precision, device=device, threads=threads,
                        size_bytes=size_bytes, expected_delegate=expected_delegate, compiled=compiled)
@@ -183,8 +187,8 @@ def big_cores(max_freq_khz: Mapping[Any, Any], *, at_least: int = 1) -> list[int
 
 
 # ---- reading lines -------------------------------------------------------------------------------
-_LOGCAT = re.compile(r"^(?:\.\.\.|\d\d-\d\d \d\d:\d\d:\d\d\.\d+\s+\d+\s+\d+\s+[VDIWEF])\s+(?:tflite|litert)\s*: "
-                     r"|^[VDIWEF]/(?:tflite|litert)\s*\(\s*\d+\): ")
+_LOGCAT = re.compile(r"^(?:\.\.\.|\d\d-\d\d \d\d:\d\d:\d\d\.\d+\s+\d+\s+\d+\s+[VDIWEF])"
+                     r"\s+(?:tflite|litert)\s*: |^[VDIWEF]/(?:tflite|litert)\s*\(\s*\d+\): ")
 _SEVERITY = re.compile(r"^(INFO|WARN|WARNING|ERROR|VERBOSE|FATAL): ")
 _LOCATION = re.compile(r"^\[[\w.+-]+:\d+\] ?")  # LITERT_LOG's "[file.cc:89] "
 _CLASSIC = re.compile(rf"Inference timings in us: Init: (?P<init>{NUM}), First inference: (?P<first>{NUM}), "
@@ -192,6 +196,8 @@ _CLASSIC = re.compile(rf"Inference timings in us: Init: (?P<init>{NUM}), First i
 _OLD = re.compile(rf"Average inference timings in us: Warmup: (?P<warmup>{NUM}), Init: (?P<init>{NUM}), "
                   rf"(?:Inference|no stats): (?P<avg>{NUM})")
 _STATS = re.compile(r"count=\d+.*")
+_STAT_SHAPES = (["count"], ["count", "curr"], ["count", "first", "curr", "min", "max", "avg", "std"])
+_PERCENTILES = ["p5", "median", "p95"]
 _BLOCK = "========== BENCHMARK RESULTS =========="
 _TABLE = re.compile(r"={30} (?P<title>.+?) ={30}")
 
@@ -229,15 +235,15 @@ def _stats(message: str) -> dict[str, float]:
     """`count=50 first=… curr=… min=… max=… avg=… std=… [p5=… median=… p95=…]` as numbers (µs)."""
     body = message.strip()
     pairs = re.findall(rf"(\w+)=({NUM})", body)
-    if " ".join(f"{k}={v}" for k, v in pairs) != body.replace("(all same)", ""):
+    keys = [k for k, _ in pairs]
+    if (" ".join(f"{k}={v}" for k, v in pairs) != body.replace("(all same)", "")
+            or keys not in ([*shape, *more] for shape in _STAT_SHAPES for more in ([], _PERCENTILES))):
         raise _Invalid(f"the statistics line {body!r} is cut off or malformed")
     stats = {key: _number(value, f"statistics field {key}") for key, value in pairs}
-    if stats.get("count") == 0:
-        return stats  # a phase that ran no iteration (--warmup_runs=0): nothing to read
-    if "avg" not in stats and "curr" in stats:  # "count=N curr=V(all same)": every run took V
+    if keys == ["count"] or stats["count"] == 0:
+        return {"count": 0}  # a phase that ran no iteration (--warmup_runs=0): nothing to read
+    if "avg" not in stats:  # "count=N curr=V(all same)": every run took V
         stats.update(avg=stats["curr"], min=stats["curr"], max=stats["curr"], std=0.0)
-    if "avg" not in stats:
-        raise _Invalid(f"the statistics line {body!r} has no average (cut off?)")
     for low, high in (("min", "avg"), ("avg", "max"), ("p5", "median"), ("median", "p95")):
         if low in stats and high in stats and stats[low] > stats[high]:
             raise _Invalid(f"the statistics line {body!r} is not ordered ({low} > {high})")
@@ -245,7 +251,8 @@ def _stats(message: str) -> dict[str, float]:
 
 
 # ---- the result ----------------------------------------------------------------------------------
-def _result(lines, *, name, precision, device, threads, size_bytes, expected_delegate, compiled) -> BenchResult:
+def _result(lines, *, name, precision, device, threads, size_bytes, expected_delegate,
+            compiled) -> BenchResult:
     extra: dict[str, Any] = {"format": "compiled_model" if compiled else "classic"}
     timing = _compiled_timing(lines, extra) if compiled else _classic_timing(lines, extra)
     stats = [s for s in (_stats(msg) for _, msg in lines if _STATS.fullmatch(msg.strip())) if s["count"] > 0]
@@ -268,7 +275,7 @@ def _result(lines, *, name, precision, device, threads, size_bytes, expected_del
     log_threads = _find(lines, r"(?:Num threads|#threads used for CPU inference): \[(-?\d+)\]")
     return BenchResult(
         name=name, precision=precision, latency_ms=latency,
-        size_bytes=size_bytes if size_bytes is not None else round(extra.get("model_size_mb_reported", 0) * 1e6),
+        size_bytes=round(extra.get("model_size_mb_reported", 0) * 1e6) if size_bytes is None else size_bytes,
         init_ms=timing["init_us"] / 1000.0, first_inference_ms=timing["first_us"] / 1000.0,
         peak_rss_mb=extra.get("peak_memory_mb", math.nan),
         threads=threads if threads is not None else int(log_threads[1]) if log_threads else -1,
@@ -278,9 +285,11 @@ def _result(lines, *, name, precision, device, threads, size_bytes, expected_del
 
 
 def _classic_timing(lines, extra: dict) -> dict[str, float]:
-    found = [(m, "classic") for m in _all(lines, _CLASSIC.pattern)] + [(m, "2019") for m in _all(lines, _OLD.pattern)]
+    found = [(m, "classic") for m in _all(lines, _CLASSIC.pattern)]
+    found += [(m, "2019") for m in _all(lines, _OLD.pattern)]
     if len(found) != 1:
-        raise _Invalid(f"{len(found)} summary lines ('Inference timings in us: …'); one run's output expected")
+        raise _Invalid(f"{len(found)} summary lines ('Inference timings in us: …'); one run's output "
+                       "expected")
     match, extra["summary_shape"] = found[0]
     first = _number(match["first"], "First inference") if extra["summary_shape"] == "classic" else math.nan
     timing = {"init_us": _number(match["init"], "Init"), "avg_us": _number(match["avg"], "Inference (avg)"),
@@ -296,15 +305,17 @@ def _compiled_timing(lines, extra: dict) -> dict[str, float]:
         if match is None and required:
             raise _Invalid(f"the BENCHMARK RESULTS block has no '{label.replace(chr(92), '')}' line")
         return None if match is None else (_number(match[1], label.replace(chr(92), "")), int(match[2] or -1))
-    extra.update({key: found[0] for key, label, unit in COMPILED_FIELDS if (found := value(label, unit, False))})
+    extra.update({key: found[0] for key, label, unit in COMPILED_FIELDS
+                  if (found := value(label, unit, False))})
     signature = _find(lines, r"Signature name:\s+(.+)")
     extra["signature"] = signature[1] if signature else None
     (avg, runs), (warm, warm_runs) = value(r"Inference \(avg\)"), value(r"Warmup \(avg\)")
     if runs <= 0:
         raise _Invalid("the CompiledModel tool ran no inference ('Inference (avg)' over 0 runs)")
     extra.update(warmup_avg_ms=warm, warmup_runs=warm_runs)
+    first = value(r"(?:Warmup \(first\)|First inference)")[0]
     return {"init_us": value("Model initialization")[0] * 1000, "avg_us": avg * 1000, "compiled_runs": runs,
-            "first_us": value(r"(?:Warmup \(first\)|First inference)")[0] * 1000, "warmup_avg_us": warm * 1000}
+            "first_us": first * 1000, "warmup_avg_us": warm * 1000}
 
 
 def _latency(timing: dict, regular: dict | None, extra: dict) -> LatencyStats:
@@ -319,11 +330,13 @@ def _latency(timing: dict, regular: dict | None, extra: dict) -> LatencyStats:
             if "compiled_runs" in timing else "not printed: only the summary line was captured (no per-run "
             "statistics line); p50/p90/p99 are NaN and runs is 0 (unknown)")
         return LatencyStats(p50=nan, p90=nan, p99=nan, mean=mean, runs=int(timing.get("compiled_runs", 0)))
-    extra.update({f"latency_{k}_ms": regular[k] / 1000.0 for k in ("min", "max", "std", "p5", "p95") if k in regular})
+    extra.update({f"latency_{k}_ms": regular[k] / 1000.0
+                  for k in ("min", "max", "std", "p5", "p95") if k in regular})
     extra["percentile_method"] = (
         "benchmark_model's own nearest-rank percentiles (the sorted run times at index n*p/100): p50 is its "
         "median, p5/p95 are in extra; it prints no p90/p99, so they are NaN" if "median" in regular else
-        "not printed: this benchmark_model build gives avg and std only; p50/p90/p99 are NaN (never estimated)")
+        "not printed: this benchmark_model build gives avg and std only; p50/p90/p99 are NaN "
+        "(never estimated)")
     p50 = regular["median"] / 1000.0 if "median" in regular else nan
     return LatencyStats(p50=p50, p90=nan, p99=nan, mean=mean, runs=int(regular["count"]))
 
@@ -345,25 +358,26 @@ def _memory(lines, extra: dict) -> None:
 
 def _delegate(lines, extra: dict, expected: str | None, compiled: bool) -> str:
     """The delegate that ran, from the tool's own lines; one asked for that took nothing is an error."""
-    applied = _all(lines, r"Explicitly applied (?P<who>.+?) delegate, and the model graph will be (?P<how>"
-                          r"completely|partially) executed by the delegate(?: w/ (?P<k>\d+) delegate kernels)?\.")
+    applied = _all(lines, r"Explicitly applied (?P<who>.+?) delegate, and the model graph will be "
+                          r"(?P<how>completely|partially) executed by the delegate"
+                          r"(?: w/ (?P<k>\d+) delegate kernels)?\.")
     declined = _all(lines, r"Though (?P<who>.+?) delegate is explicitly applied, the model graph will not be "
                            r"executed by the delegate\.")
-    replaced = _all(lines, r"Replacing (?P<n>\d+) out of (?P<m>\d+) node\(s\) with delegate \((?P<kernel>[^)]+)\) "
-                           r"node, yielding (?P<parts>\d+) partitions.*")
-    extra["delegated_nodes"] = [{"delegate": KERNEL_NAMES.get(m["kernel"], m["kernel"]), "kernel": m["kernel"],
-                                 "nodes": int(m["n"]), "of": int(m["m"]), "partitions": int(m["parts"])}
-                                for m in replaced]
-    extra["delegates_applied"] = [{"delegate": PROVIDER_NAMES.get(m["who"], m["who"].lower()), "graph": m["how"],
-                                   "kernels": int(m["k"] or 1)} for m in applied]
+    replaced = _all(lines, r"Replacing (?P<n>\d+) out of (?P<m>\d+) node\(s\) with delegate "
+                           r"\((?P<kernel>[^)]+)\) node, yielding (?P<parts>\d+) partitions.*")
+    extra["delegated_nodes"] = [{"delegate": KERNEL_NAMES.get(m["kernel"], m["kernel"]),
+                                 "kernel": m["kernel"], "nodes": int(m["n"]), "of": int(m["m"]),
+                                 "partitions": int(m["parts"])} for m in replaced]
+    extra["delegates_applied"] = [{"delegate": PROVIDER_NAMES.get(m["who"], m["who"].lower()),
+                                   "graph": m["how"], "kernels": int(m["k"] or 1)} for m in applied]
     extra["delegates_declined"] = [PROVIDER_NAMES.get(m["who"], m["who"].lower()) for m in declined]
     if applied:
         ran = extra["delegates_applied"][0]["delegate"]
-        ran = expected if ran == "external" and expected else ran  # an external delegate is the library tfkit gave
+        ran = expected if ran == "external" and expected else ran  # external: the library tfkit gave
     elif compiled and replaced:
         ran = extra["delegated_nodes"][0]["delegate"]
     elif compiled and expected:
-        ran, extra["delegate_note"] = expected, "as asked for: the CompiledModel tool prints no line naming it"
+        ran, extra["delegate_note"] = expected, "as asked for: the CompiledModel tool names no delegate"
     elif expected == "none" and not replaced:
         ran = "none"
     else:
@@ -372,8 +386,8 @@ def _delegate(lines, extra: dict, expected: str | None, compiled: bool) -> str:
             extra["delegate_note"] = f"the runtime applied {replaced[0]['kernel']} on its own"
     if expected and expected not in ("default", ran):
         words = declined[0][0] if declined else "no line says the delegate was applied"
-        raise _DelegateMismatch(f"{expected} was asked for but the run was {ran}'s ({words}); a delegate that "
-                                "takes no node is never reported under its name: check its coverage "
+        raise _DelegateMismatch(f"{expected} was asked for but the run was {ran}'s ({words}); a delegate "
+                                "that takes no node is never reported under its name: check its coverage "
                                 "(tfkit check) or bench with --delegate default")
     return ran
 
