@@ -73,7 +73,7 @@ EXPECTED: dict[str, tuple[str, int, Want | Fails]] = {
                "memory_delta_init_mb": 24.2852, "memory_delta_overall_mb": 31.6602, "vm_rss_end_mb": 36.0},
         delegated=({"delegate": "xnnpack", "kernel": "TfLiteXNNPackDelegate", "nodes": 66, "of": 66,
                     "partitions": 1},))),
-    # count=50 ... avg=40198.3 std=310 (no percentiles); "Peak memory footprint (MB): init=2.54297 overall=9.26562"
+    # count=50 ... avg=40198.3 std=310 (no percentiles); "Peak memory footprint (MB): init=2.54297 overall=…"
     "constructed_2020_no_prefix.txt": ("stdout", 0, Want(
         mean=40.1983, p50=NAN, runs=50, init_ms=3.105, first_ms=52.408, threads=1, size=4276350,
         extra={"latency_std_ms": 0.31, "warmup_avg_ms": 41.2876, "warmup_runs": 12,
@@ -83,32 +83,37 @@ EXPECTED: dict[str, tuple[str, int, Want | Fails]] = {
         mean=8.6114, p50=8.56, runs=117, init_ms=1212.834, first_ms=14.876, threads=4, delegate="gpu",
         size=27286200, extra={"latency_p5_ms": 8.396, "latency_p95_ms": 9.107, "warmup_runs": 57,
                               "memory_delta_init_mb": 61.2109, "memory_delta_overall_mb": 63.4883},
-        op_profile=(("TfLiteGpuDelegateV2", 1, 7.418, 87.995), ("TFLite_Detection_PostProcess", 1, 1.012, 12.005)),
-        nodes=2, first_node=("TfLiteGpuDelegateV2", "[raw_outputs/box_encodings, raw_outputs/class_predictions]:64",
-                             7.522, 87.995),
+        op_profile=(("TfLiteGpuDelegateV2", 1, 7.418, 87.995),
+                    ("TFLite_Detection_PostProcess", 1, 1.012, 12.005)),
+        nodes=2, first_node=("TfLiteGpuDelegateV2",
+                             "[raw_outputs/box_encodings, raw_outputs/class_predictions]:64", 7.522, 87.995),
         init_profile=(("ModifyGraphWithDelegate", 1, 1204.311, 99.967), ("AllocateTensors", 1, 0.402, 0.033)),
-        delegated=({"delegate": "gpu", "kernel": "TfLiteGpuDelegateV2", "nodes": 63, "of": 64, "partitions": 2},))),
+        delegated=({"delegate": "gpu", "kernel": "TfLiteGpuDelegateV2", "nodes": 63, "of": 64,
+                    "partitions": 2},))),
     # "Though NNAPI delegate is explicitly applied, the model graph will not be executed by the delegate."
     "constructed_nnapi_not_executed.txt": ("stdout", 0, Want(
         mean=15.9623, p50=15.918, runs=63, init_ms=24.118, first_ms=19.877, threads=4, size=1204180,
         extra={"delegates_declined": ["nnapi"]})),
-    # stats: count=193 ... avg=5172.45 median=5139; block: Model initialization: 412.73 ms, Peak memory: 44.12 MB
+    # stats: count=193 … avg=5172.45 median=5139; block: Model initialization: 412.73 ms, Peak memory: 44.12
     "constructed_compiled_model.txt": ("stdout", 0, Want(
         mean=5.17245, p50=5.139, runs=193, init_ms=412.73, first_ms=9.80, peak_mb=44.12, size=13978600,
         extra={"format": "compiled_model", "signature": "serving_default", "warmup_avg_ms": 5.22,
                "warmup_runs": 96, "throughput_mb_per_s": 116.01, "memory_init_mb": 38.27,
                "memory_overall_mb": 41.05, "latency_min_ms": 4.969, "latency_max_ms": 6.011})),
-    "constructed_error_gpu_delegate_failed.txt": ("stdout", 1, Fails("delegate", "Failed to apply GPU delegate.")),
+    "constructed_error_gpu_delegate_failed.txt": ("stdout", 1, Fails(
+        "delegate", "Failed to apply GPU delegate.")),
     "constructed_error_model_not_found.txt": ("stdout", 1, Fails(
         "model_not_found", "Could not open '/data/local/tmp/missing_model.tflite'.")),
     "wrong_abi_mksh_64bit.txt": ("stderr", 1, Fails(
         "wrong_abi", "E: mksh: /tmp/abi/benchmark_model_arm64: not executable: 64-bit ELF file")),
     "wrong_abi_bash.txt": ("stderr", 126, Fails(
-        "wrong_abi", "bash: line 1: /tmp/abi/benchmark_model_arm64: cannot execute binary file: Exec format error")),
+        "wrong_abi",
+        "bash: line 1: /tmp/abi/benchmark_model_arm64: cannot execute binary file: Exec format error")),
     "binary_missing_mksh.txt": ("stderr", 127, Fails(
         "binary_missing", "E: mksh: /tmp/abi/nope: inaccessible or not found")),
     "binary_not_executable_mksh.txt": ("stderr", 126, Fails(
-        "binary_not_executable", "E: mksh: /tmp/abi/benchmark_model_arm32: can't execute: Permission denied")),
+        "binary_not_executable",
+        "E: mksh: /tmp/abi/benchmark_model_arm32: can't execute: Permission denied")),
 }
 
 
@@ -120,7 +125,9 @@ def _run(file: str, **kwargs):
 
 
 def _same(actual: float, expected: float) -> bool:
-    return math.isnan(actual) if math.isnan(expected) else actual == pytest.approx(expected, rel=1e-9, abs=1e-9)
+    if math.isnan(expected):
+        return math.isnan(actual)
+    return actual == pytest.approx(expected, rel=1e-9, abs=1e-9)
 
 
 def test_every_recording_is_expected():
@@ -135,7 +142,7 @@ def test_recording(file):
         with pytest.raises(BenchmarkError) as err:
             _run(file)
         head, _, tails = str(err.value).partition("\n")
-        assert f'm (float32) on adb:R58M failed [{want.kind}]: "{want.words}". ' in head  # one line, then tails
+        assert f'm (float32) on adb:R58M failed [{want.kind}]: "{want.words}". ' in head  # then the tails
         assert want.words in tails  # the device's output itself is shown too
         return
     result = _run(file)
@@ -193,15 +200,17 @@ def test_compiled_model_streams_apart_read_the_same():
 def test_compiled_model_without_statistics_lines_says_so():
     text = (DATA / "constructed_compiled_model.txt").read_text()
     block = text[text.index("INFO: [benchmark_litert_model.h:89]"):]
-    result = parse_benchmark_model("", block, 0, name="m", precision="int8", device="adb:X", expected_delegate="gpu")
-    assert (result.latency_ms.mean, result.latency_ms.runs) == (5.17, 193)  # "Inference (avg): 5.17 ms (193 runs)"
+    result = parse_benchmark_model("", block, 0, name="m", precision="int8", device="adb:X",
+                                   expected_delegate="gpu")
+    # "Inference (avg):      5.17 ms (193 runs)"
+    assert (result.latency_ms.mean, result.latency_ms.runs) == (5.17, 193)
     assert math.isnan(result.latency_ms.p50) and result.extra["percentile_method"].startswith("not printed")
     assert result.delegate == "gpu" and "names no delegate" in result.extra["delegate_note"]
 
 
 def test_asked_for_delegate_that_took_nothing_is_an_error_with_its_words():
-    with pytest.raises(BenchmarkError, match=r"failed \[delegate\]: nnapi was asked for but the run was default's "
-                                             r"\(Though NNAPI delegate is explicitly applied"):
+    with pytest.raises(BenchmarkError, match=r"failed \[delegate\]: nnapi was asked for but the run was "
+                                             r"default's \(Though NNAPI delegate is explicitly applied"):
         _run("constructed_nnapi_not_executed.txt", expected_delegate="nnapi")
     assert _run("constructed_gpu_partial_op_profiling.txt", expected_delegate="gpu").delegate == "gpu"
     with pytest.raises(BenchmarkError, match="xnnpack was asked for but the run was gpu's"):
@@ -231,8 +240,8 @@ def test_output_cut_before_the_summary_names_what_is_missing(cut_at):
 
 
 def test_a_cut_statistics_line_is_refused():
-    text = XNN.replace("INFO: count=56 first=17991 curr=17880 min=17655 max=19820 avg=17962.5 std=379 p5=17681 "
-                       "median=17861 p95=18812", "INFO: count=56 first=17991 curr=17")
+    line = next(line for line in XNN.splitlines() if line.startswith("INFO: count=56 "))
+    text = XNN.replace(line, "INFO: count=56 first=17991 curr=17")
     with pytest.raises(BenchmarkError, match="'count=56 first=17991 curr=17' is cut off or malformed"):
         _parse(text)
 
@@ -270,7 +279,8 @@ def test_garbage_shows_the_device_words_and_exit(rc, words):
 
 def test_a_cut_op_profiling_row_is_refused():
     text = (DATA / "constructed_gpu_partial_op_profiling.txt").read_text()
-    row = next(line for line in text.splitlines() if line.startswith("\t") and "TFLite_Detection_PostProcess\t" in line)
+    row = next(line for line in text.splitlines()
+               if line.startswith("\t") and "TFLite_Detection_PostProcess\t" in line)
     with pytest.raises(BenchmarkError, match="does not fit its"):
         _parse(text.replace(row, row.split("\t%")[0][:60], 1))
 
@@ -284,15 +294,16 @@ def test_a_compiled_block_without_its_average_is_refused():
 
 # ---- the command line ------------------------------------------------------------------------------
 def test_command_for_the_default_cpu_path_pinned_to_big_cores():
-    assert benchmark_model_command(BIN, MODEL, threads=4, delegate="default", big_cores=[4, 5, 6, 7], warmup=5,
-                                   runs=50) == ["taskset", "f0", BIN, f"--graph={MODEL}", "--num_threads=4",
-                                                "--warmup_runs=5", "--num_runs=50",
-                                                "--report_peak_memory_footprint=true"]
+    argv = benchmark_model_command(BIN, MODEL, threads=4, delegate="default", big_cores=[4, 5, 6, 7],
+                                   warmup=5, runs=50)
+    assert argv == ["taskset", "f0", BIN, f"--graph={MODEL}", "--num_threads=4", "--warmup_runs=5",
+                    "--num_runs=50", "--report_peak_memory_footprint=true"]
 
 
 @pytest.mark.parametrize("delegate", delegate_names())
 def test_command_carries_each_providers_flags_and_our_threads(delegate):
-    argv = benchmark_model_command(BIN, MODEL, threads=2, delegate=delegate, op_profiling=True, peak_memory=False)
+    argv = benchmark_model_command(BIN, MODEL, threads=2, delegate=delegate, op_profiling=True,
+                                   peak_memory=False)
     provider_flags = [f for f in get_delegate(delegate).benchmark_flags if not f.startswith("--num_threads=")]
     assert argv[0] == BIN and argv[-1] == "--enable_op_profiling=true"
     assert argv[5:-1] == provider_flags and provider_flags
@@ -331,12 +342,12 @@ def test_big_cores_pick_the_fastest_cluster():
     assert big_cores(pixel) == [6, 7]
     assert big_cores(pixel, at_least=4) == [4, 5, 6, 7]
     assert big_cores({0: 2000000, 1: 2000000, "2": 2000000}) == [0, 1, 2]  # one cluster: all of it
-    assert big_cores({"cpu0": None, "cpu1": "n/a", "thermal": 5, "cpu2": True}) == []  # nothing readable: no pinning
+    assert big_cores({"cpu0": None, "cpu1": "n/a", "thermal": 5, "cpu2": True}) == []  # nothing readable
 
 
 def test_single_warmup_run_and_logcat_prefixes():
-    """`count=1 curr=…` (every run the same) and logcat's threadtime and brief prefixes are read as the tool's."""
-    warm = "INFO: count=27 first=24751 curr=17934 min=17702 max=24751 avg=18516.3 std=1336 p5=17742 median=18190 p95=20877"
+    """`count=1 curr=…` (every run the same); logcat's threadtime and brief prefixes."""
+    warm = next(line for line in XNN.splitlines() if line.startswith("INFO: count=27 "))
     text = XNN.replace(warm, "INFO: count=1 curr=24751 p5=24751 median=24751 p95=24751")
     assert _parse(text).extra["warmup_runs"] == 1
     summary = next(line for line in XNN.splitlines() if "Inference timings in us" in line)[len("INFO: "):]
