@@ -353,3 +353,37 @@ def test_single_warmup_run_and_logcat_prefixes():
     summary = next(line for line in XNN.splitlines() if "Inference timings in us" in line)[len("INFO: "):]
     for prefix in ("12-06 15:04:05.123  4711  4711 I tflite  : ", "I/tflite  ( 4711): "):
         assert _parse(prefix + summary).latency_ms.mean == 17.9625
+
+
+def test_subgraph_and_delegate_internal_tables_are_kept_apart():
+    """profile_summary_formatter.cc prints per-subgraph headers and a 'Delegate internal:' part."""
+    text = (DATA / "constructed_gpu_partial_op_profiling.txt").read_text()
+    marker = "INFO: Operator-wise Profiling Info for Regular Benchmark Runs:\n"
+    run = text[text.index(marker) + len(marker):]
+    text = (text.replace(marker, marker + "Primary graph (name: serving_default) profile:\n")
+            + "Subgraph (index: 1, name: while_body) profile:\n" + run + "Delegate internal: \n" + run)
+    result = _parse(text)
+    tables = result.extra["op_profile_tables"]
+    for graph in ("primary", "subgraph 1", "delegate"):
+        assert len(tables[f"run/{graph}/Run Order"]) == 2, graph
+    want = EXPECTED["constructed_gpu_partial_op_profiling.txt"][2]
+    assert _rows(result.extra["op_profile"]) == _approx(want.op_profile)
+
+
+@pytest.mark.parametrize("stderr, kind", [
+    # bionic's linker: CANNOT LINK EXECUTABLE "%s": %s
+    ('CANNOT LINK EXECUTABLE "/data/local/tmp/benchmark_model": library "libc++_shared.so" not found\n',
+     "missing_library"),
+    ("/system/bin/sh: /data/local/tmp/benchmark_model: not executable: 32-bit ELF file\n", "wrong_abi"),
+])
+def test_android_shell_and_linker_failures(stderr, kind):
+    with pytest.raises(BenchmarkError, match=rf"failed \[{kind}\]: \"{stderr.strip()[:30]}"):
+        _parse("", rc=1, stderr=stderr)
+
+
+def test_a_build_that_ignores_the_delegate_flag_is_quoted():
+    applied = next(line for line in XNN.splitlines() if line.startswith("INFO: Explicitly applied XNNPACK"))
+    plain = XNN.replace(applied, "WARN: Unconsumed cmdline flags: --use_gpu=true")
+    with pytest.raises(BenchmarkError,
+                       match=r"gpu was asked for .* \(Unconsumed cmdline flags: --use_gpu=true\)"):
+        parse_benchmark_model(plain, "", 0, name="m", precision="int8", device="x", expected_delegate="gpu")

@@ -57,6 +57,9 @@ FAILURES: tuple[tuple[str, str, str], ...] = (
     (r"Permission denied", "binary_not_executable",
      ("Make it executable (adb shell chmod 755 PATH) and keep it under /data/local/tmp (/sdcard does not "
      "run programs).")),
+    (r"CANNOT LINK EXECUTABLE", "missing_library",
+     ("The binary needs a shared library the phone lacks: push it beside the binary and run with "
+     "LD_LIBRARY_PATH=/data/local/tmp, or use a build that links it statically.")),
     (r"inaccessible or not found|No such file or directory|: not found", "binary_missing", GET_BINARY),
     (r"Didn't find op for builtin opcode|unresolved custom op|Op type not registered|Select TensorFlow op",
      "unsupported_op",
@@ -385,7 +388,8 @@ def _delegate(lines, extra: dict, expected: str | None, compiled: bool) -> str:
         if replaced:
             extra["delegate_note"] = f"the runtime applied {replaced[0]['kernel']} on its own"
     if expected and expected not in ("default", ran):
-        words = declined[0][0] if declined else "no line says the delegate was applied"
+        unknown = _find(lines, r"Unconsumed cmdline flags: .*")  # a build without that delegate
+        words = declined[0][0] if declined else unknown[0] if unknown else "no line says it was applied"
         raise _DelegateMismatch(f"{expected} was asked for but the run was {ran}'s ({words}); a delegate "
                                 "that takes no node is never reported under its name: check its coverage "
                                 "(tfkit check) or bench with --delegate default")
