@@ -387,3 +387,7 @@ def test_a_build_that_ignores_the_delegate_flag_is_quoted():
     with pytest.raises(BenchmarkError,
                        match=r"gpu was asked for .* \(Unconsumed cmdline flags: --use_gpu=true\)"):
         parse_benchmark_model(plain, "", 0, name="m", precision="int8", device="x", expected_delegate="gpu")
+
+
+def test_crlf_from_an_adb_pty_reads_the_same():
+    assert _parse(XNN.replace("\n", "\r\n")).latency_ms == _parse(XNN).latency_ms
