@@ -391,3 +391,20 @@ def test_a_build_that_ignores_the_delegate_flag_is_quoted():
 
 def test_crlf_from_an_adb_pty_reads_the_same():
     assert _parse(XNN.replace("\n", "\r\n")).latency_ms == _parse(XNN).latency_ms
+
+
+def test_builds_without_the_explicitly_applied_line_go_by_the_replaced_nodes():
+    """Older builds name the delegate only in the runtime's `Replacing … with delegate (KERNEL)` line."""
+    gpu = (DATA / "constructed_gpu_partial_op_profiling.txt").read_text()
+    applied = next(line for line in gpu.splitlines() if line.startswith("INFO: Explicitly applied GPU"))
+    assert _parse(gpu.replace(applied + "\n", "")).delegate == "gpu"
+    applied = next(line for line in XNN.splitlines() if line.startswith("INFO: Explicitly applied XNNPACK"))
+    implicit = XNN.replace(applied + "\n", "")
+    assert _parse(implicit).delegate == "default"  # XNNPACK by the runtime itself: the default CPU path
+    asked = parse_benchmark_model(implicit, "", 0, name="m", precision="int8", device="x",
+                                  expected_delegate="xnnpack")
+    assert asked.delegate == "xnnpack"
+    nothing = XNN.replace(applied + "\n", "").replace(
+        next(line for line in XNN.splitlines() if line.startswith("VERBOSE: Replacing")) + "\n", "")
+    assert parse_benchmark_model(nothing, "", 0, name="m", precision="int8", device="x",
+                                 expected_delegate="none").delegate == "none"

@@ -377,16 +377,15 @@ def _delegate(lines, extra: dict, expected: str | None, compiled: bool) -> str:
     if applied:
         ran = extra["delegates_applied"][0]["delegate"]
         ran = expected if ran == "external" and expected else ran  # external: the library tfkit gave
-    elif compiled and replaced:
-        ran = extra["delegated_nodes"][0]["delegate"]
+    elif replaced:  # builds (and the CompiledModel tool) that print no "Explicitly applied" line
+        named = [d["delegate"] for d in extra["delegated_nodes"] if d["delegate"] != "xnnpack"]
+        ran = named[0] if named else "xnnpack" if expected == "xnnpack" else "default"
+        if ran == "default":  # current runtimes apply XNNPACK by themselves: that is the default CPU path
+            extra["delegate_note"] = f"the runtime applied {replaced[0]['kernel']} on its own"
     elif compiled and expected:
         ran, extra["delegate_note"] = expected, "as asked for: the CompiledModel tool names no delegate"
-    elif expected == "none" and not replaced:
-        ran = "none"
     else:
-        ran = "default"
-        if replaced:
-            extra["delegate_note"] = f"the runtime applied {replaced[0]['kernel']} on its own"
+        ran = "none" if expected == "none" else "default"
     if expected and expected not in ("default", ran):
         unknown = _find(lines, r"Unconsumed cmdline flags: .*")  # a build without that delegate
         words = declined[0][0] if declined else unknown[0] if unknown else "no line says it was applied"
