@@ -408,3 +408,20 @@ def test_builds_without_the_explicitly_applied_line_go_by_the_replaced_nodes():
         next(line for line in XNN.splitlines() if line.startswith("VERBOSE: Replacing")) + "\n", "")
     assert parse_benchmark_model(nothing, "", 0, name="m", precision="int8", device="x",
                                  expected_delegate="none").delegate == "none"
+
+
+def test_a_platform_without_the_delegate_is_quoted():
+    """gpu_delegate_provider.cc:206 warns `GPU acceleration is unsupported on this platform.` and goes on."""
+    applied = next(line for line in XNN.splitlines() if line.startswith("INFO: Explicitly applied XNNPACK"))
+    text = XNN.replace(applied, "WARN: GPU acceleration is unsupported on this platform.\n" + applied)
+    with pytest.raises(BenchmarkError, match=r"gpu was asked for but the run was xnnpack's "
+                                             r"\(GPU acceleration is unsupported on this platform\.\)"):
+        parse_benchmark_model(text, "", 0, name="m", precision="int8", device="x", expected_delegate="gpu")
+
+
+def test_nnapi_accelerators_are_kept():
+    """nnapi_delegate_provider.cc:138 lists the phone's NNAPI accelerators."""
+    param = next(line for line in XNN.splitlines() if line.startswith("INFO: Use xnnpack"))
+    listed = "INFO: NNAPI accelerators available: [google-edgetpu,nnapi-reference]"
+    text = XNN.replace(param, f"{param}\n{listed}")
+    assert _parse(text).extra["nnapi_accelerators"] == ["google-edgetpu", "nnapi-reference"]

@@ -374,6 +374,8 @@ def _delegate(lines, extra: dict, expected: str | None, compiled: bool) -> str:
     extra["delegates_applied"] = [{"delegate": PROVIDER_NAMES.get(m["who"], m["who"].lower()),
                                    "graph": m["how"], "kernels": int(m["k"] or 1)} for m in applied]
     extra["delegates_declined"] = [PROVIDER_NAMES.get(m["who"], m["who"].lower()) for m in declined]
+    if accelerators := _find(lines, r"NNAPI accelerators available: \[(.*)\]"):
+        extra["nnapi_accelerators"] = [a for a in accelerators[1].split(",") if a]
     if applied:
         ran = extra["delegates_applied"][0]["delegate"]
         ran = expected if ran == "external" and expected else ran  # external: the library tfkit gave
@@ -387,8 +389,10 @@ def _delegate(lines, extra: dict, expected: str | None, compiled: bool) -> str:
     else:
         ran = "none" if expected == "none" else "default"
     if expected and expected not in ("default", ran):
-        unknown = _find(lines, r"Unconsumed cmdline flags: .*")  # a build without that delegate
-        words = declined[0][0] if declined else unknown[0] if unknown else "no line says it was applied"
+        # The device's own reason: the delegate declined, a build without it, a platform without it.
+        why = [m[0] for m in declined] + [msg.strip() for severity, msg in lines if severity in (
+            "WARN", "WARNING", "ERROR") and ("Unconsumed cmdline flags" in msg or expected in msg.lower())]
+        words = why[0] if why else "no line says it was applied"
         raise _DelegateMismatch(f"{expected} was asked for but the run was {ran}'s ({words}); a delegate "
                                 "that takes no node is never reported under its name: check its coverage "
                                 "(tfkit check) or bench with --delegate default")
