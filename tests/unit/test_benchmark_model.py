@@ -54,7 +54,7 @@ EXPECTED: dict[str, tuple[str, int, Want | Fails]] = {
     # "Average inference timings in us: Warmup: 83235, Init: 38467, Inference: 79760.9"
     "readme_op_profiling.txt": ("stdout", 0, Want(
         mean=79.7609, p50=NAN, runs=0, init_ms=38.467, first_ms=NAN,
-        extra={"summary_shape": "2019", "warmup_avg_ms": 83.235},
+        extra={"summary_shape": "2019", "warmup_avg_ms": 83.235, "op_profile_format": "tflite"},
         op_profile=(("CONV_2D", 15, 1.406, 89.270), ("DEPTHWISE_CONV_2D", 13, 0.169, 10.730),
                     ("SOFTMAX", 1, 0.0, 0.0), ("RESHAPE", 1, 0.0, 0.0), ("AVERAGE_POOL_2D", 1, 0.0, 0.0)),
         nodes=31, first_node=("CONV_2D", "[MobilenetV1/MobilenetV1/Conv2d_0/Relu6]", 4.269, 0.107))),
@@ -82,6 +82,7 @@ EXPECTED: dict[str, tuple[str, int, Want | Fails]] = {
     "constructed_gpu_partial_op_profiling.txt": ("stdout", 0, Want(
         mean=8.6114, p50=8.56, runs=117, init_ms=1212.834, first_ms=14.876, threads=4, delegate="gpu",
         size=27286200, extra={"latency_p5_ms": 8.396, "latency_p95_ms": 9.107, "warmup_runs": 57,
+                              "op_profile_format": "tflite",
                               "memory_delta_init_mb": 61.2109, "memory_delta_overall_mb": 63.4883},
         op_profile=(("TfLiteGpuDelegateV2", 1, 7.418, 87.995),
                     ("TFLite_Detection_PostProcess", 1, 1.012, 12.005)),
@@ -100,6 +101,14 @@ EXPECTED: dict[str, tuple[str, int, Want | Fails]] = {
         extra={"format": "compiled_model", "signature": "serving_default", "warmup_avg_ms": 5.22,
                "warmup_runs": 96, "throughput_mb_per_s": 116.01, "memory_init_mb": 38.27,
                "memory_overall_mb": 41.05, "latency_min_ms": 4.969, "latency_max_ms": 6.011})),
+    # the same run with --use_profiler: the CompiledModel profiler's space-aligned tables after the block
+    "constructed_compiled_model_profiler.txt": ("stdout", 0, Want(
+        mean=5.17245, p50=5.139, runs=193, init_ms=412.73, first_ms=9.80, peak_mb=44.12, size=13978600,
+        extra={"format": "compiled_model", "op_profile_format": "litert"},
+        op_profile=(("TfLiteXNNPackDelegate", 1, 4.410, 72.012),
+                    ("Delegate/Convolution (NHWC, F32) IGEMM", 1, 1.102, 17.995),
+                    ("TFLite_Detection_PostProcess", 1, 0.612, 9.993)),
+        nodes=3, first_node=("TfLiteXNNPackDelegate", "[Builtin]:64", 4.890, 72.012))),
     "constructed_error_gpu_delegate_failed.txt": ("stdout", 1, Fails(
         "delegate", "Failed to apply GPU delegate.")),
     "constructed_error_model_not_found.txt": ("stdout", 1, Fails(
@@ -425,3 +434,18 @@ def test_nnapi_accelerators_are_kept():
     listed = "INFO: NNAPI accelerators available: [google-edgetpu,nnapi-reference]"
     text = XNN.replace(param, f"{param}\n{listed}")
     assert _parse(text).extra["nnapi_accelerators"] == ["google-edgetpu", "nnapi-reference"]
+
+
+def test_the_compiled_model_profiler_keeps_op_names_with_spaces_and_drops_delegate_statistics():
+    result = _run("constructed_compiled_model_profiler.txt")
+    tables = result.extra["op_profile_tables"]
+    assert sorted(tables) == ["run/primary/Run Order", "run/primary/Summary by node type",
+                              "run/primary/Top by Computation Time"]
+    assert tables["run/primary/Run Order"][1] == {
+        "node_type": "Delegate/Convolution (NHWC, F32) IGEMM", "start_ms": 0.010, "first_ms": 1.211,
+        "avg_ms": 1.102, "percent": 17.995, "cdf_percent": 90.007, "mem_kb": 0.0, "times_called": 289,
+        "name": "[Delegate]:0"}
+    text = (DATA / "constructed_compiled_model_profiler.txt").read_text()
+    row = next(line for line in text.splitlines() if line.endswith("[Builtin]:63"))
+    with pytest.raises(BenchmarkError, match="does not fit its 9 columns"):
+        _parse(text.replace(row, row[:100]))

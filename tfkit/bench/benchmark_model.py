@@ -202,7 +202,8 @@ _STATS = re.compile(r"count=\d+.*")
 _STAT_SHAPES = (["count"], ["count", "curr"], ["count", "first", "curr", "min", "max", "avg", "std"])
 _PERCENTILES = ["p5", "median", "p95"]
 _BLOCK = "========== BENCHMARK RESULTS =========="
-_TABLE = re.compile(r"={30} (?P<title>.+?) ={30}")
+_TABLE = re.compile(r"=+ (?P<title>Run Order|Top by Computation Time|Top by Memory Use|Summary by node type|"
+                    r"Delegate Statistics) =+")
 
 
 def _lines(text: str) -> list[tuple[str | None, str]]:
@@ -269,7 +270,8 @@ def _result(lines, *, name, precision, device, threads, size_bytes, expected_del
         extra["warmup_runs"] = int(warmup["count"])
     latency = _latency(timing, regular, extra)
     _memory(lines, extra)
-    tables = extra["op_profile_tables"] = _op_tables(lines)
+    tables, extra["op_profile_format"] = _op_tables(lines)
+    extra["op_profile_tables"] = tables
     extra["op_profile"] = tables.get("run/primary/Summary by node type", [])
     extra["op_profile_nodes"] = tables.get("run/primary/Run Order", [])
     delegate = _delegate(lines, extra, expected_delegate, compiled)
@@ -400,11 +402,13 @@ def _delegate(lines, extra: dict, expected: str | None, compiled: bool) -> str:
 
 
 # ---- op profiling --------------------------------------------------------------------------------
-def _op_tables(lines) -> dict[str, list[dict]]:
+def _op_tables(lines) -> tuple[dict[str, list[dict]], str | None]:
     """Every op-profiling table, keyed 'phase/graph/title' (phase 'init' or 'run'; graph 'primary',
-    'subgraph N' or 'delegate'). A row that does not fit its header means a cut-off output."""
+    'subgraph N' or 'delegate'), and whose layout they have: 'tflite' (tab-separated; per-type avg ms
+    is per run, times called per run) or 'litert' (the CompiledModel profiler, space-aligned; per-type
+    avg ms is per call, times called in all). A row that does not fit its header means a cut output."""
     tables: dict[str, list[dict]] = {}
-    phase, graph, columns, key = "run", "primary", None, ""
+    phase, graph, columns, key, layout = "run", "primary", None, "", None
     for _, message in lines:
         text = message.strip()
         if text in ("Profiling Info for Benchmark Initialization:",
@@ -418,28 +422,41 @@ def _op_tables(lines) -> dict[str, list[dict]]:
         elif title := _TABLE.fullmatch(text):
             key, columns = f"{phase}/{graph}/{title['title']}", []
             tables[key] = []
-        elif columns == [] and message.startswith("\t") and "[" in message:
-            columns = [cell.strip() for cell in message.split("\t")[1:]]
-        elif columns and message.startswith("\t"):
-            tables[key].append(_op_row(columns, message))
+        elif columns == []:  # the header line under a title
+            layout = "tflite" if message.startswith("\t") else "litert"
+            columns = ([c.strip() for c in message.split("\t")[1:]] if layout == "tflite"
+                       else re.findall(r"\[[^\]]+\]", message)) or None
+            if columns is None:  # e.g. the CompiledModel profiler's "Delegate Statistics": not read
+                del tables[key]
+        elif columns and text:
+            tables[key].append(_op_row(columns, message, layout))
         elif columns is not None and not text:
             columns = None
-    return tables
+    return tables, layout
 
 
-def _op_row(columns: list[str], message: str) -> dict:
-    cells = message.split("\t")[1:]
+def _op_row(columns: list[str], message: str, layout: str) -> dict:
+    fields = [OP_COLUMNS.get(c, c.strip("[]").replace(" ", "_")) for c in columns]
+    if layout == "tflite":
+        cells = message.split("\t")[1:] if message.startswith("\t") else []
+    else:  # right-aligned columns; only the node type (first) may hold spaces
+        shape = {"node_type": r"(.+?)", "name": r"(\S+)", "percent": rf"((?:{NUM})%)",
+                 "cdf_percent": rf"((?:{NUM})%)"}
+        match = re.fullmatch(r"\s*" + r"\s+".join(shape.get(f, r"(\S+)") for f in fields) + r"\s*", message)
+        cells = list(match.groups()) if match else []
     if len(cells) != len(columns):
         raise _Invalid(f"the op-profiling row {message.strip()!r} does not fit its {len(columns)} columns")
     row: dict[str, Any] = {}
-    for column, cell in zip(columns, cells):
-        field, cell = OP_COLUMNS.get(column, column.strip("[]").replace(" ", "_")), cell.strip()
+    for column, field, cell in zip(columns, fields, (c.strip() for c in cells)):
         if field in ("node_type", "name"):
             row[field] = cell
             continue
         try:
             number = _number(cell.rstrip("%"), f"op-profiling {column}")
         except ValueError:
+            if column not in OP_COLUMNS:  # a column this parser does not know: kept as printed
+                row[field] = cell
+                continue
             raise _Invalid(f"the op-profiling row {message.strip()!r} has {cell!r} under {column}") from None
         row[field] = int(number) if field in ("count", "times_called") else number
     return row
