@@ -1,0 +1,42 @@
+package tfkit.demo.core
+
+import org.junit.Assert.assertEquals
+import org.junit.Test
+import java.io.File
+
+/**
+ * The benchmark mode's JSON on the golden stream (replayed interpreter calls, so its times are of this
+ * JVM, not of a phone). With -Dtfkit.report.out=FILE it is written there for the pytest side to read
+ * with tfkit.bench.parse, the parser the harness uses.
+ */
+class ReportTest {
+    @Test fun benchmarkWritesTheRunnerSchema() {
+        val spec = ModelSpec.load(Golden.bytes("model.tflite"))
+        val record = Golden.bytes("stream.bin")
+        val layout = Golden.json("stream.json")
+        val outs = (layout["outputs"] as List<*>).map { it as Map<*, *> }
+        val inBytes = (layout["inputs"] as List<*>).sumOf { ((it as Map<*, *>)["bytes"] as Long).toInt() }
+        val stepBytes = inBytes + outs.sumOf { (it["bytes"] as Long).toInt() }
+        var step = 0
+        val replay = Inference { _ ->
+            var at = (step++ % (layout["steps"] as Long).toInt()) * stepBytes + inBytes
+            outs.associate { d -> (d["name"] as String) to record.copyOfRange(at, at + (d["bytes"] as Long).toInt()).also { at += it.size } }
+        }
+        val frames = Golden.bytes("inputs.bin").toList().chunked(spec.frameBytes).take(50).map { it.toByteArray() }
+        val result = Benchmark(spec, replay).run(frames, warmup = 5, runs = 40)
+        assertEquals(40, result.latency.runs)
+        val report = RunnerReport(
+            modelPath = "/data/local/tmp/tfkit/model.tflite", modelSizeBytes = 63160, spec = spec, runtimeVersion = "jvm-replay",
+            threads = 2, warmupRuns = 5, initMs = 1.5, firstInferenceMs = result.firstMs, latency = result.latency,
+            peakRssMb = null, baselineRssMb = null, host = mapOf("system" to "JVM", "machine" to System.getProperty("os.arch")),
+            requestedDelegate = "xnnpack", delegate = "xnnpack", delegateNote = null,
+            hygieneBefore = RunnerReport.hygieneSnapshot(File("/nonexistent"), null),
+            hygieneAfter = RunnerReport.hygieneSnapshot(File("/nonexistent"), null),
+            stream = RunnerReport.StreamBlock(result.latency, spec.fps, result.warmup, result.totalMs, result.requantized,
+                spec.states.size, "tfkit metadata"))
+        val json = Json.parse(report.toJson()) as Map<*, *>
+        assertEquals("tfkit.runner/2", json["schema"])
+        assertEquals(40, ((json["stream"] as Map<*, *>)["frames"] as Long).toInt())
+        System.getProperty("tfkit.report.out")?.let { File(it).writeText(report.toJson() + "\n") }
+    }
+}
