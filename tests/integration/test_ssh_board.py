@@ -258,3 +258,38 @@ def test_an_unreachable_host_and_a_bad_key_are_one_error_line(board_parts_or_ski
         assert "ssh was refused" in message and "Permission denied" in message and str(stranger) in message
     finally:
         board.stop()
+
+
+def test_a_board_that_disappears_mid_bench_is_one_error_line(board_parts_or_skip, models, tmp_path):
+    board = start_board(board_parts_or_skip)
+    try:
+        devices = board.devices_yaml(tmp_path / "devices.yaml", runtime="tflite_runtime")
+        done, seen = threading.Event(), []
+        killer = threading.Thread(target=_kill_when_running,
+                                  args=(board, sha256_file(models["float32"]), done, seen), daemon=True)
+        killer.start()
+        proc = tfkit_cli(["bench", str(models["int8"]), str(models["float32"]), "--device", "board", "--runs", "300",
+                          "--out", str(tmp_path / "b")], devices)
+        done.set()
+        killer.join()
+        assert seen, "the runner of the second model never ran on the board"
+        message = one_error_line(proc)
+        assert f"board ({board.address}): connection lost during run (retried once" in message
+        assert "not run, the device was lost earlier" in message
+    finally:
+        board.stop()
+
+
+def test_tfkit_devices_lists_the_board_with_its_fingerprint(board, tmp_path):
+    python = board.parts.python
+    # A python under the board user's home, written with ~/ as users do in devices.yaml.
+    written = f"~/{python.relative_to(board.parts.home)}" if python.is_relative_to(board.parts.home) else str(python)
+    devices = board.devices_yaml(tmp_path / "devices.yaml", python=written)
+    proc = subprocess.run([*TFKIT, "devices", "--json", "--devices", str(devices)], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    row = next(r for r in json.loads(proc.stdout) if r["name"] == "board")
+    assert row["reachable"] is True and row["address"] == board.address, row
+    fingerprint = row["fingerprint"]
+    assert fingerprint["runtimes"]["tflite_runtime"] == "2.14.0" and fingerprint["runtimes"]["numpy"].startswith("1.")
+    assert fingerprint["kernel"] == os.uname().release and fingerprint["cores"] >= 1

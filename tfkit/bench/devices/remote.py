@@ -53,6 +53,7 @@ shift
 mkdir -p "$root/blobs" "$root/runner" "$root/runs" || exit 3
 cd "$root" || exit 3
 echo "root=$(pwd)"
+echo "home=$HOME"
 for p in "$@"; do [ -e "$p" ] && echo "have=$p"; done
 exit 0
 '''
@@ -109,6 +110,7 @@ class RemoteDevice(Device):
         self.name = name or transport.label
         self._root: str | None = None
         self._lost: BenchmarkError | None = None
+        self._home: str | None = None
         self._present: set[str] = set()  # paths under the root known to be there (set up or sent by us)
         self.timings: dict[str, float] = {}  # round trips by phase, for benchmarks/board.py
 
@@ -116,6 +118,13 @@ class RemoteDevice(Device):
     def root(self) -> str | None:
         """The device's cache folder as an absolute path there (known after the first round trip)."""
         return self._root
+
+    @property
+    def device_python(self) -> str:
+        """`python` as the device runs it: a leading ~/ is the device user's home (no shell expands it)."""
+        if self.python.startswith("~/") and self._home:
+            return f"{self._home}/{self.python[2:]}"
+        return self.python
 
     # --- the link ---------------------------------------------------------------------------------
 
@@ -160,6 +169,7 @@ class RemoteDevice(Device):
                                     f"({tail(done.stdout + done.stderr)}).", rc=done.rc, label=self.transport.label,
                                     phase="connect")
             self._root = roots[-1]
+            self._home = next((line[5:] for line in lines if line.startswith("home=")), None)
             return {line[5:] for line in lines if line.startswith("have=")}
 
         return self._call("connect", what, go)
@@ -170,7 +180,7 @@ class RemoteDevice(Device):
             dst = f"{self._root}/{rel}"
             part = f"{dst}.part"
             self.transport.push(local, part)
-            done = self.transport.shell(_VERIFY, part, digest, dst, self.python, timeout=SETUP_TIMEOUT_S)
+            done = self.transport.shell(_VERIFY, part, digest, dst, self.device_python, timeout=SETUP_TIMEOUT_S)
             if done.rc != 0:
                 raise write_failure(self.transport.label, dst, done, phase="push")
 
@@ -221,7 +231,7 @@ class RemoteDevice(Device):
         files = {"model": model_path, **({"eval": eval_npz} if eval_npz is not None else {})}
         where = self.stage(files, what=what)
         run_dir = f"{self._root}/runs/{uuid.uuid4().hex[:12]}"
-        argv = [self.python, f"{where['runner']}/runner.py",
+        argv = [self.device_python, f"{where['runner']}/runner.py",
                 *runner_args(where["model"], config=config, eval_npz=where.get("eval"),
                              json_out=f"{run_dir}/{RESULT_FILE}")]
         rc, out, err = self._call("run", what, lambda: self.transport.shell(
@@ -259,7 +269,7 @@ class RemoteDevice(Device):
         """What the device is, read there by board_sysinfo.py under the device's python."""
         what = "reading its fingerprint"
         where = self.stage({}, what=what)
-        argv = [self.python, f"{where['runner']}/board_sysinfo.py"]
+        argv = [self.device_python, f"{where['runner']}/board_sysinfo.py"]
         rc, out, err = self._call("run", what,
                                   lambda: self.transport.exec(argv, timeout=SETUP_TIMEOUT_S))
         found = last_json_object(out) if rc == 0 else None
