@@ -147,6 +147,16 @@ class Board:
         self.proc.wait(timeout=10)
         self.proc = None
 
+    def kill_sessions(self) -> None:
+        """Kill every session sshd serves, not sshd itself (a dropped link to a board still up)."""
+        if self.proc is None:
+            return
+        for pid in descendants(self.proc.pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
     def stop(self) -> None:
         self.kill()
         shutil.rmtree(self.home, ignore_errors=True)

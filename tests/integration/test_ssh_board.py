@@ -133,8 +133,8 @@ def test_tfkit_bench_on_the_board_end_to_end(board, models, clips, tmp_path):
         assert r["runtime"] == "tflite_runtime 2.14.0" and r["latency_ms"]["p50"] > 0 and r["peak_rss_mb"] > 0
 
 
-def _kill_when_running(board, marker: str, done: threading.Event, seen: list) -> None:
-    """Kill the board's sshd and its sessions once a runner.py for `marker` runs there."""
+def _kill_when_running(board, marker: str, done: threading.Event, seen: list, *, sessions_only=False) -> None:
+    """Kill the board's sshd and its sessions (or only the sessions) once a runner.py for `marker` runs there."""
     deadline = time.monotonic() + 120
     while not done.is_set() and time.monotonic() < deadline and board.proc is not None:
         for pid in descendants(board.proc.pid):
@@ -144,7 +144,7 @@ def _kill_when_running(board, marker: str, done: threading.Event, seen: list) ->
                 continue
             if "runner.py" in cmdline and marker in cmdline:
                 seen.append(cmdline)
-                board.kill()
+                (board.kill_sessions if sessions_only else board.kill)()
                 return
         time.sleep(0.01)
 
@@ -169,6 +169,26 @@ def test_sshd_killed_mid_run_keeps_earlier_results_and_names_host_and_phase(boar
         assert "2 of 3 models failed" in message
         assert f"board ({board.address}): connection lost during run (retried once" in message
         assert [(r.name, r.precision) for r in error.value.results] == [("first", "int8")]
+    finally:
+        board.stop()
+
+
+def test_a_link_that_drops_once_is_retried_and_the_model_measured(board_parts_or_skip, models, tmp_path):
+    board = start_board(board_parts_or_skip)
+    try:
+        device = open_device("board", devices_file=board.devices_yaml(tmp_path / "devices.yaml"))
+        done, seen = threading.Event(), []
+        killer = threading.Thread(target=_kill_when_running, args=(board, sha256_file(models["float32"]), done, seen),
+                                  kwargs={"sessions_only": True}, daemon=True)
+        killer.start()
+        results = benchmark([("first", "int8", models["int8"]), ("second", "float32", models["float32"])],
+                            device=device, config=BenchConfig(runs=300, warmup=1, runtime="tflite_runtime"),
+                            progress=False)
+        done.set()
+        killer.join()
+        assert len(seen) == 1, "the second model's runner never ran on the board"
+        assert [(r.name, r.latency_ms.runs) for r in results] == [("first", 300), ("second", 300)]
+        assert list((board.home / "cache" / "runs").iterdir()) == []
     finally:
         board.stop()
 

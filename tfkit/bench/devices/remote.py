@@ -112,7 +112,6 @@ class RemoteDevice(Device):
         self._lost: BenchmarkError | None = None
         self._home: str | None = None
         self._present: set[str] = set()  # paths under the root known to be there (set up or sent by us)
-        self.timings: dict[str, float] = {}  # round trips by phase, for benchmarks/board.py
 
     @property
     def root(self) -> str | None:
