@@ -139,3 +139,28 @@ def test_remote_device_runs_over_a_transport_that_is_not_ssh(tiny_tflite, tmp_pa
     assert list((cache / "runs").iterdir()) == [] and len(list((cache / "runner").iterdir())) == 1
     assert (next((cache / "runner").iterdir()) / "runner.py").is_file()
     assert device.fingerprint()["cores"] == os.cpu_count()
+
+
+def test_devices_yaml_ssh_options(tmp_path):
+    from tfkit.bench.devices.config import DevicesFileError, load_devices
+    from tfkit.bench.devices.kinds import open_device
+
+    path = tmp_path / "devices.yaml"
+    path.write_text("devices:\n  pi:\n    address: ssh:pi@board:2222\n    ssh_config: ~/boards/cfg\n"
+                    "    identity_file: /keys/id_pi\n    workdir: /data/tfkit\n    python: ~/venv/bin/python\n")
+    entry = load_devices(path)["pi"]
+    assert (entry.ssh_config, entry.identity_file, entry.workdir) == ("~/boards/cfg", "/keys/id_pi", "/data/tfkit")
+    device = open_device("pi", devices_file=path)
+    argv = device.transport.base_argv()
+    assert argv[argv.index("-F") + 1] == os.path.expanduser("~/boards/cfg") and "/keys/id_pi" in argv
+    assert (device.workdir, device.python, device.name) == ("/data/tfkit", "~/venv/bin/python", "pi")
+    assert device.transport.label == "pi (ssh:pi@board:2222)"
+    for text, line, needle in (
+        ("devices:\n  here:\n    address: local\n    ssh_config: cfg\n", 4, "applies to ssh devices only"),
+        ("devices:\n  pi:\n    address: ssh:b\n    identity_file: 3\n", 4, "must be a path"),
+        ("devices:\n  pi:\n    address: ssh:b\n    workdr: /x\n", 4, "Did you mean 'workdir'"),
+    ):
+        path.write_text(text)
+        with pytest.raises(DevicesFileError, match=needle) as error:
+            load_devices(path)
+        assert f"{path}:{line}" in str(error.value)
