@@ -40,3 +40,29 @@ class ReportTest {
         System.getProperty("tfkit.report.out")?.let { File(it).writeText(report.toJson() + "\n") }
     }
 }
+
+/** The camera path end to end on golden frames: sampled to the model's fps, reset when the camera switches. */
+class RecognizerTest {
+    @Test fun cameraFramesAreSampledAndResetByTheRules() {
+        val spec = ModelSpec.load(Golden.bytes("model.tflite"))
+        val layout = Golden.json("stream.json")
+        val outs = (layout["outputs"] as List<*>).map { it as Map<*, *> }
+        val inBytes = (layout["inputs"] as List<*>).sumOf { ((it as Map<*, *>)["bytes"] as Long).toInt() }
+        val stepBytes = inBytes + outs.sumOf { (it["bytes"] as Long).toInt() }
+        val record = Golden.bytes("stream.bin")
+        var calls = 0
+        val replay = Inference { _ ->
+            var at = calls++ * stepBytes + inBytes
+            outs.associate { d -> (d["name"] as String) to record.copyOfRange(at, at + (d["bytes"] as Long).toInt()).also { at += it.size } }
+        }
+        val recognizer = Recognizer(spec, replay, topK = 2)
+        val frames = Golden.frames.filter { it.record["video"] == "cockatoo.mp4" }.take(40)
+        val shown = frames.mapIndexedNotNull { i, f ->  // the camera at 20 fps, the model at 10: every 2nd frame runs
+            recognizer.onFrame(f.image, 0, i * 50_000_000L, if (i < 20) "back" else "front")
+        }
+        assertEquals(20, calls)
+        assertEquals(listOf("new stream", "camera switched to front"), shown.mapNotNull { it.resetReason })
+        assertEquals(2, shown.first().top.size)
+        assertEquals(spec.labels.toSet(), spec.labels.toSet() + shown.flatMap { r -> r.top.map { it.label } })
+    }
+}
