@@ -98,8 +98,9 @@ class SshTransport(Transport):
         try:
             rc, out, err = run_local(command, timeout=timeout, input_path=input_path, stdout=stdout)
         except subprocess.TimeoutExpired:
-            raise TimedOut(f"{self.label}: `{argv[0]}` there did not finish within {timeout:g} s and was abandoned; "
-                           "raise the timeout or lower the runs.", label=self.label, detail="timeout") from None
+            raise TimedOut(f"{self.label}: the command there did not finish within {timeout:g} s and was abandoned "
+                           "(a hung runner, or a very slow model): raise the timeout or lower the runs.",
+                           label=self.label, detail="timeout") from None
         except OSError as e:
             raise ToolNotFoundError(f"{self.label}: cannot start ssh: {e}.") from None
         if rc == 255:  # ssh's own failure (a command that exits 255 itself reads the same; runner.py never does)
