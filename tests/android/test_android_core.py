@@ -22,7 +22,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "android_demo"
 JUNIT_JARS = (Path("/usr/share/java/junit4.jar"), Path("/usr/share/java/hamcrest-core.jar"))
-INSTALL = "npm install -g kotlin-compiler@2.4.20 && apt-get install -y junit4 openjdk-17-jdk-headless"
+INSTALL = "npm install -g kotlin-compiler@2.4.20 && apt-get install -y junit4 openjdk-17-jdk-headless python3-imageio"
+VIDEOS = Path("/usr/lib/python3/dist-packages/imageio/resources/images")
 CLASSES = ("GoldenTest", "BadInputTest", "CoreTest", "ReportTest", "RecognizerTest")
 
 
@@ -61,6 +62,8 @@ def tools() -> dict:
 
 @pytest.fixture(scope="session")
 def goldens(tmp_path_factory) -> Path:
+    if not all((VIDEOS / name).is_file() for name in ("cockatoo.mp4", "realshort.mp4")):
+        _missing(f"imageio's sample videos (cockatoo.mp4, realshort.mp4 in {VIDEOS}) are not installed")
     out = tmp_path_factory.mktemp("android_golden")
     run = subprocess.run([sys.executable, str(ROOT / "tools" / "write_android_goldens.py"), str(out)],
                          capture_output=True, text=True, timeout=900)
