@@ -129,7 +129,11 @@ def test_tfkit_bench_on_the_board_end_to_end(board, models, clips, tmp_path):
     results = json.loads((tmp_path / "bench" / "results.json").read_text())
     assert [r["name"] for r in results] == ["int8", "float32"]
     for r in results:
-        assert r["device"] == "board" or r["device"]["address"] in ("board", board.address), r["device"]
+        if isinstance(r["device"], dict):  # {"address", "name", "fingerprint"}: the board's own, read over ssh
+            assert r["device"]["address"] == board.address, r["device"]
+            assert r["device"]["fingerprint"]["runtimes"]["tflite_runtime"] == "2.14.0"
+        else:
+            assert r["device"] == "board"
         assert r["runtime"] == "tflite_runtime 2.14.0" and r["latency_ms"]["p50"] > 0 and r["peak_rss_mb"] > 0
 
 
