@@ -9,6 +9,14 @@ Example:
 """
 from tfkit.bench.devices import local as _local  # noqa: F401 - registers "local"
 from tfkit.bench.devices import ssh as _ssh  # noqa: F401 - registers "ssh"
-from tfkit.bench.devices.base import DEVICES, BenchConfig, Device, Runtime, runner_args, runner_files, runner_script
+from tfkit.bench.devices.base import (
+    DEVICES,
+    BenchConfig,
+    Device,
+    Runtime,
+    runner_args,
+    runner_files,
+    runner_script,
+)
 
 __all__ = ["DEVICES", "BenchConfig", "Device", "Runtime", "runner_args", "runner_files", "runner_script"]
