@@ -26,7 +26,10 @@ import mmap
 import struct
 import time
 
-import numpy as np
+try:
+    import numpy as np
+except ImportError:  # runner.py reports a board without numpy as JSON (runtime_missing)
+    np = None
 
 FRAME_INPUT_NAMES = ("frame", "image")  # as tfkit.bench.timing: tfkit's streaming models, MoViNet
 
