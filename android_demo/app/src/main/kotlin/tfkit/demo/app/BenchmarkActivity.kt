@@ -44,7 +44,7 @@ class BenchmarkActivity : Activity() {
             tmp.writeText(json + "\n")
             tmp.renameTo(out)
             Log.i("tfkit-bench", json)
-            finishAndRemoveTask()
+            runOnUiThread { finishAndRemoveTask() }
         }.start()
     }
 

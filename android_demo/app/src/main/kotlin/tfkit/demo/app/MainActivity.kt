@@ -54,7 +54,7 @@ class MainActivity : ComponentActivity() {
         val panel = LinearLayout(this).apply {
             orientation = LinearLayout.VERTICAL
             setBackgroundColor(0x99000000.toInt())
-            listOf(models, accelerators, threads, flip, status, results).forEach(::addView)
+            listOf(models, accelerators, threads, flip, status, results).forEach { addView(it) }
         }
         setContentView(FrameLayout(this).apply {
             addView(preview)
@@ -75,9 +75,9 @@ class MainActivity : ComponentActivity() {
         else requestPermissions(arrayOf(Manifest.permission.CAMERA), 1)
     }
 
-    override fun onRequestPermissionsResult(code: Int, permissions: Array<out String>, results: IntArray) {
-        super.onRequestPermissionsResult(code, permissions, results)
-        if (results.firstOrNull() == PackageManager.PERMISSION_GRANTED) startCamera() else status.text = "the camera permission is needed"
+    override fun onRequestPermissionsResult(code: Int, permissions: Array<out String>, grants: IntArray) {
+        super.onRequestPermissionsResult(code, permissions, grants)
+        if (grants.firstOrNull() == PackageManager.PERMISSION_GRANTED) startCamera() else status.text = "the camera permission is needed"
     }
 
     /** Loads and checks the model on the worker thread: a bad model is reported now, not at the first frame. */
@@ -120,7 +120,7 @@ class MainActivity : ComponentActivity() {
         val future = ProcessCameraProvider.getInstance(this)
         future.addListener({
             val provider = future.get()
-            val usePreview = Preview.Builder().build().also { it.surfaceProvider = preview.surfaceProvider }
+            val usePreview = Preview.Builder().build().also { it.setSurfaceProvider(preview.surfaceProvider) }
             val analysis = ImageAnalysis.Builder()
                 .setBackpressureStrategy(ImageAnalysis.STRATEGY_KEEP_ONLY_LATEST)
                 .setOutputImageFormat(ImageAnalysis.OUTPUT_IMAGE_FORMAT_YUV_420_888)

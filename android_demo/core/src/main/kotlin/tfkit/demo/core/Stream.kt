@@ -52,30 +52,30 @@ class StreamSession(private val spec: ModelSpec, private val inference: Inferenc
 /**
  * When a stream must start again from zero state: the camera was switched, the stream paused, or
  * the frames stopped coming at the model's rate (a state built at another rate means something else).
+ * A drift resets once, when it starts; a camera that stays slower than the model is not reset at
+ * every frame (the state would never build up).
  *
  * Example: `ResetPolicy(fps = 10.0).check(tNs, "back")` returns a reason to reset, or null.
  */
 class ResetPolicy(private val fps: Double?, private val maxGapMs: Double = 1000.0, private val driftTolerance: Double = 0.6) {
     private var lastNs: Long? = null
     private var lastCamera: String? = null
+    private var drifting = false
 
     fun check(timestampNs: Long, camera: String): String? {
         val previous = lastNs
+        val gapMs = if (previous == null) 0.0 else (timestampNs - previous) / 1e6
+        val periodMs = fps?.let { 1000.0 / it }
+        val slow = periodMs != null && gapMs > periodMs * (1 + driftTolerance)
         val reason = when {
             previous == null -> "new stream"
             camera != lastCamera -> "camera switched to $camera"
             timestampNs <= previous -> "timestamps went back"
-            else -> {
-                val gapMs = (timestampNs - previous) / 1e6
-                val periodMs = fps?.let { 1000.0 / it }
-                when {
-                    gapMs > maxGapMs -> "paused for ${gapMs.toLong()} ms"
-                    periodMs != null && gapMs > periodMs * (1 + driftTolerance) ->
-                        "frame interval drifted to ${"%.1f".format(gapMs)} ms (the model's is ${"%.1f".format(periodMs)} ms)"
-                    else -> null
-                }
-            }
+            gapMs > maxGapMs -> "paused for ${gapMs.toLong()} ms"
+            slow && !drifting -> "frame interval drifted to ${"%.1f".format(gapMs)} ms (the model's is ${"%.1f".format(periodMs)} ms)"
+            else -> null
         }
+        drifting = slow && gapMs <= maxGapMs
         lastNs = timestampNs
         lastCamera = camera
         return reason

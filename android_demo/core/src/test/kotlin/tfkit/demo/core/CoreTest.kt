@@ -56,6 +56,9 @@ class CoreTest {
         assertNull(p.check(100_000_000, "back"))
         assertNull(p.check(233_000_000, "back"))  // one camera frame late: still the model's rate
         assertTrue(p.check(433_000_000, "back")!!.startsWith("frame interval drifted to 200.0 ms"))
+        assertNull(p.check(633_000_000, "back"))  // still slow: reset once, not at every frame
+        assertNull(p.check(733_000_000, "back"))
+        assertTrue(p.check(933_000_000, "back")!!.startsWith("frame interval drifted"))  // a new drift
         assertTrue(p.check(3_000_000_000, "back")!!.startsWith("paused"))
         assertEquals("camera switched to front", p.check(3_100_000_000, "front"))
     }
