@@ -12,7 +12,7 @@ from tfkit.cli.main import cli
 DEVICES_YAML = """\
 devices:
   pi5:
-    address: ssh:pi@raspberrypi.local
+    address: ssh:pi@127.0.0.1:1
     threads: 4
   phone:
     address: adb:R58M123ABC
@@ -38,8 +38,9 @@ def test_devices_json_lists_local_and_configured_devices(tmp_path):
     assert local["address"] == "local" and local["reachable"] is True and local["reason"] is None
     assert local["fingerprint"]["cores"] == os.cpu_count()
     assert local["fingerprint"]["kernel"] == os.uname().release
-    assert pi5["address"] == "ssh:pi@raspberrypi.local" and pi5["reachable"] is False
-    assert pi5["fingerprint"] is None and "ssh transport is not implemented" in pi5["reason"]
+    assert pi5["address"] == "ssh:pi@127.0.0.1:1" and pi5["reachable"] is False  # nothing listens on port 1
+    assert pi5["fingerprint"] is None and "cannot reach the device" in pi5["reason"]
+    assert "Connection refused" in pi5["reason"]
     assert pi5["options"]["threads"] == 4
     assert phone["reachable"] is False and "adb transport is not implemented" in phone["reason"]
     assert here["reachable"] is True and here["fingerprint"]["runtimes"]["python_version"]
@@ -52,20 +53,20 @@ def test_devices_text_and_bad_file(tmp_path):
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0].startswith("local: ") and f"{os.cpu_count()} cores" in lines[0]
-    assert lines[1].startswith("pi5 (ssh:pi@raspberrypi.local): not reachable: the ssh transport")
+    assert lines[1].startswith("pi5 (ssh:pi@127.0.0.1:1): not reachable: ") and "cannot reach the device" in lines[1]
     assert lines[3].startswith("here (local): not reachable: cannot run the device's python")
     path.write_text("devices:\n  pi5:\n    address: ssh:pi@h\n    thread: 4\n")
     bad = invoke("devices", "--devices", path)
     assert bad.exit_code == 2
     assert bad.stderr.strip() == (f"error: {path}:4: devices.pi5.thread: unknown key 'thread'. Did you mean 'threads'? "
-                                  "Allowed: address, cpu_affinity, delegate, python, runtime, threads.")
+                                  "Allowed: address, cpu_affinity, delegate, identity_file, python, runtime, ssh_config, threads, "
+                                  "workdir.")
 
 
 def test_bench_on_an_unsupported_or_malformed_address_is_one_error_line(tmp_path):
     model = tmp_path / "x.tflite"
     model.write_bytes(b"not even a model")  # the address is checked before the file is read
-    for address, words in (("ssh:h", "error: ssh:h: the ssh transport is not implemented in this tfkit version"),
-                           ("adb", "error: adb: the adb transport is not implemented"),
+    for address, words in (("adb", "error: adb: the adb transport is not implemented"),
                            ("ssh:h:0", "error: Bad device address 'ssh:h:0': port"),
                            ("pi9", "error: Unknown device 'pi9'")):
         result = invoke("bench", model, "--device", address, "--out", tmp_path / "d",
@@ -76,23 +77,32 @@ def test_bench_on_an_unsupported_or_malformed_address_is_one_error_line(tmp_path
     assert not (tmp_path / "d").exists()
 
 
-def test_bench_resolves_a_named_ssh_device_to_the_same_error(tmp_path):
+def test_bench_on_a_named_ssh_device_that_cannot_be_reached_is_one_error_line(tmp_path):
+    """The name resolves to its ssh address, and the refused connection is one error naming the device
+    and what to check; --out is not written (the partial results go to its .failed folder)."""
+    from tests.unit.bench_tiny_models import write_clip_classifier
+
     (tmp_path / "cfg" / "tfkit").mkdir(parents=True)
     (tmp_path / "cfg" / "tfkit" / "devices.yaml").write_text(DEVICES_YAML.format(python=sys.executable))
-    model = tmp_path / "x.tflite"
-    model.write_bytes(b"x")
-    result = invoke("bench", model, "--device", "pi5", "--out", tmp_path / "d",
+    model = write_clip_classifier(tmp_path / "x.tflite")
+    result = invoke("bench", model, "--device", "pi5", "--out", tmp_path / "d", "--rounds", "1",
                     env={"XDG_CONFIG_HOME": str(tmp_path / "cfg")})
-    assert result.exit_code == 2
-    assert result.stderr.startswith("error: pi5 (ssh:pi@raspberrypi.local): the ssh transport is not implemented")
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "failed on pi5" in errors[0], result.stderr
+    assert "pi5 (ssh:pi@127.0.0.1:1): cannot reach the device" in result.stderr
+    assert "Connection refused" in result.stderr and not (tmp_path / "d").exists()
 
 
 def test_a_recipe_bench_device_goes_through_the_same_parser(tmp_path):
     from tests.unit.test_recipe import TINY, error_of, write
 
     bench = "  - step: bench\n    inputs: [data, convert]\n    with: {device: %s}\n"
-    message = error_of(write(tmp_path, TINY + bench % "ssh:pi@board"))
-    assert message.startswith(f"{tmp_path / 'tiny.yaml'}:16: steps[4].with.device: ssh:pi@board: the ssh transport")
+    from tfkit.recipe import load_recipe
+
+    load_recipe(write(tmp_path, TINY + bench % "ssh:pi@board"))  # a board address is a valid bench device
+    message = error_of(write(tmp_path, TINY + bench % "adb"))
+    assert message.startswith(f"{tmp_path / 'tiny.yaml'}:16: steps[4].with.device: adb: the adb transport")
     assert "Accepted forms" in error_of(write(tmp_path, TINY + bench % "'ssh:board:0'"))
 
 
