@@ -140,8 +140,7 @@ def write_frames(out: Path, meta: dict, limit: int) -> list[np.ndarray]:
         for name, count in (("realshort.mp4", limit), ("cockatoo.mp4", limit)):
             for i, ((y, u, v), swscale) in enumerate(video_frames(VIDEOS / name, count)):
                 rgb = yuv_to_rgb(y, u, v)
-                for plane in (y, u, v):
-                    yuv_file.write(plane.tobytes())
+                yuv_file.writelines(plane.tobytes() for plane in (y, u, v))
                 upright = to_int8_input(rgb, meta)
                 in_file.write(upright.tobytes())
                 inputs.append(upright)
@@ -180,10 +179,8 @@ def write_stream(out: Path, model: bytes, inputs: list[np.ndarray], frames: list
             raise AssertionError(f"StreamRunner fed step {len(calls) - 1} a frame other than tfkit's int8 input")
     with open(out / "stream.bin", "wb") as f:
         for given, got in calls:
-            for name in names_in:
-                f.write(given[name].tobytes())
-            for name in names_out:
-                f.write(got[name].tobytes())
+            f.writelines(given[name].tobytes() for name in names_in)
+            f.writelines(got[name].tobytes() for name in names_out)
     layout = {"steps": len(calls), "resets": [i for i, r in enumerate(frames) if r["new_stream"]],
               "inputs": [{"name": n, "bytes": int(calls[0][0][n].nbytes), "dtype": str(calls[0][0][n].dtype)}
                          for n in names_in],
