@@ -99,3 +99,20 @@ def test_tflite_runtime_214_turns_its_default_delegate_off_too(model):
                            python=python)
         assert rc == 0 and r["runtime"] == "tflite_runtime", r
         assert r["delegate_detail"]["partitions"] == partitions
+
+
+def test_the_board_loads_the_libraries_the_delegate_providers_name():
+    """The runner cannot import tfkit, so it keeps its own table of external delegate libraries: it
+    must name the same library for each delegate as tfkit's provider does (and no other delegates)."""
+    import importlib.util
+
+    from tfkit.delegates.base import delegate_names, get_delegate
+
+    spec = importlib.util.spec_from_file_location("board_delegates", runner_script().parent / "board_delegates.py")
+    board_delegates = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(board_delegates)
+    board = {name: library for name, (library, _) in board_delegates.EXTERNAL.items()}
+    providers = {name: get_delegate(name).runner_library for name in delegate_names()
+                 if name in board_delegates.DELEGATE_CHOICES}
+    assert {name: lib for name, lib in providers.items() if lib} == {name: lib for name, lib in board.items() if lib}
+    assert set(board) <= set(providers)

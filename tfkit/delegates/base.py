@@ -119,6 +119,9 @@ class DelegateProvider(ABC):
     name: ClassVar[str]
     title: ClassVar[str]
     benchmark_flags: ClassVar[tuple[str, ...]]  # for TFLite's benchmark_model
+    # The external delegate library a device's runner loads for it (runner.py --delegate NAME), None
+    # for delegates built into the interpreter; tfkit/bench/board/board_delegates.py holds the same names.
+    runner_library: ClassVar[str | None] = None
     android_accelerator: ClassVar[str]  # how Android code selects it
     deprecated: ClassVar[str | None] = None  # a warning shown with every result
     # Custom ops (by custom code) the delegate has a kernel for; every other custom op stays on the

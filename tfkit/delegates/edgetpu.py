@@ -96,6 +96,7 @@ class EdgeTpuDelegate(DelegateProvider):
     name = "edgetpu"
     title = "Coral Edge TPU (libedgetpu, after edgetpu_compiler)"
     benchmark_flags = ("--external_delegate_path=libedgetpu.so.1",)
+    runner_library = "libedgetpu.so.1"
     android_accelerator = "none: Coral boards and USB accelerators run Linux (tfkit bench --device ssh:HOST)"
 
     def op_reason(self, op: OpInfo, graph: TfliteGraph) -> str | None:

@@ -127,6 +127,7 @@ class GpuDelegate(DelegateProvider):
     name = "gpu"
     title = "GPU delegate (OpenCL/OpenGL ES on Android, Metal on iOS)"
     benchmark_flags = ("--use_gpu=true", "--gpu_precision_loss_allowed=true")
+    runner_library = "libtensorflowlite_gpu_delegate.so"
     android_accelerator = "GpuDelegate (org.tensorflow.lite.gpu) / Accelerator.GPU (CompiledModel API)"
     custom_ops = GPU_CUSTOM_OPS
     max_partitions = 1  # TfLiteGpuDelegateOptionsV2.max_delegated_partitions default

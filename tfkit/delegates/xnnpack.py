@@ -46,7 +46,7 @@ DTYPES = frozenset({"float32", "float16", "int8", "uint8", "int32"})  # int32: s
 class XnnpackDelegate(DelegateProvider):
     name = "xnnpack"
     title = "XNNPACK (LiteRT's default CPU delegate)"
-    benchmark_flags = ("--use_xnnpack=true", "--num_threads=4")
+    benchmark_flags = ("--use_xnnpack=true",)  # threads come from the benchmark's own --threads
     android_accelerator = "CPU: the default (Interpreter API) / Accelerator.CPU (CompiledModel API)"
     custom_ops = XNNPACK_CUSTOM_OPS
 
