@@ -33,7 +33,8 @@ import numpy as np
 VIDEOS = Path("/usr/lib/python3/dist-packages/imageio/resources/images")
 CLIP = {"frames": 6, "size": 32, "stride": 1, "fps": 10.0, "normalization": "symmetric"}
 CLASSES = ("cockatoo", "person", "car", "cup", "nothing")
-CAMERA_SIZE = (426, 240)  # big videos are scaled to a camera's analysis size before YUV planes are taken
+CAMERA_SIZE = (426, 240)
+CLIP_CAMERA_FRAMES = 40  # camera frames of each video the clip model sees  # big videos are scaled to a camera's analysis size before YUV planes are taken
 
 
 def yuv_to_rgb(y: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -58,8 +59,9 @@ def rotate(rgb: np.ndarray, degrees: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(rgb, -(degrees // 90)))
 
 
-def build_model(out: Path) -> tuple[bytes, dict]:
-    """A tiny int8 streaming model through tfkit's own convert pieces, metadata embedded."""
+def build_model(out: Path) -> tuple[bytes, dict, object, np.ndarray]:
+    """A tiny int8 streaming model through tfkit's own convert pieces, metadata embedded (plus the
+    Keras clip model it streams, and the calibration clips, for the clip form)."""
     from tfkit._compat.keras import keras
     from tfkit.convert.metadata import embed_metadata, metadata_for
     from tfkit.convert.parity import TFLiteModel, state_quantization
@@ -99,7 +101,59 @@ def build_model(out: Path) -> tuple[bytes, dict]:
     renamed = [dict(s, name="nosuch") if i == 0 else s for i, s in enumerate(meta.stream.states)]
     (out / "bad_state.tflite").write_bytes(embed_metadata(flatbuffer, replace(
         meta, stream=replace(meta.stream, states=tuple(renamed)))))
+    return model, meta.to_dict(), clip_model, calib
+
+
+def build_clip_model(out: Path, clip_model, calib: np.ndarray) -> tuple[bytes, dict]:
+    """The clip form of the same network, int8, metadata embedded as ConvertStep does for --form clip."""
+    from tfkit.convert.metadata import embed_metadata, metadata_for
+    from tfkit.convert.parity import TFLiteModel
+    from tfkit.convert.tflite import convert_keras
+    from tfkit.models import VideoModelSpec
+
+    flatbuffer = convert_keras(clip_model, "int8", calibration=(x[None] for x in calib))
+    inp = TFLiteModel(flatbuffer).input
+    spec = VideoModelSpec(num_classes=len(CLASSES), frames=CLIP["frames"], size=CLIP["size"], alpha=0.35, stages=3,
+                          head_channels=32, frame_stack=True, causal=True)
+    convert_spec = {"model": spec.to_dict(), "classes": list(CLASSES), "precision": "int8", "form": "clip",
+                    "input": {"name": inp["name"], "shape": [int(s) for s in inp["shape"]],
+                              "dtype": np.dtype(inp["dtype"]).name,
+                              "quantization": [float(q) for q in inp["quantization"]]}}
+    meta = metadata_for(convert_spec, {"clip": CLIP, "classes": list(CLASSES)})
+    model = embed_metadata(flatbuffer, meta)
+    (out / "clip.tflite").write_bytes(model)
     return model, meta.to_dict()
+
+
+def write_clip_calls(out: Path, model: bytes, meta: dict, frames: list[dict], rgbs: list[np.ndarray]) -> dict:
+    """The clip model run as the app runs it: each video's frames sampled at the model's fps by tfkit's
+    sample_indices, and after each sampled frame (once T are in) the last T, oldest first."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from tfkit.data.clips import sample_indices
+    from tfkit.types import ClipSpec
+
+    interpreter = Interpreter(model_content=model, num_threads=1)
+    interpreter.allocate_tensors()
+    inp, outp = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    calls = []
+    with open(out / "clip.bin", "wb") as f:
+        for video in ("realshort.mp4", "cockatoo.mp4"):
+            kept = [(r, rgb) for r, rgb in zip(frames, rgbs) if r["video"] == video][:CLIP_CAMERA_FRAMES]
+            src_fps = kept[0][0]["src_fps"]
+            ticks = ticks_inside(len(kept), src_fps, meta["fps"])
+            picked = sample_indices(len(kept), src_fps, ClipSpec(frames=ticks, size=meta["size"], fps=meta["fps"]))
+            sampled = [to_int8_input(kept[i][1], meta) for i in picked]
+            for end in range(meta["frames"], len(sampled) + 1):
+                clip = np.stack(sampled[end - meta["frames"]:end])[None]
+                interpreter.set_tensor(inp["index"], clip)
+                interpreter.invoke()
+                f.write(clip.tobytes())
+                f.write(interpreter.get_tensor(outp["index"]).tobytes())
+                calls.append({"video": video, "sampled": [int(i) for i in picked[end - meta["frames"]:end]]})
+    layout = {"calls": calls, "input_bytes": int(np.prod(inp["shape"])), "output_bytes": int(np.prod(outp["shape"]))}
+    (out / "clip.json").write_text(json.dumps(layout, indent=1))
+    return layout
 
 
 def video_frames(path: Path, limit: int):
@@ -132,14 +186,18 @@ def to_int8_input(rgb: np.ndarray, meta: dict) -> np.ndarray:
     return np.clip(np.round(x / np.float32(scale) + np.float32(zero)), -128, 127).astype(np.int8)
 
 
-def write_frames(out: Path, meta: dict, limit: int) -> list[np.ndarray]:
-    """frames.bin/inputs.bin/rotated.bin + frames.json; returns the int8 inputs (upright) in order."""
-    records, inputs = [], []
+def write_frames(out: Path, meta: dict, limit: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """frames.bin/inputs.bin/rotated.bin + frames.json; returns the int8 inputs (upright) and RGB frames in order."""
+    from tfkit.data.video import probe
+
+    records, inputs, rgbs = [], [], []
+    fps_of = {name: probe(VIDEOS / name).fps for name in ("realshort.mp4", "cockatoo.mp4")}
     with open(out / "frames.bin", "wb") as yuv_file, open(out / "inputs.bin", "wb") as in_file, \
             open(out / "rotated.bin", "wb") as rot_file:
         for name, count in (("realshort.mp4", limit), ("cockatoo.mp4", limit)):
             for i, ((y, u, v), swscale) in enumerate(video_frames(VIDEOS / name, count)):
                 rgb = yuv_to_rgb(y, u, v)
+                rgbs.append(rgb if i < CLIP_CAMERA_FRAMES else None)  # only the clip calls need them
                 yuv_file.writelines(plane.tobytes() for plane in (y, u, v))
                 upright = to_int8_input(rgb, meta)
                 in_file.write(upright.tobytes())
@@ -147,11 +205,11 @@ def write_frames(out: Path, meta: dict, limit: int) -> list[np.ndarray]:
                 degrees = (len(records) % 4) * 90
                 rot_file.write(to_int8_input(rotate(rgb, degrees), meta).tobytes())
                 diff = np.abs(rgb.astype(np.int16) - swscale.astype(np.int16))
-                records.append({"video": name, "index": i, "width": y.shape[1], "height": y.shape[0],
+                records.append({"video": name, "index": i, "src_fps": fps_of[name], "width": y.shape[1], "height": y.shape[0],
                                 "rotation": degrees, "new_stream": i == 0,
                                 "swscale_mean_abs_diff": float(diff.mean()), "swscale_max_abs_diff": int(diff.max())})
     (out / "frames.json").write_text(json.dumps({"frames": records, "tensor_bytes": int(inputs[0].size)}, indent=1))
-    return inputs
+    return inputs, rgbs
 
 
 def write_stream(out: Path, model: bytes, inputs: list[np.ndarray], frames: list[dict]) -> dict:
@@ -215,6 +273,15 @@ def write_requant(out: Path, outputs: list[dict], details: dict) -> None:
     (out / "requant.json").write_text(json.dumps({"cases": cases}))
 
 
+def ticks_inside(n_frames: int, src_fps: float, fps: float) -> int:
+    """How many ticks of the model's clock fall on one of the video's `n_frames` frames (k = 0, 1, ...)."""
+    from tfkit.data.clips import sample_indices
+    from tfkit.types import ClipSpec
+
+    every = sample_indices(10**6, src_fps, ClipSpec(frames=int(n_frames * fps / src_fps) + 2, size=32, fps=fps))
+    return int((every <= n_frames - 1).sum())
+
+
 def write_sampling(out: Path, fps: float) -> None:
     from tfkit.data.clips import sample_indices
     from tfkit.data.video import probe
@@ -223,7 +290,7 @@ def write_sampling(out: Path, fps: float) -> None:
     cases = []
     for name in ("realshort.mp4", "cockatoo.mp4"):
         info = probe(VIDEOS / name)
-        want = int(info.frames * fps / info.fps)  # the ticks that fall inside the video
+        want = ticks_inside(info.frames, info.fps, fps)
         picked = sample_indices(info.frames, info.fps, ClipSpec(frames=want, size=32, fps=fps))
         cases.append({"video": name, "src_fps": info.fps, "frames": info.frames, "indices": picked.tolist()})
     (out / "sampling.json").write_text(json.dumps({"fps": fps, "cases": cases}, indent=1))
@@ -242,13 +309,17 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     from tfkit.convert.metadata import describe
 
-    model, meta = build_model(args.out)
+    model, meta, clip_model, calib = build_model(args.out)
     (args.out / "model.json").write_text(json.dumps(describe(model), indent=1))
-    inputs = write_frames(args.out, meta, args.frames)
+    clip, clip_meta = build_clip_model(args.out, clip_model, calib)
+    (args.out / "clip_model.json").write_text(json.dumps(describe(clip), indent=1))
+    inputs, rgbs = write_frames(args.out, meta, args.frames)
     frames = json.loads((args.out / "frames.json").read_text())["frames"]
     layout = write_stream(args.out, model, inputs, frames)
+    clip_calls = write_clip_calls(args.out, clip, clip_meta, frames, rgbs)
     write_sampling(args.out, meta["fps"])
-    print(json.dumps({"out": str(args.out), "frames": len(frames), "steps": layout["steps"]}))
+    print(json.dumps({"out": str(args.out), "frames": len(frames), "steps": layout["steps"],
+                      "clip_calls": len(clip_calls["calls"])}))
     return 0
 
 

@@ -18,8 +18,9 @@ enum class DType(val code: Int, val bytes: Int) {
     }
 }
 
-/** One input or output by its signature name: shape, element type and (scale, zero point). */
-data class TensorInfo(val name: String, val shape: List<Int>, val dtype: DType, val scale: Float, val zeroPoint: Int) {
+/** One input or output by its signature name (and its graph tensor name): shape, element type and (scale, zero point). */
+data class TensorInfo(val name: String, val shape: List<Int>, val dtype: DType, val scale: Float, val zeroPoint: Int,
+                      val tensorName: String = name) {
     val elements: Int get() = shape.fold(1) { a, b -> a * b }
     val byteSize: Int get() = elements * dtype.bytes
     val quantized: Boolean get() = scale != 0f
@@ -132,7 +133,8 @@ class ModelFile(private val bytes: ByteArray, private val what: String = "model"
             vector(q, 2)?.takeIf { it.first > 0 }?.let { (_, at) -> check(at, 4); scale = buf.getFloat(at) }
             vector(q, 3)?.takeIf { it.first > 0 }?.let { (_, at) -> check(at, 8); zero = buf.getLong(at).toInt() }
         }
-        return TensorInfo(name ?: string(t, 3), shape, dtype, scale, zero)
+        val tensorName = string(t, 3)
+        return TensorInfo(name ?: tensorName, shape, dtype, scale, zero, tensorName)
     }
 
     private fun tensorMap(graph: Int, vec: Pair<Int, Int>?): List<TensorInfo> =

@@ -130,7 +130,7 @@ class ModelSpec private constructor(
             if (form == Form.CLIP && input.shape.size == 5) input.shape[1] else 1
 
         private fun find(tensors: List<TensorInfo>, name: String, kind: String, what: String): TensorInfo =
-            tensors.firstOrNull { it.name == name } ?: throw ModelFormatException(
+            tensors.firstOrNull { it.name == name } ?: tensors.firstOrNull { it.tensorName == name } ?: throw ModelFormatException(
                 "$what's tfkit metadata names $kind '$name', but the model's ${kind}s are ${tensors.map { it.name }}; " +
                     "reconvert the model with tfkit convert")
 

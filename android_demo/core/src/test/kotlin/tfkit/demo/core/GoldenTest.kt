@@ -12,7 +12,7 @@ class GoldenTest {
     private fun tensor(d: Map<*, *>): TensorInfo {
         val q = d["quantization"] as List<*>
         return TensorInfo(d["name"] as String, (d["shape"] as List<*>).ints("shape"), DType.named(d["dtype"] as String)!!,
-            (q[0] as Number).toFloat(), (q[1] as Number).toInt())
+            (q[0] as Number).toFloat(), (q[1] as Number).toInt(), d["tensor"] as String)
     }
 
     @Test fun metadataIsTfkits() {
@@ -124,8 +124,39 @@ class GoldenTest {
             val sampler = FrameSampler(golden["fps"] as Double)
             val picked = (0 until (case["frames"] as Long).toInt()).filter { sampler.accept(Math.round(it * 1e9 / srcFps)) }
             val want = (case["indices"] as List<*>).map { (it as Long).toInt() }
-            assertEquals("${case["video"]}", want, picked.take(want.size))
+            assertEquals("${case["video"]}", want, picked)
         }
+    }
+
+    /** The clip form end to end: camera frames sampled at the model's fps, the last T in the ring buffer, oldest first. */
+    @Test fun clipModelGetsTfkitsClips() {
+        val clip = ModelSpec.load(Golden.bytes("clip.tflite"), "clip.tflite")
+        val described = Golden.json("clip_model.json")
+        assertEquals(Form.CLIP, clip.form)
+        assertEquals(tensor((described["inputs"] as List<*>).single() as Map<*, *>), clip.input)
+        assertEquals(6, clip.frames)
+        assertEquals(listOf(1, 6, 32, 32, 3), clip.input.shape)
+        val layout = Golden.json("clip.json")
+        val calls = layout["calls"] as List<*>
+        val inBytes = (layout["input_bytes"] as Long).toInt()
+        val outBytes = (layout["output_bytes"] as Long).toInt()
+        val record = Golden.bytes("clip.bin")
+        var call = 0
+        var differing = 0
+        val replay = Inference { given ->
+            val at = call++ * (inBytes + outBytes)
+            differing += Golden.differing(given.getValue(clip.input.name), record.copyOfRange(at, at + inBytes))
+            mapOf(clip.logits.name to record.copyOfRange(at + inBytes, at + inBytes + outBytes))
+        }
+        val recognizer = Recognizer(clip, replay)
+        for (video in listOf("realshort.mp4", "cockatoo.mp4")) {
+            val frames = Golden.frames.filter { it.record["video"] == video }.take(40)
+            val fps = frames.first().record["src_fps"] as Double
+            frames.forEachIndexed { i, f -> recognizer.onFrame(f.image, 0, 10_000_000_000L + Math.round(i * 1e9 / fps), video) }
+        }
+        println("clip replay: $differing differing bytes over $call clips of ${clip.frames} sampled frames")
+        assertEquals(calls.size, call)
+        assertEquals(0, differing)
     }
 
     @Test fun aModelWithoutMetadataIsReadByNames() {
