@@ -40,8 +40,9 @@ def build_root(root: Path, data: Path = DATA) -> None:
     (root / "system/bin/sh").unlink(missing_ok=True)
     (root / "system/bin/sh").symlink_to("/bin/sh")
     standin = root / "system/etc/standin"
-    for name in ("getprop.txt", "dumpsys_battery.txt"):
-        shutil.copyfile(data / name, standin / name)
+    for name in ("getprop.txt", "dumpsys_battery.txt", "app_benchmark.json"):
+        if (data / name).is_file():
+            shutil.copyfile(data / name, standin / name)
     recordings = data.parent / "benchmark_model"  # LiteRT benchmark_model outputs, replayed by tests/phone/benchmark_model
     if recordings.is_dir():
         shutil.copytree(recordings, standin / "benchmark_model", dirs_exist_ok=True)
@@ -52,8 +53,39 @@ def build_root(root: Path, data: Path = DATA) -> None:
     tools = {
         "getprop": '[ $# -eq 0 ] && exec cat /system/etc/standin/getprop.txt\n'
                    'sed -n "s/^\\[$1\\]: \\[\\(.*\\)\\]$/\\1/p" /system/etc/standin/getprop.txt | head -n 1\n',
+        # The power-stats HAL dump: a test that gives the phone power rails writes power_stats/NN.txt, served
+        # one per call in order (the last one again after that); without them, no such service, as on most phones.
         "dumpsys": 'case "$1" in battery) exec cat /system/etc/standin/dumpsys_battery.txt;;\n'
+                   'android.hardware.power.stats.IPowerStats/default)\n'
+                   '  n=$(cat /data/local/tmp/.standin-power-stats 2>/dev/null || echo 0)\n'
+                   '  f=$(ls /system/etc/standin/power_stats/*.txt 2>/dev/null | sed -n "$((n + 1))p")\n'
+                   '  [ -n "$f" ] || f=$(ls /system/etc/standin/power_stats/*.txt 2>/dev/null | tail -n 1)\n'
+                   '  [ -n "$f" ] || { echo "Can\'t find service: $1"; exit 0; }\n'
+                   '  echo $((n + 1)) > /data/local/tmp/.standin-power-stats; exec cat "$f";;\n'
                    '*) echo "Can\'t find service: $1"; exit 0;; esac\n',
+        # Installed packages live in /data/system/standin-packages. `pm install APK` takes the package name
+        # from the APK's standin-package.txt entry (the stand-in does not read binary manifests).
+        "pm": 'db=/data/system/standin-packages; mkdir -p /data/system; touch $db\n'
+              'case "$1 $2" in "list packages") grep -F "${3:-}" $db | sed "s/^/package:/"; exit 0;; esac\n'
+              'case "$1" in install) for a; do apk=$a; done\n'
+              '  pkg=$(unzip -p "$apk" standin-package.txt 2>/dev/null) || '
+              '{ echo "Failure [INSTALL_PARSE_FAILED_NOT_APK: Failed to parse $apk]"; exit 1; }\n'
+              '  grep -qxF "$pkg" $db || echo "$pkg" >> $db; echo Success; exit 0;;\n'
+              'esac; echo "pm (stand-in): unsupported: $*" >&2; exit 1\n',
+        # `am start [-W] -n PKG/ACTIVITY -e K V --ei K N ...`: for the demo app's benchmark mode, write the
+        # recorded app JSON (app_benchmark.json) where `-e out` says, as the app does (temp file, rename).
+        "am": '[ "$1" = start ] || { echo "am (stand-in): unsupported: $*" >&2; exit 1; }; shift\n'
+              'cmp="" out="" model=""\n'
+              'while [ $# -gt 0 ]; do case "$1" in -n) cmp=$2; shift;; -e|--es) case "$2" in out) out=$3;; '
+              'model) model=$3;; esac; shift 2;; --ei|--ez|--ef) shift 2;; esac; shift; done\n'
+              'pkg=${cmp%%/*}; echo "Starting: Intent { cmp=$cmp }"\n'
+              'grep -qxF "$pkg" /data/system/standin-packages 2>/dev/null || '
+              '{ echo "Error type 3"; echo "Error: Activity class {$cmp} does not exist."; exit 0; }\n'
+              'mkdir -p "${out%/*}"\n'
+              'if [ -f "$model" ]; then cp /system/etc/standin/app_benchmark.json "$out.tmp"; else '
+              'printf \'{"error": "FileNotFoundException: %s", "kind": "internal", "schema": "tfkit.runner/2"}\\n\' '
+              '"$model" > "$out.tmp"; fi; mv "$out.tmp" "$out"\n'
+              'echo "Status: ok"; echo "Activity: $cmp"; echo "WaitTime: 1"; echo Complete\n',
         # toybox `taskset MASK CMD...`: the phone's CPUs are not this host's, so the stand-in checks the
         # mask against the phone's cores (/sys/devices/system/cpu/possible) and runs the command unpinned.
         "taskset": 'mask=$1; shift; last=$(cut -d- -f2 /sys/devices/system/cpu/possible)\n'

@@ -1,4 +1,5 @@
-"""`tfkit devices`: this host and each device of devices.yaml, with what it is or why it cannot be reached.
+"""`tfkit devices`: this host, each device of devices.yaml, and each phone attached to adb, with what it
+is or why it cannot be reached (an unauthorized or offline phone is listed with what to do).
 
 Example:
     $ tfkit devices --json
@@ -21,6 +22,33 @@ def device_rows(devices_file: Path | None = None) -> list[dict]:
     entries = load_devices(devices_file, plugin_kinds=plugin_kinds())
     rows = [_row(Resolved(DeviceAddress("local")), name="local")]
     rows += [_row(Resolved(e.address, e), name=n) for n, e in entries.items()]
+    configured = {e.address.serial for e in entries.values() if e.address.kind == "adb"}
+    return rows + [row for row in attached_phones() if row["address"][4:] not in configured]
+
+
+def attached_phones() -> list[dict]:
+    """A row per phone the adb server knows (not already named in devices.yaml): usable ones with their
+    fingerprint, the others (unauthorized, offline, no permissions) with what to do. No adb on this
+    host, or a server that does not answer: no rows (adb is only needed for phones)."""
+    from tfkit.bench.devices.adb import find_adb, list_adb_devices
+    from tfkit.bench.devices.address import DeviceAddress
+    from tfkit.bench.devices.kinds import Resolved
+    from tfkit.errors import TfkitError
+
+    try:
+        find_adb()
+        phones = list_adb_devices()
+    except TfkitError:
+        return []
+    rows = []
+    for phone in phones:
+        address = DeviceAddress("adb", serial=phone.serial)
+        if phone.state == "device":
+            row = _row(Resolved(address), name=str(address))
+        else:
+            row = {"name": str(address), "address": str(address), "reachable": False, "fingerprint": None,
+                   "reason": f"{phone.state}: {phone.hint}"}
+        rows.append({**row, "adb": {"state": phone.state, **phone.details}})
     return rows
 
 
@@ -88,7 +116,8 @@ def _list(value: object) -> list:
               help="The devices file (default: $XDG_CONFIG_HOME/tfkit/devices.yaml, else "
                    "~/.config/tfkit/devices.yaml).")
 def devices(as_json: bool, devices_file: Path | None):
-    """List this host (`local`) and each device of devices.yaml: its fingerprint, or why it cannot be reached."""
+    """List this host (`local`), each device of devices.yaml and each phone attached to adb: its fingerprint,
+    or why it cannot be reached and what to do."""
     rows = device_rows(devices_file)
     if as_json:
         click.echo(json.dumps(rows, indent=2))

@@ -51,6 +51,7 @@ class BenchStepConfig:
     stream_fps: float | None = None
     rounds: int = 3
     cooldown: float = 0.0  # seconds of rest between runner processes
+    benchmark_binary: str | None = None  # adb phones: LiteRT's benchmark_model (a file on this host)
 
     def __post_init__(self):
         try:
@@ -66,7 +67,7 @@ class BenchStepConfig:
                            runtime=self.runtime, eval_limit=self.eval_limit, delegate=self.delegate,
                            delegate_library=self.delegate_library, cpu_affinity=self.cpu_affinity,
                            stream=self.stream, fps=self.stream_fps, rounds=min(self.rounds, self.runs),
-                           cooldown_s=self.cooldown)
+                           cooldown_s=self.cooldown, benchmark_binary=self.benchmark_binary)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -207,6 +207,19 @@ class AdbTransport(Transport):
             raise self._copy_failure(decode(err) or decode(out), remote_path, rc, phase="pull")
         os.replace(tmp, local_path)
 
+    def install(self, apk: str | os.PathLike, *, timeout: float = 600.0) -> str:
+        """`adb install -r APK` (a reinstall keeps the app's data); returns adb's words. pm's own refusal
+        (`Failure [INSTALL_...]`) is a CommandFailed quoting it."""
+        rc, out, err = self._adb_run(["install", "-r", os.fspath(apk)], timeout=timeout, phase="install")
+        words = decode(out) + decode(err)
+        if rc != 0 or "Success" not in words:
+            failure = self.classify(decode(err), phase="install")
+            raise failure or CommandFailed(
+                f"{self.label}: installing {os.path.basename(os.fspath(apk))} failed: {tail(words)}. Check it is the "
+                "demo app's APK (android_demo: ./gradlew assembleDebug) built for this phone's ABI and API level.",
+                rc=rc or 1, label=self.label, phase="install", detail=words)
+        return words
+
     def _copy_failure(self, stderr: str, remote_path: str, rc: int, *, phase: str) -> TransportError:
         if phase == "push" and any(w.lower() in stderr.lower() for w in DISK_FULL_WORDS):
             folder = os.path.dirname(remote_path) or "/data/local/tmp"
@@ -223,7 +236,7 @@ class AdbTransport(Transport):
 
 
 @dataclass(frozen=True)
-class AdbDevice:
+class AttachedPhone:
     """One line of `adb devices -l`: the serial, its state, its key:value details, and what to do
     when it is not usable (`hint`)."""
 
@@ -249,8 +262,8 @@ _STATE_HINTS = {
 }
 
 
-def parse_adb_devices(text: str) -> list[AdbDevice]:
-    """`adb devices -l` output as AdbDevice rows (unusable ones carry a hint)."""
+def parse_adb_devices(text: str) -> list[AttachedPhone]:
+    """`adb devices -l` output as AttachedPhone rows (unusable ones carry a hint)."""
     out = []
     for line in text.splitlines():
         line = line.strip()
@@ -263,12 +276,12 @@ def parse_adb_devices(text: str) -> list[AdbDevice]:
         else:
             state, *pairs = rest.split()
             details = dict(p.split(":", 1) for p in pairs if ":" in p)
-        out.append(AdbDevice(serial, state, details, None if state == "device" else _STATE_HINTS.get(
+        out.append(AttachedPhone(serial, state, details, None if state == "device" else _STATE_HINTS.get(
             state, f"adb reports it as '{state}': replug it and check `adb devices`")))
     return out
 
 
-def list_adb_devices(*, server_port: int | None = None, adb: str | None = None, timeout: float = 30.0) -> list[AdbDevice]:
+def list_adb_devices(*, server_port: int | None = None, adb: str | None = None, timeout: float = 30.0) -> list[AttachedPhone]:
     """The phones the adb server knows, usable or not (starts the server if it is not running)."""
     argv = [adb or find_adb(), *(["-P", str(server_port)] if server_port else []), "devices", "-l"]
     try:

@@ -112,6 +112,7 @@ class BenchConfig:
     fps: float | None = None  # with stream: frame deadline 1000/fps ms, misses counted
     rounds: int = 1
     cooldown_s: float = 0.0
+    benchmark_binary: str | None = None  # adb phones: LiteRT's benchmark_model, a file on this host
 
     def __post_init__(self):
         object.__setattr__(self, "normalization", _enum(Normalization, self.normalization, "normalization"))
@@ -137,6 +138,10 @@ class BenchConfig:
             raise UsageError(f"BenchConfig.fps must be None or a positive number, got {self.fps!r}.")
         if self.fps is not None and not self.stream:
             raise UsageError("BenchConfig.fps sets stream mode's frame deadline; it needs stream=True.")
+        if self.benchmark_binary is not None and (not isinstance(self.benchmark_binary, str)
+                                                  or not self.benchmark_binary.strip()):
+            raise UsageError(f"BenchConfig.benchmark_binary must be the path of LiteRT's benchmark_model on this "
+                             f"host, got {self.benchmark_binary!r}.")
         if self.delegate_library is not None:
             if not isinstance(self.delegate_library, str) or not self.delegate_library.strip():
                 raise UsageError(f"BenchConfig.delegate_library must be the path of a delegate .so, got "

@@ -16,6 +16,11 @@ Example devices.yaml:
         ssh_config: ~/boards/ssh_config  # ssh devices: `ssh -F FILE` (Host aliases, ProxyJump, ...)
         identity_file: ~/.ssh/id_pi      # ssh devices: `ssh -i FILE`
         workdir: ~/.cache/tfkit          # the device's cache folder (models by sha256, the runner, run folders)
+      pixel:
+        address: adb:R5CR1234ABC
+        benchmark_binary: ~/Downloads/android_aarch64_benchmark_model  # adb: LiteRT's benchmark_model here
+        big_cores: [6, 7]                # adb: cores to pin to (default: the fastest cluster), or a mask "c0"
+        app_package: tfkit.demo          # adb: the demo app (streaming benchmarks, tfkit flash)
       oldrt:
         address: local
         python: /opt/tflite214/bin/python
@@ -33,8 +38,11 @@ from tfkit.errors import InputPathError, RecipeError, TfkitError
 from tfkit.recipe.schema import _choices, _Where, parse_yaml
 
 ENTRY_KEYS = ("address", "runtime", "python", "threads", "cpu_affinity", "delegate", "ssh_config", "identity_file",
-              "workdir")
-PATH_KEYS = ("ssh_config", "identity_file", "workdir")  # plain path strings; ~ is expanded where the path lives
+              "workdir", "benchmark_binary", "big_cores", "app_package")
+PATH_KEYS = ("ssh_config", "identity_file", "workdir", "benchmark_binary")  # plain path strings; ~ expanded where used
+ONLY_FOR = {"ssh_config": "ssh", "identity_file": "ssh", "benchmark_binary": "adb", "big_cores": "adb",
+            "app_package": "adb"}  # options that mean something to one device kind only
+_PACKAGE = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)+")
 _MASK = re.compile(r"(0x)?[0-9A-Fa-f]+")
 
 
@@ -56,6 +64,9 @@ class DeviceEntry:
     ssh_config: str | None = None  # a file on this host, passed as `ssh -F`
     identity_file: str | None = None  # a key on this host, passed as `ssh -i`
     workdir: str | None = None  # a folder on the device (default ~/.cache/tfkit there)
+    benchmark_binary: str | None = None  # adb: LiteRT's benchmark_model, a file on this host
+    big_cores: tuple[int, ...] | str | None = None  # adb: cores benchmark_model is pinned to
+    app_package: str | None = None  # adb: the demo app's package (default tfkit.demo)
     source: str = ""  # file:line of the entry
 
     def bench_defaults(self) -> dict:
@@ -68,7 +79,9 @@ class DeviceEntry:
                 "runtime": self.runtime.value if self.runtime else None, "python": self.python,
                 "threads": self.threads,
                 "cpu_affinity": list(self.cpu_affinity) if isinstance(self.cpu_affinity, tuple) else self.cpu_affinity,
-                "delegate": self.delegate, **{k: getattr(self, k) for k in PATH_KEYS}, "source": self.source}
+                "delegate": self.delegate, **{k: getattr(self, k) for k in PATH_KEYS},
+                "big_cores": list(self.big_cores) if isinstance(self.big_cores, tuple) else self.big_cores,
+                "app_package": self.app_package, "source": self.source}
 
 
 def default_devices_file() -> Path:
@@ -152,14 +165,20 @@ def _entry(name: str, raw: dict, path: tuple, where: _Where, plugin_kinds) -> De
         allowed = [*delegate_names(), "none"]
         if delegate not in allowed:
             raise where.error(at("delegate"), _choices("delegate", delegate, allowed))
+    for key, kind in ONLY_FOR.items():
+        if raw.get(key) is not None and address.kind != kind:
+            raise where.error(at(key), f"`{key}` applies to {kind} devices only; this address is {address}")
     paths = {}
     for key in PATH_KEYS:
         value = raw.get(key)
         if value is not None and (not isinstance(value, str) or not value.strip()):
             raise where.error(at(key), f"must be a path, got {value!r}")
-        if value is not None and key != "workdir" and address.kind != "ssh":
-            raise where.error(at(key), f"`{key}` applies to ssh devices only; this address is {address}")
         paths[key] = value
+    package = raw.get("app_package")
+    if package is not None and (not isinstance(package, str) or not _PACKAGE.fullmatch(package)):
+        raise where.error(at("app_package"), f"must be an Android package name such as tfkit.demo, got {package!r}")
+    paths["app_package"] = package
+    paths["big_cores"] = _affinity(raw.get("big_cores"), at("big_cores"), where)
     line = where.lines.get(path)
     return DeviceEntry(name=name, address=address, runtime=Runtime(runtime) if runtime else None, python=python,
                        threads=threads, cpu_affinity=affinity, delegate=delegate, **paths,

@@ -10,8 +10,10 @@ Example:
     'local'
     >>> open_device("ssh:pi@board").name
     'ssh:pi@board'
-    >>> open_device("adb:R58M")  # doctest: +SKIP
-    UnsupportedDeviceError: adb:R58M: the adb transport is not implemented in this tfkit version; ...
+    >>> open_device("adb:R58M").name
+    'adb:R58M'
+    >>> open_device("jetson:nano")  # doctest: +SKIP
+    UsageError: Bad device address 'jetson:nano': unknown device kind 'jetson' (known: local, ssh, adb) ...
 """
 from __future__ import annotations
 
@@ -25,11 +27,10 @@ from tfkit.errors import UnsupportedDeviceError
 
 ENTRY_POINT_GROUP = "tfkit.devices"
 
-# Kinds the address grammar knows but this version cannot run on yet: what to do instead.
-NOT_IMPLEMENTED = {
-    "adb": ("the adb transport is not implemented in this tfkit version; on the phone, run LiteRT's "
-            "benchmark_model over `adb shell`, or use --device local"),
-}
+# Kinds the address grammar knows but this version cannot run on yet: what to do instead. Empty
+# today (local, ssh and adb all run); a kind named in devices.yaml by a plug-in that is no longer
+# installed gets the generic reason below.
+NOT_IMPLEMENTED: dict[str, str] = {}
 
 
 def _load_plugins() -> None:
@@ -39,7 +40,7 @@ def _load_plugins() -> None:
 
 
 def device_kinds() -> list[str]:
-    """Kinds that can run benchmarks now (`local`, `ssh` and plug-ins)."""
+    """Kinds that can run benchmarks now (`local`, `ssh`, `adb` and plug-ins)."""
     import tfkit.bench.devices  # noqa: F401  (registers the built-ins)
 
     _load_plugins()
@@ -75,7 +76,8 @@ def unsupported_reason(address: DeviceAddress) -> str | None:
     """Why this tfkit cannot run on `address`, or None when it can."""
     if address.kind in device_kinds():
         return None
-    reason = NOT_IMPLEMENTED.get(address.kind, f"no installed device kind {address.kind!r}")
+    reason = NOT_IMPLEMENTED.get(address.kind, f"no installed device kind {address.kind!r} (a plug-in package that "
+                                               "registers it under the `tfkit.devices` entry points is missing)")
     return reason.format(runner=runner_script())
 
 

@@ -188,9 +188,12 @@ class RemoteDevice(Device):
 
     # --- staging ----------------------------------------------------------------------------------
 
-    def stage(self, files: dict[str, str | os.PathLike], *, what: str) -> dict[str, str]:
-        """Put the runner set and `files` ({key: local path}) on the device; returns {key: device path}
-        plus "runner" (the runner folder). Only what the device lacks is sent."""
+    def stage(self, files: dict[str, str | os.PathLike], *, what: str, runner: bool = True) -> dict[str, str]:
+        """Put the runner set (unless `runner` is False: a phone runs benchmark_model, not python) and
+        `files` ({key: local path}) on the device; returns {key: device path} plus "runner" (the runner
+        folder). Only what the device lacks is sent; each file is stored by its sha256."""
+        if not runner:
+            return self._stage_blobs(files, what=what)
         runner = [(p.name, sha256_file(p), p) for p in runner_files()]
         runner_dir = f"runner/{_set_hash([(n, d) for n, d, _ in runner])[:16]}"
         blobs = {key: (f"blobs/{sha256_file(p)}{Path(p).suffix}", p) for key, p in files.items()}
@@ -214,10 +217,21 @@ class RemoteDevice(Device):
 
             self._call("push", what, assemble)
             self._present.add(runner_dir)
+        return {"runner": f"{self._root}/{runner_dir}", **self._send_blobs(blobs, have, what)}
+
+    def _stage_blobs(self, files: dict[str, str | os.PathLike], *, what: str) -> dict[str, str]:
+        blobs = {key: (f"blobs/{sha256_file(p)}{Path(p).suffix}", p) for key, p in files.items()}
+        wanted = [rel for rel, _ in blobs.values()]
+        have = self._present if self._root and set(wanted) <= self._present else self._setup(wanted, what)
+        self._present |= have
+        return self._send_blobs(blobs, have, what)
+
+    def _send_blobs(self, blobs: dict[str, tuple[str, str | os.PathLike]], have: set[str], what: str) -> dict[str, str]:
+        """Push each blob the device lacks; {key: its path there}."""
         for rel, path in blobs.values():
             if rel not in have:
                 self._push(path, rel, rel.split("/")[1].split(".")[0], what)
-        return {"runner": f"{self._root}/{runner_dir}", **{k: f"{self._root}/{rel}" for k, (rel, _) in blobs.items()}}
+        return {k: f"{self._root}/{rel}" for k, (rel, _) in blobs.items()}
 
     # --- Device -----------------------------------------------------------------------------------
 
@@ -286,14 +300,14 @@ class RemoteDevice(Device):
 
 MODELS_DIR = "tfkit/models"  # under the device user's $HOME
 _FLASH_CHECK = r'''
-dir=$HOME/tfkit/models/$1; f=$dir/$2
+dir=${3:-$HOME/tfkit/models}/$1; f=$dir/$2
 mkdir -p "$dir" || exit 3
 echo "dir=$dir"
 if [ -f "$f" ]; then s=$(sha256sum "$f" 2>/dev/null) && echo "have=${s%% *}"; fi
 exit 0
 '''
 _FLASH_LIST = r'''
-cd "$HOME/tfkit/models" 2>/dev/null || exit 0
+cd "${1:-$HOME/tfkit/models}" 2>/dev/null || exit 0
 for f in */*; do
   [ -f "$f" ] || continue
   case "$f" in *.part|*.tmp.*) continue;; esac
@@ -302,8 +316,10 @@ done
 '''
 
 
-def flash(transport: Transport, local: str | os.PathLike, name: str, *, python: str = "python3") -> dict:
-    """Put `local` at ~/tfkit/models/<name>/<file name> on the device, checked by sha256 there.
+def flash(transport: Transport, local: str | os.PathLike, name: str, *, python: str = "python3",
+          root: str | None = None) -> dict:
+    """Put `local` at ~/tfkit/models/<name>/<file name> on the device (or under `root`, an absolute
+    folder there: a phone app's model folder), checked by sha256 there.
     Returns {"path", "sha256", "size_bytes", "copied"}; an identical file already there is left alone.
 
     Example:
@@ -313,11 +329,11 @@ def flash(transport: Transport, local: str | os.PathLike, name: str, *, python: 
     local = Path(local)
     digest = sha256_file(local)
     label = transport.label
-    done = transport.shell(_FLASH_CHECK, name, local.name, timeout=SETUP_TIMEOUT_S)
+    done = transport.shell(_FLASH_CHECK, name, local.name, root or "", timeout=SETUP_TIMEOUT_S)
     lines = done.stdout.splitlines()
     folder = next((line[4:] for line in lines if line.startswith("dir=")), None)
     if done.rc != 0 or folder is None:
-        raise write_failure(label, f"~/{MODELS_DIR}/{name}", done, phase="connect")
+        raise write_failure(label, f"{root or '~/' + MODELS_DIR}/{name}", done, phase="connect")
     path = f"{folder}/{local.name}"
     info = {"path": path, "sha256": digest, "size_bytes": local.stat().st_size}
     if f"have={digest}" in lines:
@@ -329,11 +345,11 @@ def flash(transport: Transport, local: str | os.PathLike, name: str, *, python: 
     return {**info, "copied": True}
 
 
-def flashed(transport: Transport) -> list[dict]:
-    """What ~/tfkit/models holds on the device: [{"name", "file", "size_bytes", "sha256"}], sorted."""
-    done = transport.shell(_FLASH_LIST, timeout=SETUP_TIMEOUT_S)
+def flashed(transport: Transport, *, root: str | None = None) -> list[dict]:
+    """What ~/tfkit/models (or `root`) holds on the device: [{"name", "file", "size_bytes", "sha256"}], sorted."""
+    done = transport.shell(_FLASH_LIST, root or "", timeout=SETUP_TIMEOUT_S)
     if done.rc != 0:
-        raise CommandFailed(f"{transport.label}: cannot list ~/{MODELS_DIR} there: {tail(done.stderr)}.", rc=done.rc,
+        raise CommandFailed(f"{transport.label}: cannot list {root or '~/' + MODELS_DIR} there: {tail(done.stderr)}.", rc=done.rc,
                             label=transport.label, phase="run", detail=done.stderr)
     rows = []
     for line in done.stdout.splitlines():

@@ -1,0 +1,101 @@
+"""`tfkit bench --device adb:SERIAL` end to end: the REAL adb client and server, the stand-in phone
+(tests/phone), its benchmark_model replaying LiteRT's recorded outputs, and tfkit's own AdbDevice,
+CLI and parsers. Expected values are read from the recordings (tests/data), never written twice."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tests.phone.fixture import adb_lab, phone  # noqa: F401  (the fixtures)
+from tests.phone.rootfs import DATA
+from tfkit.bench.benchmark_model import parse_benchmark_model
+from tfkit.bench.devices.base import BenchConfig
+from tfkit.bench.devices.kinds import open_device
+from tfkit.cli.main import cli
+from tfkit.errors import BenchmarkError
+
+STANDIN_BINARY = Path(__file__).resolve().parents[1] / "phone" / "benchmark_model"
+RECORDINGS = DATA.parent / "benchmark_model"
+SYSFS = json.loads((DATA / "sysfs.json").read_text())["files"]
+
+
+@pytest.fixture
+def model(tmp_path) -> Path:
+    """A real tiny .tflite (the stand-in benchmark_model replays a recording; tfkit reads the file itself)."""
+    from tests.unit.bench_tiny_models import write_clip_classifier
+
+    return write_clip_classifier(tmp_path / "tiny_int8.tflite")
+
+
+def recording(phone, name: str, rc: int = 0) -> None:  # noqa: F811
+    """Which recorded output the stand-in benchmark_model replays next (see tests/phone/benchmark_model)."""
+    phone.path("/data/local/tmp/benchmark_model.recording").write_text(f"{name} {rc}\n")
+
+
+def clear_recording(phone) -> None:  # noqa: F811
+    phone.path("/data/local/tmp/benchmark_model.recording").unlink(missing_ok=True)
+
+
+def expected(name: str, **kw):
+    return parse_benchmark_model((RECORDINGS / f"{name}.txt").read_text(), "", 0, name="m", precision="int8",
+                                 device="adb", **kw)
+
+
+def test_a_model_runs_pinned_to_the_big_cores(phone, model):  # noqa: F811
+    clear_recording(phone)
+    device = open_device(f"adb:{phone.serial}")
+    result = device.run(model, config=BenchConfig(threads=2, runs=10, benchmark_binary=str(STANDIN_BINARY)),
+                        name="tiny", precision="int8")
+    want = expected("readme_op_profiling")  # --enable_op_profiling=true is always passed
+    assert result.latency_ms.mean == want.latency_ms.mean and result.init_ms == want.init_ms
+    assert result.extra["op_profile"] == want.extra["op_profile"] and result.extra["op_profile"]
+    # the fastest cluster of the recorded sysfs: cpu6-7 at 2802000 kHz -> mask c0
+    top = max(v for k, v in SYSFS.items() if k.endswith("cpuinfo_max_freq"))
+    big = sorted(int(k.split("/cpu/cpu")[1].split("/")[0]) for k, v in SYSFS.items()
+                 if k.endswith("cpuinfo_max_freq") and v == top)
+    assert result.extra["cpu_affinity"] == big and result.extra["command"][:2] == ["taskset", "c0"]
+    assert "--num_threads=2" in result.extra["command"] and "--num_runs=10" in result.extra["command"]
+    before = result.hygiene["before"]
+    assert before["governor"]["cpu0"] == SYSFS["/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"]
+    assert before["max_freq_khz"]["cpu7"] == SYSFS["/sys/devices/system/cpu/cpu7/cpufreq/scaling_max_freq"]
+    assert any(k.endswith("(BIG)") for k in before["thermal_c"]) and result.hygiene["after"]["thermal_c"]
+    assert before["battery"] == {"percent": 100, "charging": True}
+    # the recorded phone is USB powered and has no power rails: null, with both reasons
+    assert result.energy_mj_per_inference is None
+    assert "odpm: no power rails" in result.energy_source and "plugged in" in result.energy_source
+    listing = phone.adb("shell", "ls /data/local/tmp/tfkit/blobs /data/local/tmp/tfkit/runs").stdout.split()
+    assert len([n for n in listing if n.endswith(".tflite")]) == 1 and "runs:" in listing[-1]  # run folder gone
+
+
+def test_cli_bench_writes_the_part1_schema(phone, model, tmp_path):  # noqa: F811
+    clear_recording(phone)
+    out = tmp_path / "bench"
+    run = CliRunner().invoke(cli, ["bench", str(model), "--device", f"adb:{phone.serial}", "--benchmark-binary",
+                                   str(STANDIN_BINARY), "--runs", "3", "--rounds", "1", "--out", str(out), "-q"])
+    assert run.exit_code == 0, run.output
+    [row] = json.loads((out / "results.json").read_text())
+    assert row["device"]["address"] == f"adb:{phone.serial}"
+    assert row["device"]["fingerprint"]["os"] == "Android" and row["device"]["fingerprint"]["soc"] == "gs101"
+    assert row["runtime"] == "litert benchmark_model" and row["delegate"] == "default"
+    assert set(row["hygiene"]) >= {"before", "after"} and row["energy_mj_per_inference"] is None
+    assert math.isfinite(row["latency_ms"]["mean"]) and row["extra"]["op_profile"]
+
+
+def test_delegate_flags_reach_the_phone(phone, model):  # noqa: F811
+    clear_recording(phone)
+    device = open_device(f"adb:{phone.serial}")
+    result = device.run(model, config=BenchConfig(delegate="gpu", runs=5, benchmark_binary=str(STANDIN_BINARY)),
+                        name="m", precision="fp16")
+    assert result.delegate == "gpu" and "--use_gpu=true" in result.extra["command"]
+    with pytest.raises(BenchmarkError, match=r"failed \[delegate\]"):  # NNAPI took no node: never a CPU number
+        device.run(model, config=BenchConfig(delegate="nnapi", runs=5, benchmark_binary=str(STANDIN_BINARY)))
+
+
+def test_no_binary_says_where_to_get_it(phone, model):  # noqa: F811
+    device = open_device(f"adb:{phone.serial}")
+    with pytest.raises(BenchmarkError, match="android_aarch64_benchmark_model.*--benchmark-binary"):
+        device.run(model, config=BenchConfig(runs=5))
