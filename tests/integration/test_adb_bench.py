@@ -99,3 +99,130 @@ def test_no_binary_says_where_to_get_it(phone, model):  # noqa: F811
     device = open_device(f"adb:{phone.serial}")
     with pytest.raises(BenchmarkError, match="android_aarch64_benchmark_model.*--benchmark-binary"):
         device.run(model, config=BenchConfig(runs=5))
+
+
+# --- faults: one `error:` line, a non-zero exit, the models measured before it kept --------------------
+
+def padded_model(path: Path, extra_bytes: int) -> Path:
+    """A valid tiny .tflite with an unused buffer of `extra_bytes` random bytes (a big file to push)."""
+    import os
+
+    import numpy as np
+    from ai_edge_litert import schema_py_generated as schema
+
+    from tests.unit.bench_tiny_models import clip_classifier_bytes
+    from tfkit.convert.flatbuffer import read_model, write_model
+
+    tree = read_model(clip_classifier_bytes())
+    pad = schema.BufferT()
+    pad.data = np.frombuffer(os.urandom(extra_bytes), np.uint8)
+    tree.buffers.append(pad)
+    path.write_bytes(write_model(tree))
+    return path
+
+
+def bench_cli(serial: str, out: Path, *models: Path, extra=()):
+    return CliRunner().invoke(cli, ["bench", *map(str, models), "--device", f"adb:{serial}", "--benchmark-binary",
+                                    str(STANDIN_BINARY), "--runs", "3", "--rounds", "1", "--out", str(out), *extra],
+                              catch_exceptions=False)
+
+
+def one_error_line(run) -> str:
+    assert run.exit_code != 0 and "Traceback" not in run.output, run.output
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, run.stderr
+    return run.stderr
+
+
+def kept(serial: str, *models: Path) -> list[str]:
+    """The same batch through the API: the failure is a BenchmarkError whose `results` keep the models
+    measured before it (the CLI's bench step reports the failure; see docs/devices.md)."""
+    from tfkit.bench import benchmark
+
+    with pytest.raises(BenchmarkError) as caught:
+        benchmark([(m.stem, "float32", m) for m in models], device=open_device(f"adb:{serial}"), progress=False,
+                  config=BenchConfig(runs=3, benchmark_binary=str(STANDIN_BINARY)))
+    assert "1 of 2 models failed" in str(caught.value)
+    return [r.name for r in caught.value.results]
+
+
+def test_phone_unplugged_mid_push_keeps_the_first_model(adb_lab, tmp_path):  # noqa: F811
+    from tests.unit.bench_tiny_models import write_clip_classifier
+
+    first = write_clip_classifier(tmp_path / "first.tflite")
+    second = padded_model(tmp_path / "second.tflite", 300_000)
+    before_second = first.stat().st_size + STANDIN_BINARY.stat().st_size  # what is pushed for the first model
+    for attempt in ("cli", "api"):
+        flaky = adb_lab.start_phone(f"unplug-push-{attempt}", drop_after_bytes=before_second + 1000)
+        try:
+            if attempt == "cli":
+                message = one_error_line(bench_cli(flaky.serial, tmp_path / "bench", first, second))
+                assert "1 of 2 models failed" in message and "second" in message, message
+                assert "connection lost during push (retried once" in message, message
+            else:
+                assert kept(flaky.serial, first, second) == ["first"]
+        finally:
+            adb_lab.stop_phone(flaky)
+
+
+def test_phone_unplugged_mid_run_keeps_the_first_model(adb_lab, tmp_path):  # noqa: F811
+    from tests.unit.bench_tiny_models import write_clip_classifier
+    from tfkit.bench.devices.remote import sha256_file
+
+    first = write_clip_classifier(tmp_path / "first.tflite")
+    second = padded_model(tmp_path / "second.tflite", 2000)
+    for attempt in ("cli", "api"):
+        doomed = adb_lab.start_phone(f"unplug-run-{attempt}")
+        try:
+            doomed.path("/data/local/tmp/benchmark_model.unplug").write_text(sha256_file(second) + "\n")
+            if attempt == "cli":
+                message = one_error_line(bench_cli(doomed.serial, tmp_path / "bench", first, second))
+                assert "1 of 2 models failed" in message and "connection lost during run (retried once" in message
+            else:
+                assert kept(doomed.serial, first, second) == ["first"]
+        finally:
+            adb_lab.stop_phone(doomed)
+
+
+def test_unauthorized_phone_is_one_error_line(adb_lab, tmp_path, model):  # noqa: F811
+    locked = adb_lab.start_phone("locked-bench", unauthorized=True)
+    try:
+        message = one_error_line(bench_cli(locked.serial, tmp_path / "bench", model))
+        assert "not authorized this computer" in message and "Allow" in message, message
+    finally:
+        adb_lab.stop_phone(locked)
+
+
+def test_full_data_local_tmp_keeps_the_first_model(adb_lab, tmp_path):  # noqa: F811
+    from tests.unit.bench_tiny_models import write_clip_classifier
+
+    first = write_clip_classifier(tmp_path / "first.tflite")
+    second = padded_model(tmp_path / "second.tflite", 1_500_000)
+    small = adb_lab.start_phone("small-bench", disk="1m")
+    try:
+        message = one_error_line(bench_cli(small.serial, tmp_path / "bench", first, second))
+        assert "1 of 2 models failed" in message and "disk is full" in message and "No space left" in message
+        assert kept(small.serial, first, second) == ["first"]  # the phone is still there: same batch via the API
+        left = small.adb("shell", "ls /data/local/tmp/tfkit/blobs").stdout.split()
+        assert not [n for n in left if ".part" in n or ".tmp." in n]  # no broken copy left behind
+    finally:
+        adb_lab.stop_phone(small)
+
+
+@pytest.mark.parametrize("recorded, rc", [("wrong_abi_mksh_64bit", 1), ("wrong_abi_bash", 126)])
+def test_a_binary_for_the_wrong_abi_is_one_error_line(phone, tmp_path, model, recorded, rc):  # noqa: F811
+    """The phone's shell refusing the binary (its real words, recorded) ends the run with the ABI hint."""
+    recording(phone, recorded, rc)
+    try:
+        message = one_error_line(bench_cli(phone.serial, tmp_path / "bench", model))
+    finally:
+        clear_recording(phone)
+    words = (RECORDINGS / f"{recorded}.txt").read_text().strip().splitlines()[-1]
+    assert "[wrong_abi]" in message and "android_aarch64" in message and words.split(": ", 1)[-1] in message
+
+
+def test_missing_binary_is_one_error_line(phone, tmp_path, model):  # noqa: F811
+    run = CliRunner().invoke(cli, ["bench", str(model), "--device", f"adb:{phone.serial}", "--runs", "3",
+                                   "--rounds", "1", "--out", str(tmp_path / "b")], catch_exceptions=False)
+    message = one_error_line(run)
+    assert "--benchmark-binary" in message and "android_aarch64_benchmark_model" in message

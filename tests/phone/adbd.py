@@ -388,6 +388,8 @@ def main(argv: list[str] | None = None) -> int:
         mount_host(root, args.disk)
     phone = Phone(root, unauthorized=args.unauthorized, drop_after_bytes=args.drop_after_bytes,
                   features="" if args.no_shell_v2 else "shell_v2")
+    # The phone's own commands may pull the cable (tests/phone/benchmark_model's `unplug`): kill this process.
+    (root / "system/etc/standin/adbd.pid").write_text(f"{os.getpid()}\n")
     asyncio.run(serve(phone, args.port, args.ready))
     return 0
 

@@ -100,9 +100,9 @@ def build_root(root: Path, data: Path = DATA) -> None:
 
 
 def mount_host(root: Path, disk: list[str]) -> None:
-    """Inside the private mount namespace: the host's programs and /dev into the phone, and any
+    """Inside the private mount namespace: the host's programs, /dev and /proc into the phone, and any
     small tmpfs disks asked for (PATH:SIZE)."""
-    for folder in ("usr", "dev"):
+    for folder in ("usr", "dev", "proc"):  # /proc: uptime and the commands' own /proc/self, as a phone has
         subprocess.run(["mount", "--rbind", f"/{folder}", str(root / folder)], check=True)
     for spec in disk:
         path, _, size = spec.rpartition(":")
