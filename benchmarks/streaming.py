@@ -72,9 +72,11 @@ def main() -> None:
 
 
 def measure_streaming(out: Path, *, epochs: int = 20, footage=FOOTAGE_CLIPS, min_footage_frames: int = 300,
-                      threads: int = 2, test_per_class: int = 40) -> dict:
+                      threads: int = 2, test_per_class: int = 40, seed: int = 0) -> dict:
     """Train the causal demo model on the built-in set and measure its clip and streaming forms;
-    int8 agreement over every frame of `footage` (videos), at least `min_footage_frames` of them."""
+    int8 agreement over every frame of `footage` (videos), at least `min_footage_frames` of them.
+    `seed` is the training seed (initial weights, shuffling, augmentation, dropout); the data are
+    the same for every seed."""
     missing = [str(p) for p in footage if not Path(p).is_file()]
     if missing:
         sys.exit(f"no real footage at {', '.join(missing)}: apt-get install python3-imageio, or pass --footage VIDEO")
@@ -95,9 +97,9 @@ def measure_streaming(out: Path, *, epochs: int = 20, footage=FOOTAGE_CLIPS, min
     clip_spec = ClipSpec(frames=8, size=32)
     root = generate_motion_dataset(out / "videos", progress=False)
     ds = load_dataset(root, clip_spec, progress=False)
-    spec = replace(DEMO_MODEL, num_classes=len(ds.classes), frames=8, size=32, causal=True)
+    spec = replace(DEMO_MODEL, num_classes=len(ds.classes), frames=8, size=32, causal=True, seed=seed)
     model = build(spec)
-    trained = train_classifier(model, ds.train, ds.val, TrainConfig(epochs=epochs), progress=False,
+    trained = train_classifier(model, ds.train, ds.val, TrainConfig(epochs=epochs, seed=seed), progress=False,
                                symmetries=MOTION_SYMMETRIES)
     save_model(model, out / "clip_model.keras")  # benchmarks/zoo.py fine-tunes it with QAT
     stream = to_streaming(model, spec)
@@ -163,7 +165,7 @@ def measure_streaming(out: Path, *, epochs: int = 20, footage=FOOTAGE_CLIPS, min
     states = state_quantization(flat["stream_int8"])
     partitions = {name: TFLiteModel(fb).xnnpack_partitions() for name, fb in flat.items()}
     result = {
-        "classes": list(ds.classes), "epochs": epochs, "val_clips": len(ds.val.y),
+        "classes": list(ds.classes), "epochs": epochs, "seed": seed, "val_clips": len(ds.val.y),
         "test_clips": len(test_y), "accuracy_on": "test set (its own seed; accuracy keys)",
         "keras_clip_val_accuracy": trained.val_accuracy,
         "stream_vs_clip_max_abs_logit_diff_16_frames": stream_vs_clip,

@@ -185,3 +185,97 @@ def test_layer_error_report_and_selective_keep_float():
     assert report["full_int8"]["float_activations"] < report["selective"]["float_activations"]
     with pytest.raises(UsageError, match="not quantized op outputs"):
         convert_selective(model, clips, keep_float=["no_such_tensor"], runs=1)
+
+
+def _scalar_ranges(qat_model) -> dict[str, float]:
+    """Every per-tensor activation range variable of a QAT model (weights' ranges excluded)."""
+    return {w.name: float(w.numpy()) for layer in qat_model.layers for w in layer.weights
+            if w.name.endswith(("_min:0", "_max:0")) and w.shape.rank == 0 and "kernel" not in w.name}
+
+
+def test_calibrated_qat_ranges_are_the_float_activation_ranges():
+    """TFMOT starts every activation range at [-6, 6] and moves it by 0.1% a step; a short QAT
+    fine-tune then converts with ranges near [-6, 6] (issue 27). Calibrated, each range is the
+    float model's own over the clips, as post-training int8 would measure it."""
+    from tfkit._compat.keras import keras
+    from tfkit.convert.qat import calibrate_ranges, quantize_aware
+
+    K = keras()
+    model = _toy(lambda x: x)
+    clips = np.random.default_rng(3).uniform(-1, 1, (10, 8, 8, 3)).astype(np.float32)
+    relu = np.asarray(K.Model(model.input, model.get_layer("relu").output)(clips))
+    logits = np.asarray(model(clips))
+    fresh = _scalar_ranges(quantize_aware(model))
+    assert set(fresh.values()) <= {-6.0, 6.0, 0.0}  # TFMOT's starting ranges (the input's starts at 0)
+    qat = quantize_aware(model)
+    assert calibrate_ranges(qat, clips) >= 3
+    ranges = _scalar_ranges(qat)
+    np.testing.assert_allclose([ranges["quant_relu/output_min:0"], ranges["quant_relu/output_max:0"]],
+                               [0.0, relu.max()], rtol=1e-5)
+    out = [v for k, v in ranges.items() if k.startswith("quant_out/")]
+    np.testing.assert_allclose(sorted(out), [min(logits.min(), 0.0), max(logits.max(), 0.0)], rtol=1e-5)
+    inputs = sorted(v for k, v in ranges.items() if k.startswith("quantize_layer"))
+    np.testing.assert_allclose(inputs, [clips.min(), clips.max()], rtol=1e-5)
+    # calibration= on quantize_aware is the same pass; the float model is untouched
+    again = _scalar_ranges(quantize_aware(model, calibration=clips))
+    assert sorted(again.values()) == sorted(ranges.values())
+    with pytest.raises(UsageError, match="no clips"):
+        calibrate_ranges(qat, clips[:0])
+
+
+def test_calibrated_qat_int8_keeps_logits_beyond_six():
+    """Logits beyond +-6: with TFMOT's starting ranges the int8 model clips them (and spends half
+    the ReLU codes on negatives); calibrated, the int8 model follows the float one."""
+    from tfkit.convert.parity import TFLiteModel
+    from tfkit.convert.qat import convert_qat, quantize_aware
+
+    model = _toy(lambda x: x)
+    clips = np.random.default_rng(4).uniform(-1, 1, (24, 8, 8, 3)).astype(np.float32)
+    spread = np.asarray(model(clips)).std(0).max()
+    dense = model.get_layer("out")
+    kernel, bias = dense.get_weights()
+    dense.set_weights([kernel * (5.0 / spread), bias])
+    ref = np.asarray(model(clips))
+    assert np.abs(ref).max() > 8, "degenerate test: the logits stay within TFMOT's starting range"
+    int8 = {}
+    for name, calibration in (("fresh", None), ("calibrated", clips[:16])):
+        tfl = TFLiteModel(convert_qat(quantize_aware(model, calibration=calibration)))
+        int8[name] = (np.concatenate([tfl(c[None]) for c in clips]), tfl.output["quantization"][0])
+    got, scale = int8["calibrated"]
+    assert scale * 255 >= 0.95 * np.ptp(ref)  # the output range covers the float logits
+    assert np.abs(got - ref).max() < 0.05 * np.ptp(ref)
+    clipped, fresh_scale = int8["fresh"]
+    assert fresh_scale * 255 < 0.8 * np.ptp(ref) and np.abs(clipped - ref).max() > 2.0  # what the fix removes
+
+
+def test_train_qat_keeps_batchnorm_on_its_moving_statistics(zoo):
+    """QAT fine-tunes against the normalization the int8 model folds (issue 27): every BN stays on
+    its moving statistics, gamma and beta fixed; the convs still train. freeze_bn=False is TFMOT's
+    own behaviour, batch statistics, which moves them."""
+    from tfkit.convert.qat import quantize_aware, train_qat
+    from tfkit.data.folder import ClipSet
+    from tfkit.train import TrainConfig
+
+    rng = np.random.default_rng(6)
+    x = rng.integers(0, 256, (8, *SPEC.input_shape), dtype=np.uint8)
+    data = ClipSet(x, rng.integers(0, 5, 8).astype(np.int64), tuple(f"c{i}" for i in range(8)),
+                   tuple("abcde"))
+    config = TrainConfig(epochs=1, batch_size=4, augment=False)
+
+    def bn_and_conv(q):
+        bn = [w.numpy().copy() for layer in q.layers for w in layer.weights
+              if "stem_bn" in layer.name and "moving_mean" in w.name]
+        conv = [w.numpy().copy() for layer in q.layers for w in layer.weights
+                if layer.name == "quant_stem_conv" and w.name.endswith("kernel:0")]
+        assert bn and conv
+        return bn, conv
+
+    moved = {}
+    for freeze in (True, False):
+        q = quantize_aware(zoo, calibration=_clips(4, seed=7))
+        (bn0, conv0) = bn_and_conv(q)
+        train_qat(q, data, data, config, progress=False, freeze_bn=freeze)
+        (bn1, conv1) = bn_and_conv(q)
+        assert not np.array_equal(conv0[0], conv1[0])  # the weights do train
+        moved[freeze] = not np.array_equal(bn0[0], bn1[0])
+    assert moved == {True: False, False: True}

@@ -150,7 +150,7 @@ class ConvertStep(Step):
         # Which inputs parity ran on, so that no report shows a random-input check as an accuracy one.
         extra = {"parity_inputs": "real clips" if data_art is not None else "random"}
         if c.qat_epochs:
-            model, extra["qat"] = _quantization_aware(model, data_art, c, ctx)
+            model, extra["qat"] = _quantization_aware(model, data_art, c, ctx, calibration)
         if c.form == "stream":
             flatbuffer, report, stream_spec = _convert_stream(model, model_art, c, calibration, parity)
         elif c.keep_float:
@@ -197,12 +197,14 @@ class ConvertStep(Step):
         return StepOutput(ArtifactKind.TFLITE_MODEL, {"model": TFLITE_FILE}, spec, metrics, versions())
 
 
-def _quantization_aware(model, data_art, c: ConvertConfig, ctx: RunContext):
-    """TFMOT quantization-aware fine-tuning of `model` on the dataset (a copy; the input is kept)."""
+def _quantization_aware(model, data_art, c: ConvertConfig, ctx: RunContext, calibration):
+    """TFMOT quantization-aware fine-tuning of `model` on the dataset (a copy; the input is kept),
+    its activation ranges first calibrated on the calibration clips (as post-training int8 would
+    set them; TFMOT's own start, [-6, 6], barely moves in a short fine-tune)."""
     from tfkit.convert.qat import quantize_aware, quantized_layer_coverage, train_qat
     from tfkit.train import TrainConfig
 
-    qat = quantize_aware(model)
+    qat = quantize_aware(model, calibration=calibration)
     train, val = ClipSet.load_npz(data_art.file("train")), ClipSet.load_npz(data_art.file("val"))
     norm = data_art.manifest.spec["clip"]["normalization"]
     ctx.log(f"[convert] int8: quantization-aware training, {c.qat_epochs} epoch(s)")
