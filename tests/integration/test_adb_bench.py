@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 
 import pytest
@@ -226,3 +227,116 @@ def test_missing_binary_is_one_error_line(phone, tmp_path, model):  # noqa: F811
                                    "--rounds", "1", "--out", str(tmp_path / "b")], catch_exceptions=False)
     message = one_error_line(run)
     assert "--benchmark-binary" in message and "android_aarch64_benchmark_model" in message
+
+
+# --- energy: power rails, else the battery while unplugged, else null with the reason ------------------
+
+def test_energy_from_the_power_rails(adb_lab, model):  # noqa: F811
+    """A phone with ODPM rails: the power-stats HAL dump read before (idle baseline) and after the run."""
+    rails = adb_lab.start_phone("odpm")
+    try:
+        dumps = sorted((DATA / "power_stats").glob("constructed_*.txt"))
+        served = rails.path("/system/etc/standin/power_stats")
+        served.mkdir()
+        for i, dump in enumerate([dumps[0], *dumps]):  # the probe, idle start, idle end, after the run
+            (served / f"{i:02d}.txt").write_text(dump.read_text())
+        rails.path("/data/local/tmp/benchmark_model.sleep").write_text("0.5\n")
+        result = open_device(f"adb:{rails.serial}").run(
+            model, config=BenchConfig(runs=5, benchmark_binary=str(STANDIN_BINARY)))
+        assert result.energy_source.startswith("odpm: 8 power rails")
+        assert result.energy_mj_per_inference is not None and result.energy_mj_per_inference > 0
+    finally:
+        adb_lab.stop_phone(rails)
+
+
+def test_energy_from_the_battery_only_while_unplugged(adb_lab, model):  # noqa: F811
+    """Battery current x voltage (sampled on the phone), idle baseline subtracted; the stand-in's
+    benchmark_model draws a higher current while it runs. Plugged in: null, with the reason."""
+    cell = adb_lab.start_phone("battery")
+    try:
+        battery = cell.path("/sys/class/power_supply/battery")
+        (battery / "voltage_now").write_text("4000000\n")  # µV
+        (battery / "current_now").write_text("-200000\n")  # µA, discharging reads negative on this phone
+        device = open_device(f"adb:{cell.serial}")
+        config = BenchConfig(runs=5, benchmark_binary=str(STANDIN_BINARY))
+        plugged = device.run(model, config=config)
+        assert plugged.energy_mj_per_inference is None and "plugged in (usb online)" in plugged.energy_source
+        (cell.path("/sys/class/power_supply/usb/online")).write_text("0\n")
+        (battery / "status").write_text("Discharging\n")
+        cell.path("/data/local/tmp/benchmark_model.load").write_text("-700000 1.5\n")
+        result = open_device(f"adb:{cell.serial}").run(model, config=config)
+        assert result.energy_source.startswith("battery: /sys/class/power_supply/battery"), result.energy_source
+        # (700 mA - 200 mA) x 4.0 V = 2000 mW more while running; the run window also holds the tool's
+        # start and end at idle current, so the mean is lower: between a third and all of it
+        per_ms = result.energy_mj_per_inference / result.latency_ms.mean
+        assert 2000 / 3 / 1000 < per_ms <= 2000 / 1000 + 1e-9, (per_ms, result.energy_source)
+    finally:
+        adb_lab.stop_phone(cell)
+
+
+# --- streaming models: the demo app's benchmark mode ---------------------------------------------------
+
+def install_standin_app(phone, tmp_path) -> Path:  # noqa: F811
+    """An 'APK' the stand-in's pm accepts (it reads the package from standin-package.txt): installed
+    with the real `adb install`, as tfkit flash --apk does."""
+    import zipfile
+
+    apk = tmp_path / "app-debug.apk"
+    with zipfile.ZipFile(apk, "w") as z:
+        z.writestr("standin-package.txt", "tfkit.demo")
+    from tfkit.bench.devices.adb import AdbTransport
+
+    AdbTransport(phone.serial).install(apk)
+    return apk
+
+
+def test_a_streaming_model_without_the_app_says_how_to_install_it(adb_lab, tmp_path):  # noqa: F811
+    from tests.unit.bench_tiny_models import write_stream_classifier
+
+    bare = adb_lab.start_phone("no-app")
+    try:
+        stream = write_stream_classifier(tmp_path / "stream.tflite")
+        run = bench_cli(bare.serial, tmp_path / "bench", stream, extra=["--stream"])
+        message = one_error_line(run)
+        assert "tfkit.demo is not installed" in message and "--apk" in message and "tfkit flash" in message
+    finally:
+        adb_lab.stop_phone(bare)
+
+
+def test_a_streaming_model_goes_through_the_app(adb_lab, tmp_path):  # noqa: F811
+    from tests.unit.bench_tiny_models import write_stream_classifier
+
+    app = adb_lab.start_phone("with-app")
+    try:
+        install_standin_app(app, tmp_path)
+        stream = write_stream_classifier(tmp_path / "stream.tflite")
+        out = tmp_path / "bench"
+        run = bench_cli(app.serial, out, stream, extra=["--stream", "--threads", "4"])
+        assert run.exit_code == 0, run.output
+        [row] = json.loads((out / "results.json").read_text())
+        recorded = json.loads((DATA / "app_benchmark.json").read_text())
+        assert row["latency_ms"]["mean"] == recorded["latency_ms"]["mean"]
+        assert row["stream"]["frames"] == recorded["stream"]["frames"] and row["delegate"] == recorded["delegate"]
+        assert row["extra"]["benchmarked_by"] == "tfkit.demo benchmark mode"
+        assert row["device"]["address"] == f"adb:{app.serial}" and row["hygiene"]["before"]["governor"]
+        # the model went to the app's own files folder (the app cannot read /data/local/tmp)
+        placed = app.adb("shell", "ls /sdcard/Android/data/tfkit.demo/files/tfkit/bench").stdout.split()
+        assert placed == ["stream.tflite"]
+    finally:
+        adb_lab.stop_phone(app)
+
+
+# --- the number: overhead outside the timed run, model cached on the phone ------------------------------
+
+def test_cached_model_is_not_sent_again_and_overhead_is_small(phone, model):  # noqa: F811
+    clear_recording(phone)
+    device = open_device(f"adb:{phone.serial}")
+    config = BenchConfig(runs=5, benchmark_binary=str(STANDIN_BINARY))
+    device.run(model, config=config)
+    stamp = phone.path("/data/local/tmp/tfkit/blobs").stat().st_mtime_ns
+    start = time.perf_counter()
+    again = open_device(f"adb:{phone.serial}").run(model, config=config)  # a fresh device: one set-up round trip
+    elapsed = time.perf_counter() - start
+    assert phone.path("/data/local/tmp/tfkit/blobs").stat().st_mtime_ns == stamp  # nothing written there
+    print(f"cached model on the stand-in phone: {elapsed:.2f} s for fingerprint + set-up + run")
+    assert elapsed < 3.0 and again.latency_ms.mean > 0

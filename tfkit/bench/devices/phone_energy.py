@@ -122,7 +122,7 @@ class OdpmSource(PhoneEnergySource):
     """The power rails of the On-Device Power Monitor (sum over all rails), idle baseline subtracted."""
 
     name, priority = "odpm", 10
-    _SNAP = rf"printf 'uptime=%s\n' \"$(cat /proc/uptime)\"; dumpsys {POWER_STATS}"
+    _SNAP = f"printf 'uptime=%s\\n' \"$(cat /proc/uptime)\"; dumpsys {POWER_STATS}"
 
     def applies(self, probe):
         return None if probe.get("odpm") == "yes" else f"no power rails ({POWER_STATS} has no energy meter)"
