@@ -5,6 +5,7 @@ import json
 import os
 import sys
 
+import pytest
 from click.testing import CliRunner
 
 from tfkit.cli.main import cli
@@ -20,6 +21,23 @@ devices:
     address: local
     python: {python}
 """
+
+
+@pytest.fixture(autouse=True)
+def private_adb_server(monkeypatch):
+    """`tfkit devices` asks adb for attached phones, and adb starts its server: a private one per test
+    (no phone attached), stopped after, so these tests never touch a developer's adb server."""
+    import shutil
+    import socket
+    import subprocess
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("ANDROID_ADB_SERVER_PORT", str(port))
+    yield
+    if shutil.which("adb"):
+        subprocess.run(["adb", "-P", str(port), "kill-server"], capture_output=True, timeout=30, check=False)
 
 
 def invoke(*args, env=None):
@@ -42,7 +60,9 @@ def test_devices_json_lists_local_and_configured_devices(tmp_path):
     assert pi5["fingerprint"] is None and "cannot reach the device" in pi5["reason"]
     assert "Connection refused" in pi5["reason"]
     assert pi5["options"]["threads"] == 4
-    assert phone["reachable"] is False and "adb transport is not implemented" in phone["reason"]
+    assert phone["reachable"] is False and phone["fingerprint"] is None  # no such phone attached
+    assert "adb:R58M123ABC: adb cannot reach the phone" in phone["reason"] and "adb devices" in phone["reason"]
+    assert "daemon" not in phone["reason"]
     assert here["reachable"] is True and here["fingerprint"]["runtimes"]["python_version"]
 
 
@@ -59,14 +79,14 @@ def test_devices_text_and_bad_file(tmp_path):
     bad = invoke("devices", "--devices", path)
     assert bad.exit_code == 2
     assert bad.stderr.strip() == (f"error: {path}:4: devices.pi5.thread: unknown key 'thread'. Did you mean 'threads'? "
-                                  "Allowed: address, cpu_affinity, delegate, identity_file, python, runtime, ssh_config, threads, "
-                                  "workdir.")
+                                  "Allowed: address, app_package, benchmark_binary, big_cores, cpu_affinity, delegate, "
+                                  "identity_file, python, runtime, ssh_config, threads, workdir.")
 
 
 def test_bench_on_an_unsupported_or_malformed_address_is_one_error_line(tmp_path):
     model = tmp_path / "x.tflite"
     model.write_bytes(b"not even a model")  # the address is checked before the file is read
-    for address, words in (("adb", "error: adb: the adb transport is not implemented"),
+    for address, words in (("jetson:nano", "error: Bad device address 'jetson:nano': unknown device kind 'jetson'"),
                            ("ssh:h:0", "error: Bad device address 'ssh:h:0': port"),
                            ("pi9", "error: Unknown device 'pi9'")):
         result = invoke("bench", model, "--device", address, "--out", tmp_path / "d",
@@ -101,9 +121,37 @@ def test_a_recipe_bench_device_goes_through_the_same_parser(tmp_path):
     from tfkit.recipe import load_recipe
 
     load_recipe(write(tmp_path, TINY + bench % "ssh:pi@board"))  # a board address is a valid bench device
-    message = error_of(write(tmp_path, TINY + bench % "adb"))
-    assert message.startswith(f"{tmp_path / 'tiny.yaml'}:16: steps[4].with.device: adb: the adb transport")
+    load_recipe(write(tmp_path, TINY + bench % "adb:R58M123ABC"))  # and so is a phone
+    message = error_of(write(tmp_path, TINY + bench % "'jetson:nano'"))
+    assert message.startswith(f"{tmp_path / 'tiny.yaml'}:16: steps[4].with.device: Bad device address 'jetson:nano'")
     assert "Accepted forms" in error_of(write(tmp_path, TINY + bench % "'ssh:board:0'"))
+
+
+def test_a_kind_without_an_installed_plugin_is_one_clear_error(tmp_path):
+    """The unsupported-kind path stays for plug-in kinds that are not (or no longer) installed."""
+    from tfkit.bench.devices.address import DeviceAddress
+    from tfkit.bench.devices.kinds import Resolved, check_runnable, unsupported_reason
+    from tfkit.errors import UnsupportedDeviceError
+
+    gone = DeviceAddress("jetson", target="nano", name="nano1")
+    assert "no installed device kind 'jetson'" in unsupported_reason(gone)
+    with pytest.raises(UnsupportedDeviceError, match=r"^nano1 \(jetson:nano\): no installed device kind"):
+        check_runnable(Resolved(gone))
+    assert unsupported_reason(DeviceAddress("adb", serial="R58M")) is None
+
+
+def test_bench_on_a_phone_that_is_not_attached_is_one_error_line(tmp_path):
+    from tests.unit.bench_tiny_models import write_clip_classifier
+
+    model = write_clip_classifier(tmp_path / "x.tflite")
+    binary = tmp_path / "benchmark_model"
+    binary.write_bytes(b"#!/bin/sh\n")
+    result = invoke("bench", model, "--device", "adb:R58M123ABC", "--benchmark-binary", binary, "--rounds", "1",
+                    "--out", tmp_path / "d", env={"XDG_CONFIG_HOME": str(tmp_path / "cfg")})
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "failed on adb:R58M123ABC" in errors[0], result.stderr
+    assert "adb devices" in result.stderr and not (tmp_path / "d").exists()
 
 
 def test_tfkit_devices_does_not_import_tensorflow():

@@ -273,3 +273,85 @@ def test_adb_devices_rows_say_what_to_do():
     assert "Allow" in rows["127.0.0.1:15602"].hint
     assert "replug" in rows["127.0.0.1:15604"].hint
     assert "udev" in rows["00000000"].hint
+
+
+# --- tfkit devices / tfkit flash against the stand-in phones ---------------------------------------------
+
+def _cli(*args):
+    from click.testing import CliRunner
+
+    from tfkit.cli.main import cli
+
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_tfkit_devices_lists_attached_phones(adb_lab, phone, tmp_path):  # noqa: F811
+    """Every phone the adb server knows: usable ones with their fingerprint, the others with what to do."""
+    locked = adb_lab.start_phone("locked-list", unauthorized=True)
+    try:
+        run = _cli("devices", "--json", "--devices", _empty_devices_file(tmp_path))
+        assert run.exit_code == 0, run.output
+        rows = {r["address"]: r for r in json.loads(run.output)}
+        ready = [r for r in rows.values() if r["reachable"] and r["address"].startswith("adb:")]
+        assert ready and all(r["fingerprint"]["model"] == PROPS["ro.product.model"] for r in ready)
+        assert all(r["fingerprint"]["abi"] == PROPS["ro.product.cpu.abi"] for r in ready)
+        row = rows[f"adb:{locked.serial}"]
+        assert row["reachable"] is False and row["reason"].startswith("unauthorized: ") and "Allow" in row["reason"]
+        text = _cli("devices", "--devices", _empty_devices_file(tmp_path)).output
+        line = next(x for x in text.splitlines() if x.startswith(ready[0]["address"]))
+        assert PROPS["ro.product.model"] in line and "Android API" in line and "battery" in line
+    finally:
+        adb_lab.stop_phone(locked)
+
+
+def _empty_devices_file(tmp_path: Path) -> Path:
+    path = tmp_path / "devices.yaml"
+    path.write_text("devices: {}\n")
+    return path
+
+
+def test_flash_to_a_phone_without_and_with_the_app(adb_lab, tmp_path):  # noqa: F811
+    """Without the app: the model goes to /data/local/tmp/tfkit/models and the command says so; --apk
+    installs the app (real `adb install`), then the model lands in the app's model folder, sha256-checked;
+    a rerun copies nothing; --list shows it."""
+    import zipfile
+
+    from tests.unit.bench_tiny_models import write_clip_classifier
+
+    fresh = adb_lab.start_phone("flash")
+    try:
+        model = write_clip_classifier(tmp_path / "model.tflite")
+        digest = hashlib.sha256(model.read_bytes()).hexdigest()
+        bare = _cli("flash", model, "--device", f"adb:{fresh.serial}", "--name", "tiny")
+        assert bare.exit_code == 0, bare.output
+        assert "not installed" in bare.output and "/data/local/tmp/tfkit/models" in bare.output
+        assert fresh.path("/data/local/tmp/tfkit/models/tiny/model.tflite").read_bytes() == model.read_bytes()
+        apk = tmp_path / "app-debug.apk"
+        with zipfile.ZipFile(apk, "w") as z:
+            z.writestr("standin-package.txt", "tfkit.demo")
+        done = _cli("flash", model, "--device", f"adb:{fresh.serial}", "--name", "tiny", "--apk", apk)
+        assert done.exit_code == 0, done.output
+        where = "/sdcard/Android/data/tfkit.demo/files/models/tiny/model.tflite"
+        assert "installed: app-debug.apk" in done.output and f"copied: model.tflite -> adb:{fresh.serial}:{where}" \
+            in done.output and "note:" not in done.output
+        assert fresh.path(where).read_bytes() == model.read_bytes()
+        again = _cli("flash", model, "--device", f"adb:{fresh.serial}", "--name", "tiny")
+        assert again.exit_code == 0 and "already there" in again.output and "nothing copied" in again.output
+        listed = _cli("flash", "--list", "--device", f"adb:{fresh.serial}")
+        assert listed.exit_code == 0 and "tiny" in listed.output and digest[:12] in listed.output
+        bad = tmp_path / "broken.apk"
+        bad.write_bytes(b"not a zip")
+        refused = _cli("flash", model, "--device", f"adb:{fresh.serial}", "--apk", bad)
+        assert refused.exit_code != 0 and refused.stderr.count("error:") == 1 and "INSTALL_PARSE_FAILED" in refused.stderr
+    finally:
+        adb_lab.stop_phone(fresh)
+
+
+def test_flash_to_a_phone_that_is_not_attached_is_one_error_line(adb_lab, tmp_path):  # noqa: F811
+    from tests.unit.bench_tiny_models import write_clip_classifier
+
+    model = write_clip_classifier(tmp_path / "model.tflite")
+    run = _cli("flash", model, "--device", "adb:127.0.0.1:1")
+    assert run.exit_code != 0 and "Traceback" not in run.output
+    assert [line for line in run.stderr.splitlines() if line.startswith("error:")] == run.stderr.strip().splitlines()
+    assert "adb devices" in run.stderr

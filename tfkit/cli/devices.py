@@ -84,7 +84,13 @@ def summary(fp: object) -> str:
     if not isinstance(fp, dict) or fp.get("error") is not None:
         return head["CPU / board"]
     parts = [head["CPU / board"], f"{head['cores']} cores, {head['kernel / API']}"]
-    if head["max MHz"] != "not exposed":
+    android = fp.get("os") == "Android"
+    if android:  # a phone: its name first, clusters (little to big) instead of one max
+        parts[0] = " ".join(str(fp[k]) for k in ("manufacturer", "model") if fp.get(k)) + f" ({head['CPU / board']})"
+        clusters = [c for c in _list(fp.get("clusters")) if isinstance(c, dict)]
+        if clusters:
+            parts.append("cores " + " + ".join(f"{len(_list(c.get('cpus')))}x{c.get('max_mhz')} MHz" for c in clusters))
+    elif head["max MHz"] != "not exposed":
         parts.append(f"max {head['max MHz']} MHz")
     parts.append(f"governor {head['governor']}")
     zones = [z for z in _list(fp.get("thermal")) if isinstance(z, dict) and z.get("temp_c") is not None]
@@ -97,6 +103,8 @@ def summary(fp: object) -> str:
     else:
         for b in (p for p in _list(fp.get("power")) if isinstance(p, dict) and p.get("type") == "Battery"):
             parts.append(f"battery {b.get('capacity_percent')}% {b.get('status') or ''}".rstrip())
+    if android:  # no python on a phone: LiteRT's benchmark_model (and the demo app) run there
+        return "; ".join(parts)
     rt = fp.get("runtimes") if isinstance(fp.get("runtimes"), dict) else {}
     have = [f"{label} {rt[key]}" for key, label in (("ai_edge_litert", "ai-edge-litert"),
                                                     ("tflite_runtime", "tflite-runtime"), ("numpy", "numpy"))

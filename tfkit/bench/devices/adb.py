@@ -163,7 +163,8 @@ class AdbTransport(Transport):
     def classify(self, stderr: str, *, phase: str) -> TransportError | None:
         """The typed error for adb's own failure words, or None when the words are the command's."""
         lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
-        own = [line for line in lines if line.startswith(("error:", "adb: error:", "adb: ", "* "))]
+        own = [line for line in lines if line.startswith(("error:", "adb: error:", "adb: ", "* "))
+               and not line.startswith("* daemon ")]  # "* daemon not running; starting now": not a failure
         text = " ".join(own).lower()
         if not own:
             return None

@@ -167,7 +167,7 @@ class AdbDevice(RemoteDevice):
     def fingerprint(self) -> dict:
         """Model, SoC, ABI, API level, clusters, governors, thermal, battery (adb.android_fingerprint)."""
         if self._fingerprint is None:
-            self._fingerprint = self._call("connect", f"reading the fingerprint of {self.name}",
+            self._fingerprint = self._call("connect", "reading its fingerprint",
                                            lambda: android_fingerprint(self.transport))
         return self._fingerprint
 
@@ -185,7 +185,7 @@ class AdbDevice(RemoteDevice):
 
     def energy_source(self):
         if self._energy is None:
-            done = self._call("connect", f"probing the energy readings of {self.name}",
+            done = self._call("connect", "probing its energy readings",
                               lambda: self.transport.shell(PROBE, timeout=SETUP_TIMEOUT_S))
             self._energy = choose(done.stdout)
         return self._energy
