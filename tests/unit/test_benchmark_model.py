@@ -449,3 +449,15 @@ def test_the_compiled_model_profiler_keeps_op_names_with_spaces_and_drops_delega
     row = next(line for line in text.splitlines() if line.endswith("[Builtin]:63"))
     with pytest.raises(BenchmarkError, match="does not fit its 9 columns"):
         _parse(text.replace(row, row[:100]))
+
+
+def test_op_profile_reader_stands_alone():
+    """tfkit.bench.op_profile reads the tables without the rest of the parser: the README recording's
+    per-type summary is the result's op_profile, row for row."""
+    from tfkit.bench.op_profile import read_op_tables
+
+    text = (DATA / "readme_op_profiling.txt").read_text()
+    tables, layout = read_op_tables([(None, line.removeprefix("INFO: ")) for line in text.splitlines()])
+    parsed = parse_benchmark_model(text, "", 0, name="m", precision="int8", device="adb")
+    assert layout == "tflite" and tables["run/primary/Summary by node type"] == parsed.extra["op_profile"]
+    assert parsed.extra["op_profile"] and all("node_type" in row for row in parsed.extra["op_profile"])

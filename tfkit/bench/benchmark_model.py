@@ -24,13 +24,15 @@ import signal
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from tfkit.bench.parse import UNAVAILABLE, _describe_exit, _tail
+from tfkit.bench.op_profile import NUM, read_op_tables
+from tfkit.bench.op_profile import Invalid as _Invalid
+from tfkit.bench.op_profile import number as _number
+from tfkit.bench.parse import UNAVAILABLE, describe_exit, output_tail
 from tfkit.errors import BenchmarkError, UsageError
 from tfkit.types import BenchResult, LatencyStats, Precision
 
 RUNTIME = "litert benchmark_model"
 COMPILED_RUNTIME = "litert benchmark_model (CompiledModel)"
-NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|-?nan|-?inf"
 GET_BINARY = ("tfkit cannot ship benchmark_model: download LiteRT's prebuilt one for the phone's ABI "
               "(android_aarch64_benchmark_model or android_arm_benchmark_model, linked from LiteRT's "
               "performance-measurement guide) or build //tflite/tools/benchmark:benchmark_model, then "
@@ -40,10 +42,6 @@ PROVIDER_NAMES = {"GPU": "gpu", "XNNPACK": "xnnpack", "NNAPI": "nnapi", "EXTERNA
                   "Hexagon": "hexagon", "COREML": "coreml", "STABLE_DELEGATE": "stable_delegate"}
 KERNEL_NAMES = {"TfLiteXNNPackDelegate": "xnnpack", "TfLiteGpuDelegateV2": "gpu", "TfLiteGpuDelegate": "gpu",
                 "TfLiteNnapiDelegate": "nnapi"}
-OP_COLUMNS = {"[node type]": "node_type", "[Node type]": "node_type", "[start]": "start_ms",
-              "[first]": "first_ms", "[avg ms]": "avg_ms", "[%]": "percent", "[avg %]": "percent",
-              "[cdf%]": "cdf_percent", "[cdf %]": "cdf_percent", "[mem KB]": "mem_kb",
-              "[times called]": "times_called", "[count]": "count", "[Name]": "name"}
 # Device words -> (kind, what to do); the first pattern found decides.
 FAILURES: tuple[tuple[str, str, str], ...] = (
     (r"not executable: \d+-bit ELF file|cannot execute binary file|Exec format error", "wrong_abi",
@@ -79,10 +77,6 @@ COMPILED_FIELDS = (("latency_min_ms", r"Inference \(min\)", " ms"),
                    ("peak_memory_mb", "Peak memory", " MB"))
 
 
-class _Invalid(ValueError):
-    """The output is there but not whole or not consistent."""
-
-
 class _DelegateMismatch(_Invalid):
     """The log shows a delegate other than the one tfkit asked for."""
 
@@ -109,10 +103,10 @@ def parse_benchmark_model(stdout: str, stderr: str, rc: int, *, name: str, preci
         return _result(lines, name=name, precision=precision, device=device, threads=threads,
                        size_bytes=size_bytes, expected_delegate=expected_delegate, compiled=compiled)
     except _DelegateMismatch as e:
-        raise BenchmarkError(f"{where} failed [delegate]: {e}.{_tail('stdout', stdout)}") from None
+        raise BenchmarkError(f"{where} failed [delegate]: {e}.{output_tail('stdout', stdout)}") from None
     except _Invalid as e:
         raise BenchmarkError(f"{where}: benchmark_model's output is not usable: {e}."
-                             f"{_tail('stdout', stdout)}{_tail('stderr', stderr)}") from None
+                             f"{output_tail('stdout', stdout)}{output_tail('stderr', stderr)}") from None
 
 
 def benchmark_model_command(binary: str, model: str, *, threads: int, delegate: str,
@@ -202,8 +196,6 @@ _STATS = re.compile(r"count=\d+.*")
 _STAT_SHAPES = (["count"], ["count", "curr"], ["count", "first", "curr", "min", "max", "avg", "std"])
 _PERCENTILES = ["p5", "median", "p95"]
 _BLOCK = "========== BENCHMARK RESULTS =========="
-_TABLE = re.compile(r"=+ (?P<title>Run Order|Top by Computation Time|Top by Memory Use|Summary by node type|"
-                    r"Delegate Statistics) =+")
 
 
 def _lines(text: str) -> list[tuple[str | None, str]]:
@@ -216,13 +208,6 @@ def _lines(text: str) -> list[tuple[str | None, str]]:
             line = _LOCATION.sub("", line[severity.end():], count=1)
         out.append((severity[1] if severity else None, line))
     return out
-
-
-def _number(text: str, what: str) -> float:
-    value = float(text)
-    if not math.isfinite(value) or value < 0:
-        raise _Invalid(f"{what} is {text!r}, not a finite number >= 0")
-    return value
 
 
 def _find(lines, pattern: str) -> re.Match | None:
@@ -270,7 +255,7 @@ def _result(lines, *, name, precision, device, threads, size_bytes, expected_del
         extra["warmup_runs"] = int(warmup["count"])
     latency = _latency(timing, regular, extra)
     _memory(lines, extra)
-    tables, extra["op_profile_format"] = _op_tables(lines)
+    tables, extra["op_profile_format"] = read_op_tables(lines)
     extra["op_profile_tables"] = tables
     extra["op_profile"] = tables.get("run/primary/Summary by node type", [])
     extra["op_profile_nodes"] = tables.get("run/primary/Run Order", [])
@@ -401,67 +386,6 @@ def _delegate(lines, extra: dict, expected: str | None, compiled: bool) -> str:
     return ran
 
 
-# ---- op profiling --------------------------------------------------------------------------------
-def _op_tables(lines) -> tuple[dict[str, list[dict]], str | None]:
-    """Every op-profiling table, keyed 'phase/graph/title' (phase 'init' or 'run'; graph 'primary',
-    'subgraph N' or 'delegate'), and whose layout they have: 'tflite' (tab-separated; per-type avg ms
-    is per run, times called per run) or 'litert' (the CompiledModel profiler, space-aligned; per-type
-    avg ms is per call, times called in all). A row that does not fit its header means a cut output."""
-    tables: dict[str, list[dict]] = {}
-    phase, graph, columns, key, layout = "run", "primary", None, "", None
-    for _, message in lines:
-        text = message.strip()
-        if text in ("Profiling Info for Benchmark Initialization:",
-                    "Operator-wise Profiling Info for Regular Benchmark Runs:"):
-            phase, graph, columns = ("init" if text.startswith("Profiling") else "run"), "primary", None
-        elif sub := re.fullmatch(r"(?:Subgraph \(index: (\d+), name: .*\)|Primary graph \(name: .*\)) "
-                                 r"(?:profile|summary):", text):
-            graph, columns = (f"subgraph {sub[1]}" if sub[1] else "primary"), None
-        elif text == "Delegate internal:":
-            graph, columns = "delegate", None
-        elif title := _TABLE.fullmatch(text):
-            key, columns = f"{phase}/{graph}/{title['title']}", []
-            tables[key] = []
-        elif columns == []:  # the header line under a title
-            layout = "tflite" if message.startswith("\t") else "litert"
-            columns = ([c.strip() for c in message.split("\t")[1:]] if layout == "tflite"
-                       else re.findall(r"\[[^\]]+\]", message)) or None
-            if columns is None:  # e.g. the CompiledModel profiler's "Delegate Statistics": not read
-                del tables[key]
-        elif columns and text:
-            tables[key].append(_op_row(columns, message, layout))
-        elif columns is not None and not text:
-            columns = None
-    return tables, layout
-
-
-def _op_row(columns: list[str], message: str, layout: str) -> dict:
-    fields = [OP_COLUMNS.get(c, c.strip("[]").replace(" ", "_")) for c in columns]
-    if layout == "tflite":
-        cells = message.split("\t")[1:] if message.startswith("\t") else []
-    else:  # right-aligned columns; only the node type (first) may hold spaces
-        shape = {"node_type": r"(.+?)", "name": r"(\S+)", "percent": rf"((?:{NUM})%)",
-                 "cdf_percent": rf"((?:{NUM})%)"}
-        match = re.fullmatch(r"\s*" + r"\s+".join(shape.get(f, r"(\S+)") for f in fields) + r"\s*", message)
-        cells = list(match.groups()) if match else []
-    if len(cells) != len(columns):
-        raise _Invalid(f"the op-profiling row {message.strip()!r} does not fit its {len(columns)} columns")
-    row: dict[str, Any] = {}
-    for column, field, cell in zip(columns, fields, (c.strip() for c in cells)):
-        if field in ("node_type", "name"):
-            row[field] = cell
-            continue
-        try:
-            number = _number(cell.rstrip("%"), f"op-profiling {column}")
-        except ValueError:
-            if column not in OP_COLUMNS:  # a column this parser does not know: kept as printed
-                row[field] = cell
-                continue
-            raise _Invalid(f"the op-profiling row {message.strip()!r} has {cell!r} under {column}") from None
-        row[field] = int(number) if field in ("count", "times_called") else number
-    return row
-
-
 # ---- failures ------------------------------------------------------------------------------------
 def _failure(lines) -> tuple[str, str, str] | None:
     """(kind, the device's line, hint) for the first known failure the output shows, else None."""
@@ -474,7 +398,7 @@ def _failure(lines) -> tuple[str, str, str] | None:
 
 
 def _failure_message(where: str, rc: int, failure, stdout: str, stderr: str, has_result: bool) -> str:
-    tails, exit_ = f"{_tail('stdout', stdout)}{_tail('stderr', stderr)}", _describe(rc)
+    tails, exit_ = f"{output_tail('stdout', stdout)}{output_tail('stderr', stderr)}", _describe(rc)
     if failure is not None:
         kind, words, hint = failure
         return f'{where} failed [{kind}]: "{words}". {hint} ({exit_}){tails}'
@@ -490,7 +414,7 @@ def _describe(rc: int) -> str:
     """Exit codes over adb are the shell's: 128+N is signal N (137: SIGKILL, often the OOM killer)."""
     if rc > 128:
         try:
-            return f"{_describe_exit(-signal.Signals(rc - 128).value)} (exit code {rc})"
+            return f"{describe_exit(-signal.Signals(rc - 128).value)} (exit code {rc})"
         except ValueError:
             pass
-    return _describe_exit(rc)
+    return describe_exit(rc)

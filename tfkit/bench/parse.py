@@ -67,25 +67,25 @@ def parse_runner_output(
     payload = last_json_object(stdout)
     if payload is None:
         raise BenchmarkError(
-            f"{where}: the runner printed no JSON result ({_describe_exit(returncode)})."
-            f"{_tail('stdout', stdout)}{_tail('stderr', stderr)}"
+            f"{where}: the runner printed no JSON result ({describe_exit(returncode)})."
+            f"{output_tail('stdout', stdout)}{output_tail('stderr', stderr)}"
         )
     if "error" in payload:
         kind = str(payload.get("kind", "unknown"))
         hint = ERROR_HINTS.get(kind, "")
         raise BenchmarkError(
             f"{where} failed [{kind}]: {payload['error']}"
-            f"{' ' + hint if hint else ''} ({_describe_exit(returncode)}){_tail('stderr', stderr)}"
+            f"{' ' + hint if hint else ''} ({describe_exit(returncode)}){output_tail('stderr', stderr)}"
         )
     if returncode != 0:
         raise BenchmarkError(
-            f"{where}: the runner printed a result but then {_describe_exit(returncode)}; not trusting it."
-            f"{_tail('stderr', stderr)}"
+            f"{where}: the runner printed a result but then {describe_exit(returncode)}; not trusting it."
+            f"{output_tail('stderr', stderr)}"
         )
     try:
         return _to_result(payload, name=name, precision=precision, device=device)
     except _Invalid as e:
-        raise BenchmarkError(f"{where}: the runner's result is not usable: {e}.{_tail('stderr', stderr)}") from None
+        raise BenchmarkError(f"{where}: the runner's result is not usable: {e}.{output_tail('stderr', stderr)}") from None
 
 
 def last_json_object(stdout: str) -> dict[str, Any] | None:
@@ -290,7 +290,7 @@ def _to_result(payload: dict, *, name: str, precision: str, device: str) -> Benc
     )
 
 
-def _describe_exit(returncode: int) -> str:
+def describe_exit(returncode: int) -> str:
     if returncode == 0:
         return "exit code 0"
     if returncode < 0:
@@ -303,7 +303,7 @@ def _describe_exit(returncode: int) -> str:
     return f"exit code {returncode}"
 
 
-def _tail(label: str, text: str, lines: int = STDERR_TAIL_LINES, limit: int = 2000) -> str:
+def output_tail(label: str, text: str, lines: int = STDERR_TAIL_LINES, limit: int = 2000) -> str:
     """The last lines of a stream, clipped, for error messages; empty if the stream is empty."""
     # The runner's own "error (kind): ..." log line repeats the JSON error: leave it out.
     kept = [ln for ln in (text or "").splitlines() if ln.strip() and not ln.startswith(RUNNER_ERROR_LOG)]
