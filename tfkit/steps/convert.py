@@ -36,7 +36,9 @@ class ConvertConfig:
     per_channel: bool = True  # int8/int16x8: one kernel scale per output channel (False: one per kernel)
     strip_names: bool = False  # drop internal tensor names (inputs, outputs, signatures kept): smaller files
     seed: int = 0
-    device: str = "local"  # keep_float: where full and selective int8 are timed (an address or a devices.yaml name)
+    device: str = "local"  # keep_float / repair: where int8 variants are timed (an address or a devices.yaml name)
+    repair: str = "off"  # int8 clip: "auto" finds the fewest float ops / scale granularity within repair_budget
+    repair_budget: float = 0.01  # repair: largest int8 accuracy drop vs float, judged on the calibration clips
 
     def __post_init__(self):
         VARIANTS.get(self.precision)  # unknown name -> UnknownNameError with suggestions
@@ -54,12 +56,15 @@ class ConvertConfig:
                                      or self.qat_epochs or self.keep_float):
             raise UsageError("per_channel=False (--no-per-channel) applies to calibrated precisions (int8, int16x8) with --form clip, "
                              "without qat_epochs or keep_float")
+        from tfkit.convert.repair import check_repair_config
+
+        check_repair_config(self)
         if self.qat_epochs and self.keep_float:
             raise UsageError("choose one of qat_epochs (QAT) and keep_float (selective int8), not both")
         from tfkit.bench.timing import LOCAL, check_device
 
         check_device(self.device, "ConvertConfig")
-        if self.device != LOCAL and not self.keep_float:
+        if self.device != LOCAL and not (self.keep_float or self.repair != "off"):
             raise UsageError(f"device={self.device!r} is where keep_float times full and selective int8; "
                              "without keep_float nothing is timed (benchmark the result with "
                              "`tfkit bench ARTIFACT --device ...`)")
@@ -132,7 +137,7 @@ class ConvertStep(Step):
         if c.form == "stream" and "model" not in model_art.manifest.spec:
             raise UsageError(f"{model_art.path} is not a tfkit zoo model; the stream form needs one (a causal "
                              "VideoModelSpec it can rebuild frame by frame). Use --form clip")
-        if c.keep_float:  # selective int8 times two models there: a device that cannot be opened fails first
+        if c.keep_float or c.repair != "off":  # these time int8 variants: a device that cannot be opened fails first
             from tfkit.bench.timing import timing_device
 
             device = timing_device(c.device)
@@ -155,18 +160,30 @@ class ConvertStep(Step):
             flatbuffer, report, stream_spec = _convert_stream(model, model_art, c, calibration, parity)
         elif c.keep_float:
             from tfkit.bench.timing import device_record
+            from tfkit.convert.repair import summary
             from tfkit.convert.selective import convert_selective
 
             flatbuffer, selective = convert_selective(model, [x[None] for x in calibration], keep_float=c.keep_float,
                                                       eval_clips=[x[None] for x in parity], device=device)
             extra["selective"] = {k: selective[k] for k in ("kept_float", "full_int8", "selective")}
             extra["selective"]["device"] = device_record(c.device)
+            extra["layer_errors"] = {"metric": "rmse_over_scale", "layers": summary(selective["layers"])}
             ctx.log(f"[convert] int8: kept in float: {[k['tensor_name'] for k in selective['kept_float']]}")
+            report, stream_spec = check_parity(model, flatbuffer, parity, c.precision, **c.parity_bars()), None
+        elif c.repair != "off":  # judged on the calibration clips (train split) only, never on `parity`
+            from tfkit.convert.repair import repair_step
+
+            flatbuffer, extra["repair"], extra["layer_errors"] = repair_step(model, calibration, data_art, c, device, ctx)
             report, stream_spec = check_parity(model, flatbuffer, parity, c.precision, **c.parity_bars()), None
         else:
             flatbuffer = convert_keras(model, c.precision, calibration=(x[None] for x in calibration), sparse=c.sparse,
                                        per_channel=c.per_channel)
             report, stream_spec = check_parity(model, flatbuffer, parity, c.precision, **c.parity_bars()), None
+            if c.precision == "int8" and not c.qat_epochs:  # every int8 conversion: per-layer error
+                from tfkit.convert.repair import record_layer_errors
+
+                extra["layer_errors"] = record_layer_errors(model, [x[None] for x in calibration],
+                                                            granularity="per_channel" if c.per_channel else "per_tensor")
         ctx.log(f"[convert] {c.precision} {c.form}: parity ok ({report.threshold})")
         named_bytes = len(flatbuffer)
         if c.strip_names:  # names only: the graph and weights are the bytes parity just checked

@@ -1,0 +1,321 @@
+"""int8 you can debug and repair: per-layer int8 error on every int8 conversion, and `--repair auto`.
+
+One calibration of the model (TFLite's calibrator) serves every variant: TFLite's `mlir_quantize`
+turns the calibrated model into full int8 with per-channel or per-tensor kernel scales, int16
+activations, or with named ops kept in float (selective quantization), without calibrating again.
+
+`layer_errors` runs TFLite's QuantizationDebugger on that calibrated model: one row per quantized
+op, with the debugger's rmse/scale (error in units of the op's int8 step; ~0.29 is pure rounding)
+and `channel_rel_error`, the op's int8 output error relative to each output channel's own float
+RMS, averaged over channels. The second catches what rmse/scale cannot:
+an outlier channel that stretches a per-tensor range until every other channel rounds to zero
+(rmse/scale stays ~0.3 there, since the error is measured in units of the stretched step).
+
+`repair_int8` measures the int8 accuracy drop against the float model on the CALIBRATION clips
+(the caller's test/validation clips are never passed in), then searches the fewest ops to keep in
+float (0, 1, 2, ...), worst `channel_rel_error` first; for each count it tries per-channel and
+per-tensor kernel scales and keeps the smaller file within budget (per-tensor where it is safe:
+per-channel parameters cost bytes per output channel). Keeping an op's output in float keeps the
+op and the ops that read that tensor in float (a tensor crushed by its range must not be
+re-quantized by its consumer). int16 activations (whole model: TFLite's int16x8 quantizer has no
+per-op form) are the last resort. The chosen variant's changes, size and latency (timed on a Device
+with tfkit.bench.timing) are reported next to plain int8.
+
+Example:
+    >>> flatbuffer, report = repair_int8(model, clips, labels, budget=0.01)  # doctest: +SKIP
+    >>> report["chosen"]["kept_float"], report["chosen"]["drop"], report["before"]["drop"]
+"""
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+
+from tfkit.errors import ConversionError, UsageError
+
+GRANULARITIES = ("per_tensor", "per_channel")
+_FLOOR_KEYS = ("tensor_name", "op_name", "channel_rel_error", "rmse_over_scale", "max_abs_error", "scale")
+
+
+def _quiet():
+    w = warnings.catch_warnings()
+    w.__enter__()
+    warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated.*")
+    warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected.*")
+    return w
+
+
+def calibrate(model, calibration) -> tuple[bytes, list[dict[str, np.ndarray]]]:
+    """(TFLite model carrying calibration statistics, the samples as dicts by input name):
+    the one expensive pass every variant below shares."""
+    from tfkit._compat.keras import tf
+    from tfkit.convert.selective import _samples
+    from tfkit.convert.tflite import _fixed_batch, keras_converter
+
+    T = tf()
+    fixed = _fixed_batch(model)
+    samples = _samples(calibration, [t.name.split(":")[0] for t in fixed.inputs])
+    converter = keras_converter(fixed)
+    converter.optimizations = [T.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: iter(samples)
+    converter.experimental_mlir_quantizer = True
+    converter._experimental_calibrate_only = True  # what QuantizationDebugger does
+    w = _quiet()
+    try:
+        return converter.convert(), samples
+    except Exception as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConversionError(f"int8 calibration of {model.name!r} failed: {first}") from e
+    finally:
+        w.__exit__(None, None, None)
+
+
+def quantize(calibrated: bytes, *, granularity: str = "per_channel", keep_float: Sequence[str] = (),
+             debug: bool = False) -> bytes:
+    """A calibrated model (from `calibrate`) -> an int8 flatbuffer with int8 input/output (what
+    `--precision int8` writes). `keep_float` names op output tensors whose ops stay float; `debug`
+    adds the debugger's NumericVerify ops (with float input/output)."""
+    from tensorflow.lite.python import convert
+
+    from tfkit._compat.keras import tf
+
+    if granularity not in GRANULARITIES:
+        raise UsageError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
+    T = tf()
+    io = T.float32 if debug else T.int8
+    w = _quiet()
+    try:
+        return convert.mlir_quantize(calibrated, disable_per_channel=granularity == "per_tensor",
+                                     fully_quantize=not debug, input_data_type=io, output_data_type=io,
+                                     enable_numeric_verify=debug, denylisted_nodes=list(keep_float) or None)
+    except Exception as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConversionError(f"int8 quantization ({granularity}, {len(keep_float)} op(s) float) failed: {first}") from e
+    finally:
+        w.__exit__(None, None, None)
+
+
+def _channel_rel_error(float_out, quant_out, scale, zero_point) -> float:
+    f = np.asarray(float_out, np.float64)
+    d = (np.asarray(quant_out, np.float64) - zero_point) * scale - f
+    axes = tuple(range(f.ndim - 1))
+    rms_err = np.sqrt(np.mean(d ** 2, axis=axes))
+    rms = np.sqrt(np.mean(f ** 2, axis=axes))
+    # A channel with almost no signal compares against 1/1000 of a step, so a channel that rounds
+    # to zero scores ~1 (lost) rather than hiding under the stretched step.
+    return float(np.mean(rms_err / (rms + 1e-3 * scale + 1e-12)))
+
+
+def layer_errors(calibrated: bytes, samples: list[dict[str, np.ndarray]], *, granularity: str = "per_channel",
+                 max_samples: int = 8) -> list[dict]:
+    """Per-op int8 error rows (QuantizationDebugger on `max_samples` samples), worst
+    `channel_rel_error` first; each row also lists `consumers`: output tensor names of the ops
+    that read this op's output (what `repair_int8` keeps float together with it)."""
+    from tfkit._compat.keras import tf
+    from tfkit.convert.selective import _ordered, _rows
+
+    T = tf()
+    debug_model = quantize(calibrated, granularity=granularity, debug=True)
+    options = T.lite.experimental.QuantizationDebugOptions(
+        layer_direct_compare_metrics={"channel_rel_error": _channel_rel_error})
+    holder = {}
+    use = samples[:max(1, max_samples)]
+
+    def dataset():
+        details = holder["d"]._quant_interpreter.get_input_details()
+        return (_ordered(s, details) for s in use)
+
+    w = _quiet()
+    try:
+        debugger = T.lite.experimental.QuantizationDebugger(quant_debug_model_content=debug_model,
+                                                           debug_dataset=dataset, debug_options=options)
+        holder["d"] = debugger
+        debugger.run()
+    finally:
+        w.__exit__(None, None, None)
+    rows = _rows(debugger)
+    by_name = dict(debugger.layer_statistics)
+    interp = debugger._quant_interpreter
+    ops = interp._get_ops_details()
+    names = {t["index"]: t["name"] for t in interp.get_tensor_details()}
+    quantized = {r["tensor_name"] for r in rows}  # quantized ops' outputs: what denylisting takes
+    for r, (verify, stats) in zip(rows, _matching(debugger, rows, by_name)):
+        r["channel_rel_error"] = float(stats.get("channel_rel_error", float("nan")))
+        r["consumers"] = sorted({names[o] for op in ops if r["tensor_idx"] in op["inputs"]
+                                 for o in op["outputs"][:1] if names[o] in quantized})
+    return sorted(rows, key=lambda r: (-np.nan_to_num(r["channel_rel_error"], nan=-1.0), -r["rmse_over_scale"]))
+
+
+def _matching(debugger, rows, by_name):
+    """(verify name, stats) for each row of `_rows`, by tensor name."""
+    stats = {debugger._get_operand_name_and_index(v)[0]: (v, s) for v, s in by_name.items()}
+    return [stats[r["tensor_name"]] for r in rows]
+
+
+def summary(rows: list[dict], top: int | None = None) -> list[dict]:
+    """The manifest's form of `layer_errors` rows: a few fields each, rounded."""
+    return [{k: (round(r[k], 6) if isinstance(r[k], float) else r[k]) for k in _FLOOR_KEYS if k in r}
+            for r in (rows if top is None else rows[:top])]
+
+
+def record_layer_errors(model, calibration, *, granularity: str = "per_channel", max_samples: int = 8) -> dict:
+    """What every int8 conversion writes to its manifest: {"granularity", "samples", "layers"}."""
+    calibrated, samples = calibrate(model, calibration)
+    rows = layer_errors(calibrated, samples, granularity=granularity, max_samples=max_samples)
+    return {"granularity": granularity, "samples": min(len(samples), max_samples), "metric": "channel_rel_error",
+            "layers": summary(rows)}
+
+
+def _outputs(flatbuffer: bytes, samples) -> np.ndarray:
+    from tfkit.convert.selective import _run_all
+
+    return _run_all(flatbuffer, samples)
+
+
+def _score(got: np.ndarray, reference: np.ndarray, labels) -> float:
+    """The int8 drop: float accuracy minus int8 accuracy on labelled clips, else the fraction of
+    clips whose top-1 class changed (an upper bound on any accuracy drop)."""
+    if labels is None:
+        return float(np.mean(np.argmax(got, -1) != np.argmax(reference, -1)))
+    y = np.asarray(labels)
+    return float(np.mean(np.argmax(reference, -1) == y) - np.mean(np.argmax(got, -1) == y))
+
+
+def repair_int8(model, calibration, labels: Sequence[int] | None = None, *, budget: float = 0.01,
+                max_float: int = 3, device=None, runs: int = 20, debug_samples: int = 8,
+                log=None) -> tuple[bytes, dict]:
+    """int8 within `budget` of float on the calibration clips, with the fewest ops in float.
+
+    `calibration`: float clips (N, ...) (or a list of (1, ...) arrays / dicts); the drop is judged
+    on these and only these, with `labels` (accuracy drop) or without (top-1 changes). Returns the
+    chosen flatbuffer and a report: "before" (plain per-channel int8), "chosen", "trials" (every
+    variant tried, in order), "layers" (per-op errors, worst first), "within_budget", and
+    "cost" (bytes and p50 latency of the chosen model vs plain int8 on `device`).
+
+    Example:
+        >>> fb, rep = repair_int8(model, clips, labels, budget=0.01, max_float=2)  # doctest: +SKIP
+        >>> rep["chosen"]["granularity"], rep["chosen"]["kept_float"]
+    """
+    from tfkit.bench.devices.base import BenchConfig
+    from tfkit.bench.timing import time_tflite, timing_device
+
+    say = log or (lambda msg: None)
+    if budget < 0 or max_float < 0:
+        raise UsageError("repair budget and max_float must be >= 0")
+    device = timing_device(device)
+    items = [np.asarray(x)[None] for x in calibration] if isinstance(calibration, np.ndarray) else list(calibration)
+    if labels is not None and len(labels) != len(items):
+        raise UsageError(f"{len(labels)} labels for {len(items)} calibration clips")
+    calibrated, samples = calibrate(model, items)
+    names = list(samples[0])
+    inputs = [np.concatenate([s[n] for s in samples]) for n in names]
+    reference = model.predict(inputs[0] if len(inputs) == 1 else inputs, batch_size=8, verbose=0)
+    reference = np.asarray(reference[0] if isinstance(reference, list) else reference)
+    rows = {g: layer_errors(calibrated, samples, granularity=g, max_samples=debug_samples) for g in GRANULARITIES}
+    trials, built = [], {}
+
+    def trial(k: int, granularity: str, activations: str = "int8") -> dict:
+        keep = [r["tensor_name"] for r in rows[granularity][:k]]
+        float_ops = sorted({n for r in rows[granularity][:k] for n in (r["tensor_name"], *r["consumers"])})
+        t = {"granularity": granularity, "activations": activations, "kept_float": keep, "float_ops": float_ops}
+        try:
+            if activations == "int16":  # whole-model only: TFLite's int16x8 quantizer calibrates anew
+                from tfkit.convert.tflite import convert_keras
+
+                fb = convert_keras(model, "int16x8", calibration=items, per_channel=granularity == "per_channel")
+            else:
+                fb = quantize(calibrated, granularity=granularity, keep_float=float_ops)
+        except ConversionError as e:  # e.g. an op without an int16 kernel: a refused variant, not a crash
+            t.update(bytes=None, drop=None, refused=str(e))
+            trials.append(t)
+            say(f"[repair] {granularity}, {activations} activations: refused ({e})")
+            return t
+        t.update(bytes=len(fb), drop=_score(_outputs(fb, samples), reference, labels))
+        built[len(trials)] = fb
+        trials.append(t)
+        say(f"[repair] {k} kept float, {granularity}, {activations} activations: drop {t['drop']:.4f}, "
+            f"{len(fb)} B")
+        return t
+
+    def ok(t: dict) -> bool:
+        return t["drop"] is not None and t["drop"] <= budget
+
+    # Fewest ops in float first; for each count the smallest file within budget (per-tensor scales
+    # where they are safe). int16 activations come last: TFLite applies them to the whole model only,
+    # and every op then runs int16 kernels (XNNPACK has none: slower, and fewer delegates take it).
+    before = trial(0, "per_channel")
+    chosen = None
+    for k in range(0, max_float + 1):
+        if k and k > len(rows["per_channel"]):
+            break
+        tried = [before if k == 0 else trial(k, "per_channel"), trial(k, "per_tensor")]
+        candidates = [t for t in tried if ok(t)]
+        if candidates:
+            chosen = min(candidates, key=lambda t: (t["bytes"], t["drop"]))
+            break
+    if chosen is None and ok(trial(0, "per_channel", "int16")):
+        chosen = trials[-1]
+    within = chosen is not None
+    if not within:  # nothing met the budget: the variant with the smallest drop, said so
+        chosen = min((t for t in trials if t["drop"] is not None), key=lambda t: (t["drop"], t["bytes"]))
+    flatbuffer = built[trials.index(chosen)]
+    config = BenchConfig(threads=2, warmup=3, runs=runs)
+    cost = {"bytes_before": before["bytes"], "bytes_after": chosen["bytes"],
+            "latency_ms_before": time_tflite(built[0], device, config, precision="int8"),
+            "latency_ms_after": (time_tflite(flatbuffer, device, config, precision="int16x8" if chosen["activations"] == "int16" else "int8")
+                                 if chosen is not before else None)}
+    if cost["latency_ms_after"] is None:
+        cost["latency_ms_after"] = cost["latency_ms_before"]
+    report = {"budget": budget, "measured_on": {"split": "calibration", "clips": len(samples),
+                                                "drop": "accuracy" if labels is not None else "top-1 changes"},
+              "before": before, "chosen": chosen, "within_budget": within, "trials": trials, "cost": cost,
+              "layers": summary(rows[chosen["granularity"]])}
+    return flatbuffer, report
+
+
+REPAIR_MODES = ("off", "auto")
+
+
+def check_repair_config(c) -> None:
+    """ConvertConfig's repair fields: refused with one clear message before any work."""
+    if c.repair not in REPAIR_MODES:
+        raise UsageError(f"unknown repair {c.repair!r}; choose one of {', '.join(REPAIR_MODES)}")
+    if not 0.0 <= c.repair_budget <= 1.0:
+        raise UsageError(f"repair_budget={c.repair_budget} is an accuracy drop: pick 0..1 (0.01 = one point)")
+    if c.repair == "off":
+        return
+    if c.precision != "int8" or c.form != "clip":
+        raise UsageError("--repair auto applies to --precision int8 --form clip only")
+    if c.qat_epochs or c.keep_float or c.sparse or not c.per_channel:
+        raise UsageError("--repair auto chooses the float ops and the scale granularity itself: "
+                         "drop --keep-float, --qat-epochs, --sparse and --no-per-channel")
+
+
+def repair_step(model, calibration: np.ndarray, data_art, c, device, ctx) -> tuple[bytes, dict, dict]:
+    """The convert step's `--repair auto`: (flatbuffer, metrics["repair"], metrics["layer_errors"]).
+    The drop is judged on the step's calibration clips (drawn from the train split) with their
+    labels; without a dataset, on the random calibration inputs by top-1 changes."""
+    from tfkit.bench.timing import device_record
+
+    labels = None
+    if data_art is not None:  # the labels of the clips the step drew (ConvertStep's _pick: same seed, same order)
+        from tfkit.data import ClipSet, normalize
+
+        train = ClipSet.load_npz(data_art.file("train"))
+        idx = np.sort(np.random.default_rng(c.seed).permutation(len(train.y))[:c.calibration_clips])
+        if not np.array_equal(normalize(train.x[idx], data_art.manifest.spec["clip"]["normalization"]), calibration):
+            raise ConversionError("repair: the calibration clips are not the train clips this step drew; "
+                                  "cannot label them (report this as a tfkit bug)")
+        labels = train.y[idx]
+    flatbuffer, report = repair_int8(model, [x[None] for x in calibration], labels, budget=c.repair_budget,
+                                     device=device, log=ctx.log)
+    report["measured_on"]["split"] = "train (calibration clips)" if data_art is not None else "random calibration inputs"
+    report["device"] = device_record(c.device)
+    ch = report["chosen"]
+    ctx.log(f"[convert] repair: int8 drop {report['before']['drop']:.4f} -> {ch['drop']:.4f} on the calibration clips "
+            f"({ch['granularity']}, {ch['activations']} activations, kept float: {ch['kept_float'] or 'none'})"
+            + ("" if report["within_budget"] else f"; NOT within the budget {c.repair_budget}: the best variant found"))
+    layers = {"granularity": ch["granularity"], "samples": min(report["measured_on"]["clips"], 8),
+              "metric": "channel_rel_error", "layers": report.pop("layers")}
+    return flatbuffer, report, layers
