@@ -195,3 +195,16 @@ def test_bench_takes_a_named_devices_threads_and_runtime_unless_given(tmp_path, 
     assert (named.device, named.threads, named.runtime) == ("old", 3, "tflite_runtime")
     given = config_for("--threads", "1", "--runtime", "litert")
     assert (given.threads, given.runtime) == (1, "litert")
+
+
+@pytest.mark.parametrize("entry, words", [
+    ("  pi:\n    address: ssh:pi@h\n    benchmark_binary: /x/bm\n", "`benchmark_binary` applies to adb devices only"),
+    ("  p:\n    address: adb:R58M\n    identity_file: ~/.ssh/id\n", "`identity_file` applies to ssh devices only"),
+    ("  p:\n    address: adb:R58M\n    app_package: not a package\n", "must be an Android package name"),
+    ("  p:\n    address: adb:R58M\n    big_cores: zz\n", "is not a taskset mask"),
+])
+def test_phone_options_in_devices_yaml_are_checked(tmp_path, entry, words):
+    path = tmp_path / "devices.yaml"
+    path.write_text(f"devices:\n{entry}")
+    result = invoke("devices", "--devices", path)
+    assert result.exit_code == 2 and result.stderr.startswith(f"error: {path}:4: ") and words in result.stderr

@@ -340,3 +340,19 @@ def test_cached_model_is_not_sent_again_and_overhead_is_small(phone, model):  # 
     assert phone.path("/data/local/tmp/tfkit/blobs").stat().st_mtime_ns == stamp  # nothing written there
     print(f"cached model on the stand-in phone: {elapsed:.2f} s for fingerprint + set-up + run")
     assert elapsed < 3.0 and again.latency_ms.mean > 0
+
+
+def test_a_named_phone_takes_its_binary_and_cores_from_devices_yaml(phone, model, tmp_path):  # noqa: F811
+    clear_recording(phone)
+    (tmp_path / "cfg" / "tfkit").mkdir(parents=True)
+    (tmp_path / "cfg" / "tfkit" / "devices.yaml").write_text(
+        f"devices:\n  pixel:\n    address: adb:{phone.serial}\n    benchmark_binary: {STANDIN_BINARY}\n"
+        "    big_cores: [4, 5]\n    threads: 2\n")
+    out = tmp_path / "bench"
+    run = CliRunner().invoke(cli, ["bench", str(model), "--device", "pixel", "--runs", "3", "--rounds", "1",
+                                   "--out", str(out)], env={"XDG_CONFIG_HOME": str(tmp_path / "cfg")},
+                             catch_exceptions=False)
+    assert run.exit_code == 0, run.output
+    [row] = json.loads((out / "results.json").read_text())
+    assert row["device"]["name"] == "pixel" and row["extra"]["command"][:2] == ["taskset", "30"]
+    assert row["extra"]["benchmark_binary"] == str(STANDIN_BINARY)
