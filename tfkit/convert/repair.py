@@ -43,6 +43,7 @@ def _quiet():
     w.__enter__()
     warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated.*")
     warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected.*")
+    warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors.*")  # the debugger's own
     return w
 
 
@@ -139,10 +140,11 @@ def layer_errors(calibrated: bytes, samples: list[dict[str, np.ndarray]], *, gra
     interp = debugger._quant_interpreter
     ops = interp._get_ops_details()
     names = {t["index"]: t["name"] for t in interp.get_tensor_details()}
-    quantized = {r["tensor_name"] for r in rows}  # quantized ops' outputs: what denylisting takes
+    # quantized ops' outputs, by the debug model's tensor name -> the name denylisting takes
+    quantized = {names[r["tensor_idx"]]: r["tensor_name"] for r in rows}
     for r, (verify, stats) in zip(rows, _matching(debugger, rows, by_name)):
         r["channel_rel_error"] = float(stats.get("channel_rel_error", float("nan")))
-        r["consumers"] = sorted({names[o] for op in ops if r["tensor_idx"] in op["inputs"]
+        r["consumers"] = sorted({quantized[names[o]] for op in ops if r["tensor_idx"] in op["inputs"]
                                  for o in op["outputs"][:1] if names[o] in quantized})
     return sorted(rows, key=lambda r: (-np.nan_to_num(r["channel_rel_error"], nan=-1.0), -r["rmse_over_scale"]))
 
