@@ -194,10 +194,7 @@ class AdbDevice(RemoteDevice):
 
     def run(self, model_path, *, eval_npz=None, config: BenchConfig | None = None, name: str | None = None,
             precision: Precision | str = "unknown") -> BenchResult:
-        config = config or BenchConfig()
-        name = name or Path(model_path).stem
-        label = Precision(precision).value if isinstance(precision, Precision) else str(precision)
-        what = f"{name} ({label}) on {self.name}"
+        config, name, what = self.describe_run(model_path, config, name, precision)
         if config.stream or is_stream_model(model_path):
             result = self._run_app(model_path, config=config, name=name, precision=precision, what=what)
         else:

@@ -235,12 +235,16 @@ class RemoteDevice(Device):
 
     # --- Device -----------------------------------------------------------------------------------
 
-    def run(self, model_path, *, eval_npz=None, config: BenchConfig | None = None, name: str | None = None,
-            precision: Precision | str = "unknown") -> BenchResult:
-        config = config or BenchConfig()
+    def describe_run(self, model_path, config: BenchConfig | None, name: str | None,
+                     precision: Precision | str) -> tuple[BenchConfig, str, str]:
+        """The run's config (default BenchConfig()), name (default: the file's stem) and how errors call it."""
         name = name or Path(model_path).stem
         label = Precision(precision).value if isinstance(precision, Precision) else str(precision)
-        what = f"{name} ({label}) on {self.name}"
+        return config or BenchConfig(), name, f"{name} ({label}) on {self.name}"
+
+    def run(self, model_path, *, eval_npz=None, config: BenchConfig | None = None, name: str | None = None,
+            precision: Precision | str = "unknown") -> BenchResult:
+        config, name, what = self.describe_run(model_path, config, name, precision)
         files = {"model": model_path, **({"eval": eval_npz} if eval_npz is not None else {})}
         where = self.stage(files, what=what)
         run_dir = f"{self._root}/runs/{uuid.uuid4().hex[:12]}"
