@@ -33,7 +33,7 @@ from tfkit.bench.devices.adb import AdbTransport, android_fingerprint
 from tfkit.bench.devices.base import DEVICES, BenchConfig, RunnerDelegate
 from tfkit.bench.devices.phone_energy import PROBE, choose
 from tfkit.bench.devices.remote import SETUP_TIMEOUT_S, RemoteDevice
-from tfkit.bench.devices.transport import TransportError, tail
+from tfkit.bench.devices.transport import tail
 from tfkit.errors import BenchmarkError
 from tfkit.types import BenchResult, Precision
 
@@ -41,7 +41,6 @@ PHONE_WORKDIR = "/data/local/tmp/tfkit"
 APP_PACKAGE = "tfkit.demo"
 APP_ACTIVITY = "tfkit.demo.app.BenchmarkActivity"
 APP_FILES = "/sdcard/Android/data/{package}/files"
-APP_WAIT_S = 600.0
 ACCELERATORS = {"default": "cpu", "xnnpack": "cpu", "none": "cpu", "gpu": "gpu", "nnapi": "nnapi"}
 
 # Hygiene files as `F<TAB>path<TAB>value` / `D<TAB>cpu folder` lines, rebuilt on the host under a temp
@@ -283,7 +282,7 @@ class AdbDevice(RemoteDevice):
         extras = ["-n", f"{self.app_package}/{APP_ACTIVITY}", "-e", "model", placed["path"],
                   "-e", "accelerator", accelerator, "--ei", "threads", str(config.threads),
                   "--ei", "warmup", str(config.warmup), "--ei", "runs", str(config.runs), "-e", "out", out]
-        limit = str(int(10 * (config.timeout_s or APP_WAIT_S)))
+        limit = str(int(10 * config.timeout_s))  # tenths of a second the script waits for the app's JSON
         rc, parts, err = self._round_trip(what, f"{self.root}/runs/{uuid.uuid4().hex[:12]}", "",
                                           ["sh", "-c", _APP, "sh", out, limit, *extras],
                                           config.timeout_s + SETUP_TIMEOUT_S)
@@ -294,9 +293,3 @@ class AdbDevice(RemoteDevice):
         result.extra.update(benchmarked_by=f"{self.app_package} benchmark mode", app_hygiene=result.hygiene,
                             accelerator=accelerator)
         return self._finish(result, parts, None)
-
-    def close(self) -> None:
-        try:
-            self.transport.close()
-        except TransportError:
-            pass
