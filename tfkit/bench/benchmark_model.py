@@ -33,10 +33,11 @@ from tfkit.types import BenchResult, LatencyStats, Precision
 
 RUNTIME = "litert benchmark_model"
 COMPILED_RUNTIME = "litert benchmark_model (CompiledModel)"
-GET_BINARY = ("tfkit cannot ship benchmark_model: download LiteRT's prebuilt one for the phone's ABI "
-              "(android_aarch64_benchmark_model or android_arm_benchmark_model, linked from LiteRT's "
-              "performance-measurement guide) or build //tflite/tools/benchmark:benchmark_model, then "
-              "pass its path (--benchmark-binary PATH).")
+GET_BINARY = ("tfkit cannot ship benchmark_model: download LiteRT's prebuilt nightly android_aarch64_benchmark_model "
+              "(arm64-v8a phones; android_arm_benchmark_model for armeabi-v7a), linked from LiteRT's performance-"
+              "measurement guide (https://ai.google.dev/edge/litert/models/measurement), or build "
+              "//tflite/tools/benchmark:benchmark_model (or //litert/tools:benchmark_model) with --config=android_arm64, "
+              "then pass its path (--benchmark-binary PATH).")
 # The tool's provider names (GetName()) and delegate kernel names, as tfkit's delegate names.
 PROVIDER_NAMES = {"GPU": "gpu", "XNNPACK": "xnnpack", "NNAPI": "nnapi", "EXTERNAL": "external",
                   "Hexagon": "hexagon", "COREML": "coreml", "STABLE_DELEGATE": "stable_delegate"}
