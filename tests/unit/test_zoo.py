@@ -100,8 +100,8 @@ def test_early_exit_head_shares_weights_and_answers_confident_clips():
 def test_new_forms_convert_to_builtin_int8_in_few_xnnpack_partitions():
     """MobileNetV3 (hard-swish, SE) with the (2+1)D temporal conv, full int8: the hardest
     combination for XNNPACK (a textbook hard-swish converts to HARD_SWISH, which XNNPACK refuses in
-    int8). The clip form stays one partition; the stream form's sliding-window mean (SUM, DIV)
-    runs outside, so two."""
+    int8). Both forms are one partition: the stream form's sliding-window mean has no DIV or
+    MINIMUM (the frame count is a unary state), which XNNPACK used to leave outside."""
     from tfkit.convert.sweep import summarize, sweep_model
 
     spec = VideoModelSpec(**{**BASE.to_dict(), "family": "mobilenet_v3", "temporal": "2plus1d"})
@@ -115,5 +115,6 @@ def test_new_forms_convert_to_builtin_int8_in_few_xnnpack_partitions():
     clip8, stream8 = rows[1], rows[3]
     for r in (clip8, stream8):
         assert r["builtin_only"] and r["float_activation_tensors"] == 0 and "HARD_SWISH" not in r["ops"]
-    assert clip8["xnnpack_partitions"] == 1 and stream8["xnnpack_partitions"] == 2
-    assert summarize(rows)["max_int8_xnnpack_partitions"] == 2
+    assert clip8["xnnpack_partitions"] == 1 and stream8["xnnpack_partitions"] == 1
+    assert "DIV" not in stream8["ops"] and "MINIMUM" not in stream8["ops"]
+    assert summarize(rows)["max_int8_xnnpack_partitions"] == 1
