@@ -253,10 +253,14 @@ def test_a_model_too_new_for_tflite_runtime_2_14_says_what_to_do(board, models, 
 
     assert describe_file(models["too_new"])["tflite_runtime_2_14"]["verdict"] == "no"  # inspect predicts it
     devices = board.devices_yaml(tmp_path / "devices.yaml", runtime="tflite_runtime")
-    message = one_error_line(tfkit_cli(["bench", str(models["too_new"]), "--device", "board", "--out",
-                                        str(tmp_path / "b")], devices))
+    message = one_error_line(tfkit_cli(["bench", str(models["int8"]), str(models["too_new"]), "--device", "board",
+                                        "--runs", "3", "--warmup", "1", "--out", str(tmp_path / "b")], devices))
     assert "[unsupported_op]" in message and "CONV_2D" in message and "version '8'" in message
     assert "ai-edge-litert" in message
+    # The model measured before the failure is kept, beside the step's log, in <out>.failed/.
+    assert not (tmp_path / "b").exists()
+    kept = json.loads((tmp_path / "b.failed" / "results.partial.json").read_text())
+    assert [r["name"] for r in kept] == ["int8"] and kept[0]["latency_ms"]["p50"] > 0
 
 
 def test_an_unreachable_host_and_a_bad_key_are_one_error_line(board_parts_or_skip, models, tmp_path):

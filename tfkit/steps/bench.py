@@ -16,12 +16,13 @@ from pathlib import Path
 
 from tfkit.artifacts import Artifact, Manifest, write_text_atomic
 from tfkit.bench.devices.base import BenchConfig, RunnerDelegate
-from tfkit.errors import ModelFileError, UsageError
+from tfkit.errors import BenchmarkError, ModelFileError, UsageError
 from tfkit.report.table import BENCH_RUN, RANDOM, REAL_CLIPS, inputs_phrase
 from tfkit.steps.base import STEPS, RunContext, Step, StepOutput
 from tfkit.types import ArtifactKind, BenchResult
 
 RESULTS_FILE = "results.json"
+PARTIAL_RESULTS_FILE = "results.partial.json"  # what a failed batch measured, kept in <out>.failed/
 
 
 @dataclass(frozen=True)
@@ -169,8 +170,16 @@ class BenchStep(Step):
             ctx.log(f"[bench] {c.runs} timed runs cannot fill {c.rounds} rounds: {c.runs} rounds of one run each")
         for score, norm in dict.fromkeys(zip(scored, norms)):  # one runner batch per (scored, normalization)
             picked = [i for i in range(len(entries)) if (scored[i], norms[i]) == (score, norm)]
-            measured = benchmark([entries[i] for i in picked], device=c.device, config=c.bench_config(norm),
-                                 eval_npz=data_art.file("val") if score else None, progress=ctx.progress)
+            try:
+                measured = benchmark([entries[i] for i in picked], device=c.device, config=c.bench_config(norm),
+                                     eval_npz=data_art.file("val") if score else None, progress=ctx.progress)
+            except BenchmarkError as e:  # keep what was measured: it lands in <out>.failed/ with the log
+                done = [r for r in results if r is not None] + list(getattr(e, "results", []))
+                write_text_atomic(workdir / PARTIAL_RESULTS_FILE, json.dumps([r.to_dict() for r in done], indent=2))
+                if done:
+                    ctx.log(f"[bench] {len(done)} of {len(entries)} models were measured before the failure: "
+                            f"{PARTIAL_RESULTS_FILE}")
+                raise
             for i, r in zip(picked, measured):
                 results[i] = r
         results = [replace(r, extra={**r.extra, **_provenance(m, r)}) for m, r in zip(models, results)]
