@@ -144,9 +144,30 @@ def layer_errors(calibrated: bytes, samples: list[dict[str, np.ndarray]], *, gra
     quantized = {names[r["tensor_idx"]]: r["tensor_name"] for r in rows}
     for r, (verify, stats) in zip(rows, _matching(debugger, rows, by_name)):
         r["channel_rel_error"] = float(stats.get("channel_rel_error", float("nan")))
-        r["consumers"] = sorted({quantized[names[o]] for op in ops if r["tensor_idx"] in op["inputs"]
-                                 for o in op["outputs"][:1] if names[o] in quantized})
+        r["consumers"] = _consumers(r["tensor_idx"], ops, names, quantized)
     return sorted(rows, key=lambda r: (-np.nan_to_num(r["channel_rel_error"], nan=-1.0), -r["rmse_over_scale"]))
+
+
+# Ops that only move values (their output keeps the input's int8 scale): a tensor kept in float is
+# followed through them to the ops that compute with it.
+_MOVES = frozenset({"RESHAPE", "SQUEEZE", "EXPAND_DIMS", "TRANSPOSE", "SLICE", "STRIDED_SLICE", "GATHER", "PAD",
+                    "SPLIT", "SPLIT_V", "MAX_POOL_2D", "DEPTH_TO_SPACE", "SPACE_TO_DEPTH"})
+
+
+def _consumers(tensor_idx: int, ops: list[dict], names: dict, quantized: dict) -> list[str]:
+    """Denylist names of the quantized ops reading `tensor_idx`, through value-moving ops."""
+    found, todo, seen = set(), [tensor_idx], set()
+    while todo:
+        t = todo.pop()
+        seen.add(t)
+        for op in ops:
+            if t in op["inputs"]:
+                for o in op["outputs"][:1]:
+                    if names[o] in quantized:
+                        found.add(quantized[names[o]])
+                        if op["op_name"] in _MOVES and o not in seen:
+                            todo.append(o)
+    return sorted(found)
 
 
 def _matching(debugger, rows, by_name):
