@@ -87,3 +87,28 @@ def repo_root() -> Path:
 
 # The real ssh board (Debian's sshd on loopback, unprivileged) for the device tests: tests/board.py.
 from tests.board import board, board_parts_or_skip  # noqa: E402,F401
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_adb_server():
+    """`tfkit devices` asks adb for attached phones, and adb starts a server that outlives the tests:
+    point every adb the suite starts at a private port, and stop that server at the end (the adb
+    tests' own lab sets its port over this one for its session and restores it)."""
+    import shutil
+    import socket
+    import subprocess
+
+    if "ANDROID_ADB_SERVER_PORT" in os.environ:
+        yield
+        return
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    os.environ["ANDROID_ADB_SERVER_PORT"] = port
+    try:
+        yield
+    finally:
+        adb = shutil.which("adb")
+        if adb:
+            subprocess.run([adb, "-P", port, "kill-server"], capture_output=True, timeout=30, check=False)
+        os.environ.pop("ANDROID_ADB_SERVER_PORT", None)
