@@ -167,3 +167,19 @@ def test_convert_step_records_layer_errors_and_repairs_on_the_train_split(tiny_t
     assert rep["within_budget"] and rep["chosen"]["drop"] <= 0.5
     assert rep["cost"]["bytes_after"] <= rep["cost"]["bytes_before"]  # budget 0.5: no float op needed
     assert repaired.metrics["layer_errors"]["layers"]
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--repair", "sometimes"], "unknown repair 'sometimes'"),
+    (["--repair", "auto", "--keep-float", "1"], "--keep-float"),
+])
+def test_cli_refuses_bad_repair_with_one_error_line(tiny_trained, tiny_data, tmp_path, args, words):
+    from click.testing import CliRunner
+
+    from tfkit.cli.main import cli
+
+    r = CliRunner().invoke(cli, ["convert", str(tiny_trained.path), "--data", str(tiny_data.path), "--precision", "int8",
+                                 *args, "--out", str(tmp_path / "o")], catch_exceptions=False)
+    assert r.exit_code == 2, r.output
+    assert "Traceback" not in r.output and words in r.stderr and r.stderr.strip().startswith("error:")
+    assert not (tmp_path / "o").exists()
