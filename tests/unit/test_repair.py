@@ -93,13 +93,12 @@ def test_repair_auto_keeps_the_outlier_float_and_the_drop_falls(outlier):
 
 def test_repair_judges_the_calibration_clips_it_was_given_and_no_others(outlier):
     """The drop the repair reports is the drop on the calibration clips (recomputed here with an
-    independent int8 conversion), not on any other set: two disjoint sets give different drops."""
+    independent int8 conversion of the same clips): the clips it is given, and only those."""
+    from tfkit.convert.repair import repair_int8
     from tfkit.convert.tflite import convert_keras
 
-    from tfkit.convert.repair import repair_int8
-
     model, x, y = outlier
-    a, b = slice(0, 60), slice(200, 360)
+    a = slice(0, 60)
     _, report = repair_int8(model, x[a], y[a], budget=1.0, max_float=0, runs=3)  # budget 1: plain int8 is chosen
     plain = convert_keras(model, "int8", calibration=[c[None] for c in x[a]])
     assert report["measured_on"] == {"split": "calibration", "clips": 60, "drop": "accuracy"}
@@ -113,7 +112,6 @@ def test_per_tensor_is_chosen_where_it_is_safe_and_the_file_shrinks():
     """A model without an outlier is within budget as plain int8: repair then picks per-tensor
     scales when they keep the drop in budget, since they are smaller."""
     from tfkit._compat.keras import keras
-
     from tfkit.convert.repair import repair_int8
 
     K = keras()
@@ -133,11 +131,11 @@ def test_per_tensor_is_chosen_where_it_is_safe_and_the_file_shrinks():
 
 
 @pytest.mark.parametrize("kw, words", [
-    (dict(precision="int8", repair="always"), "unknown repair"),
-    (dict(precision="float32", repair="auto"), "--precision int8"),
-    (dict(precision="int8", repair="auto", keep_float=1), "--keep-float"),
-    (dict(precision="int8", repair="auto", per_channel=False), "--no-per-channel"),
-    (dict(precision="int8", repair_budget=1.5), "repair_budget"),
+    ({"precision": "int8", "repair": "always"}, "unknown repair"),
+    ({"precision": "float32", "repair": "auto"}, "--precision int8"),
+    ({"precision": "int8", "repair": "auto", "keep_float": 1}, "--keep-float"),
+    ({"precision": "int8", "repair": "auto", "per_channel": False}, "--no-per-channel"),
+    ({"precision": "int8", "repair_budget": 1.5}, "repair_budget"),
 ])
 def test_convert_config_refuses_bad_repair_settings(kw, words):
     from tfkit.steps.convert import ConvertConfig
@@ -153,7 +151,7 @@ def test_convert_step_records_layer_errors_and_repairs_on_the_train_split(tiny_t
     from tfkit.steps.convert import ConvertConfig, ConvertStep
 
     ctx = RunContext(progress=False, log=lambda m: None)
-    bars = dict(min_top1_agreement=0.0, max_abs_logit_diff=1e9)  # an untrained model: parity is not the point
+    bars = {"min_top1_agreement": 0.0, "max_abs_logit_diff": 1e9}  # an untrained model: parity is not the point
     plain = run_step(ConvertStep(ConvertConfig(precision="int8", calibration_clips=16, parity_clips=8, **bars)),
                      [tiny_trained, tiny_data], tmp_path / "int8", ctx)
     errors = plain.metrics["layer_errors"]

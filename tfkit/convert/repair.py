@@ -269,7 +269,7 @@ def repair_int8(model, calibration, labels: Sequence[int] | None = None, *, budg
     # and every op then runs int16 kernels (XNNPACK has none: slower, and fewer delegates take it).
     before = trial(0, "per_channel")
     chosen = None
-    for k in range(0, max_float + 1):
+    for k in range(max_float + 1):
         if k and k > len(rows["per_channel"]):
             break
         tried = [before if k == 0 else trial(k, "per_channel"), trial(k, "per_tensor")]
