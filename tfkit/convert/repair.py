@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -38,13 +39,14 @@ GRANULARITIES = ("per_tensor", "per_channel")
 _FLOOR_KEYS = ("tensor_name", "op_name", "channel_rel_error", "rmse_over_scale", "max_abs_error", "scale")
 
 
+@contextmanager
 def _quiet():
-    w = warnings.catch_warnings()
-    w.__enter__()
-    warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated.*")
-    warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected.*")
-    warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors.*")  # the debugger's own
-    return w
+    """TF's calibrator and debugger warn about their own internals: not the user's to fix."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated.*")
+        warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected.*")
+        warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors.*")
+        yield
 
 
 def calibrate(model, calibration) -> tuple[bytes, list[dict[str, np.ndarray]]]:
@@ -62,14 +64,12 @@ def calibrate(model, calibration) -> tuple[bytes, list[dict[str, np.ndarray]]]:
     converter.representative_dataset = lambda: iter(samples)
     converter.experimental_mlir_quantizer = True
     converter._experimental_calibrate_only = True  # what QuantizationDebugger does
-    w = _quiet()
     try:
-        return converter.convert(), samples
+        with _quiet():
+            return converter.convert(), samples
     except Exception as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConversionError(f"int8 calibration of {model.name!r} failed: {first}") from e
-    finally:
-        w.__exit__(None, None, None)
 
 
 def quantize(calibrated: bytes, *, granularity: str = "per_channel", keep_float: Sequence[str] = (),
@@ -85,16 +85,14 @@ def quantize(calibrated: bytes, *, granularity: str = "per_channel", keep_float:
         raise UsageError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
     T = tf()
     io = T.float32 if debug else T.int8
-    w = _quiet()
     try:
-        return convert.mlir_quantize(calibrated, disable_per_channel=granularity == "per_tensor",
-                                     fully_quantize=not debug, input_data_type=io, output_data_type=io,
-                                     enable_numeric_verify=debug, denylisted_nodes=list(keep_float) or None)
+        with _quiet():
+            return convert.mlir_quantize(calibrated, disable_per_channel=granularity == "per_tensor",
+                                         fully_quantize=not debug, input_data_type=io, output_data_type=io,
+                                         enable_numeric_verify=debug, denylisted_nodes=list(keep_float) or None)
     except Exception as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConversionError(f"int8 quantization ({granularity}, {len(keep_float)} op(s) float) failed: {first}") from e
-    finally:
-        w.__exit__(None, None, None)
 
 
 def _channel_rel_error(float_out, quant_out, scale, zero_point) -> float:
@@ -127,14 +125,11 @@ def layer_errors(calibrated: bytes, samples: list[dict[str, np.ndarray]], *, gra
         details = holder["d"]._quant_interpreter.get_input_details()
         return (_ordered(s, details) for s in use)
 
-    w = _quiet()
-    try:
+    with _quiet():
         debugger = T.lite.experimental.QuantizationDebugger(quant_debug_model_content=debug_model,
                                                            debug_dataset=dataset, debug_options=options)
         holder["d"] = debugger
         debugger.run()
-    finally:
-        w.__exit__(None, None, None)
     rows = _rows(debugger)
     by_name = dict(debugger.layer_statistics)
     interp = debugger._quant_interpreter
