@@ -1,0 +1,181 @@
+"""`tfkit convert --precision int8 --repair auto` on a model int8 breaks (issue 27, item 3).
+
+The zoo's default model at the zoo benchmark's quick size (width 0.5, 4 stages: the sweep's base
+spec, whose weights do not depend on the input size) is trained on the built-in motion set at 8
+frames of 32 px through tfkit's own steps (data, build, train; seeded). Then an outlier is put in front of its classifier: a fixed per-channel scale (1x1
+depthwise conv) whose channel `--outlier-channel` is multiplied by `--outlier` (1000) and divided
+back in the classifier's weights. The float model computes the
+same logits; int8 gives that layer's output one per-tensor range 1000x too wide, and every other
+feature channel rounds to zero (the activation-outlier failure of real models, made on purpose).
+The model goes through `import` (a user model) and `convert`:
+
+- plain int8 (`--precision int8`, parity bars off so the broken model is written and measured);
+- `--precision int8 --repair auto` (budget 0.01), which judges the drop on the step's calibration
+  clips (`--calibration-clips 256`: the whole train split, 252 clips) and on nothing else;
+- float32, for size.
+
+Every file is scored through LiteRT on the validation split (held out: the repair never reads it):
+`repair_drop_before` / `repair_drop_after` are float accuracy minus int8 accuracy there. The same
+is done for the default model without an outlier: `--repair auto` then picks per-tensor scales where
+they keep the drop within budget, and `min_int8_size_reduction_repaired` is float32 bytes over the
+smallest int8 file whose held-out drop is within 1 point, for the default model (the zoo's model
+at quick size; the outlier model's ratio is in `size_reduction_by_model`). Bytes are the model
+without tfkit's metadata block, which is the same in every precision (`_with_metadata` keeps it).
+
+    python benchmarks/repair.py --json benchmarks/results/repair.json     # ~5 min on 2 cores
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from _emit import emit
+
+# The zoo benchmark's quick-size model (benchmarks/zoo.py sweep_part: width 0.5, 4 stages, causal; the
+# same weights at any input size), trained where it learns in a quick run: 8 frames of 32 px of the
+# built-in motion set, 60 videos a class, 40% held out (168 validation clips: 0.6 points each).
+DATA = {"videos_per_class": 60, "video_frames": 24, "video_size": 40, "frames": 8, "size": 32, "stride": 2,
+        "val_fraction": 0.4}
+SPEC = {"num_classes": 7, "frames": 8, "size": 32, "alpha": 0.5, "stages": 4, "causal": True}
+OFF = {"min_top1_agreement": 0.0, "max_abs_logit_diff": 1e9}  # plain int8 of the outlier model fails parity
+
+
+def outlier_model(model, factor: float, channel: int):
+    """`model` with a per-channel scale in front of its last Dense (a fixed 1x1 depthwise conv on
+    the pooled features: one weight per channel), channel `channel` scaled by `factor` and divided
+    back in that Dense's kernel: the same float function."""
+    from tfkit._compat.keras import keras
+
+    K = keras()
+    head = model.layers[-1]
+    if type(head).__name__ != "Dense":
+        raise SystemExit(f"error: the model's last layer is {type(head).__name__}, not Dense; cannot add the outlier")
+    features = head.input
+    width = int(features.shape[-1])
+    scale = np.ones(width, np.float32)
+    scale[channel] = factor
+    outlier = K.layers.DepthwiseConv2D(1, use_bias=False, trainable=False, name="outlier")
+    logits = K.layers.Dense(head.units, name="logits")
+    h = K.layers.Reshape((1, 1, width))(features)
+    out = logits(K.layers.Reshape((width,))(outlier(h)))
+    outlier.set_weights([scale.reshape(1, 1, width, 1)])
+    kernel, bias = head.get_weights()
+    logits.set_weights([kernel / scale[:, None], bias])
+    return K.Model(model.inputs, out, name=f"{model.name}_outlier")
+
+
+def accuracy(flatbuffer: bytes, x: np.ndarray, y: np.ndarray) -> float:
+    from tfkit.convert.parity import TFLiteModel
+
+    tfl = TFLiteModel(flatbuffer)
+    return float(np.mean(np.argmax(np.concatenate([tfl(c[None]) for c in x]), -1) == y))
+
+
+def convert_all(name: str, model_art, data_art, out: Path, ctx, val, calibration_clips: int) -> dict:
+    """float32, plain int8 and repaired int8 of one model artifact, scored on the validation clips."""
+    from tfkit.models.io import load_model, trusted
+    from tfkit.steps import run_step
+    from tfkit.steps.convert import ConvertConfig, ConvertStep
+
+    x, y = val
+    keras_model = load_model(model_art.file("model"), trust=trusted(model_art))
+    float_acc = float(np.mean(np.argmax(keras_model.predict(x, batch_size=8, verbose=0), -1) == y))
+    row = {"float_val_accuracy": float_acc}
+    n = calibration_clips
+    for label, cfg in (("float32", ConvertConfig(precision="float32")),
+                       ("int8", ConvertConfig(precision="int8", calibration_clips=n, **OFF)),
+                       ("repaired", ConvertConfig(precision="int8", repair="auto", repair_budget=0.01,
+                                                  calibration_clips=n, **OFF))):
+        t0 = time.perf_counter()
+        art = run_step(ConvertStep(cfg), [model_art, data_art], out / f"{name}-{label}", ctx)
+        fb = art.file("model").read_bytes()
+        m = art.metrics
+        row[label] = {"size_bytes": m["size_bytes"], "model_bytes": m["size_bytes"] - m["metadata_bytes"],
+                      "val_accuracy": accuracy(fb, x, y), "seconds": round(time.perf_counter() - t0, 1)}
+        row[label]["val_drop"] = float_acc - row[label]["val_accuracy"]
+        if "repair" in m:
+            rep = m["repair"]
+            row[label]["repair"] = {k: rep[k] for k in ("budget", "measured_on", "within_budget", "cost", "device")}
+            row[label]["repair"]["before"] = {k: rep["before"][k] for k in ("granularity", "drop", "bytes")}
+            row[label]["repair"]["chosen"] = rep["chosen"]
+            row[label]["repair"]["trials"] = [{k: t.get(k) for k in ("granularity", "activations", "kept_float",
+                                                                      "drop", "bytes")} for t in rep["trials"]]
+            row[label]["worst_layers"] = m["layer_errors"]["layers"][:5]
+        elif "layer_errors" in m:
+            row[label]["worst_layers"] = m["layer_errors"]["layers"][:5]
+    return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--out", type=Path, default=None, help="work folder (default: a temporary one)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--epochs", type=int, default=20, help="as benchmarks/zoo.py --quick trains width 0.5")
+    ap.add_argument("--calibration-clips", type=int, default=256,
+                    help="convert --calibration-clips: drawn from the train split (252 clips: all of them)")
+    ap.add_argument("--outlier", type=float, default=1000.0)
+    ap.add_argument("--outlier-channel", type=int, default=0)
+    args = ap.parse_args()
+
+    from tfkit.data import ClipSet, normalize
+    from tfkit.models import VideoModelSpec
+    from tfkit.models.io import load_model, save_model, trusted
+    from tfkit.steps import RunContext, run_step
+    from tfkit.steps.data import DataConfig, DataStep
+    from tfkit.steps.model import BuildStep, ImportConfig, ImportStep, TrainStep
+    from tfkit.train import TrainConfig
+
+    out = args.out or Path(tempfile.mkdtemp(prefix="tfkit-repair-"))
+    ctx = RunContext(progress=False, log=lambda m: print(m, flush=True))
+    t0 = time.perf_counter()
+    data = run_step(DataStep(DataConfig(**DATA, seed=args.seed)), [], out / "01-data", ctx)
+    spec = VideoModelSpec(**{**SPEC, "num_classes": len(data.manifest.spec["classes"])}, seed=args.seed)
+    built = run_step(BuildStep(spec), [], out / "02-build", ctx)
+    trained = run_step(TrainStep(TrainConfig(epochs=args.epochs, batch_size=8, learning_rate=4e-3, seed=args.seed)),
+                       [built, data], out / "03-train", ctx)
+    model = load_model(trained.file("model"), trust=trusted(trained))
+    save_model(outlier_model(model, args.outlier, args.outlier_channel), out / "outlier.keras")
+    imported = run_step(ImportStep(ImportConfig(str(out / "outlier.keras"), trust=True, name="outlier")), [],
+                        out / "04-import", ctx)
+    val_set = ClipSet.load_npz(data.file("val"))
+    val = (normalize(val_set.x, data.manifest.spec["clip"]["normalization"]), np.asarray(val_set.y))
+    rows = {"outlier": convert_all("outlier", imported, data, out, ctx, val, args.calibration_clips),
+            "default": convert_all("default", trained, data, out, ctx, val, args.calibration_clips)}
+
+    def reduction(row: dict, key: str) -> float | None:
+        fits = [row[k][key] for k in ("int8", "repaired") if row[k]["val_drop"] <= 0.01]
+        return row["float32"][key] / min(fits) if fits else None
+
+    ratios = {n: reduction(r, "model_bytes") for n, r in rows.items()}
+    ratios_meta = {n: reduction(r, "size_bytes") for n, r in rows.items()}
+    o = rows["outlier"]
+    result = {
+        "seed": args.seed, "quick": True, "val_clips": len(val[1]),
+        "outlier": {"factor": args.outlier, "channel": args.outlier_channel},
+        "repair_drop_before": o["int8"]["val_drop"],
+        "repair_drop_after": o["repaired"]["val_drop"],
+        "repair_calibration_drop_before": o["repaired"]["repair"]["before"]["drop"],
+        "repair_calibration_drop_after": o["repaired"]["repair"]["chosen"]["drop"],
+        "repair_kept_float": ", ".join(o["repaired"]["repair"]["chosen"]["kept_float"]) or "none",
+        "repair_granularity": o["repaired"]["repair"]["chosen"]["granularity"],
+        "repair_latency_ms_before": o["repaired"]["repair"]["cost"]["latency_ms_before"],
+        "repair_latency_ms_after": o["repaired"]["repair"]["cost"]["latency_ms_after"],
+        "min_int8_size_reduction_repaired": ratios["default"],
+        "min_int8_size_reduction_repaired_with_metadata": ratios_meta["default"],
+        "default_repair_granularity": rows["default"]["repaired"]["repair"]["chosen"]["granularity"],
+        "default_int8_size_reduction_plain": rows["default"]["float32"]["model_bytes"]
+        / rows["default"]["int8"]["model_bytes"],
+        "models": rows, "size_reduction_by_model": ratios,
+        "goals": {"repair_drop_before": "> 0.02", "repair_drop_after": "<= 0.01",
+                  "min_int8_size_reduction_repaired": ">= 3.0"},
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    emit(result, args.json)
+
+
+if __name__ == "__main__":
+    main()
