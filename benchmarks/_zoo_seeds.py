@@ -20,6 +20,10 @@ WORST = {
     "stream_step_over_clip_latency": ("step_over_clip", max),
     "qat_minus_ptq_int8_accuracy": ("qat_minus_ptq", min),
     "stream_int8_xnnpack_ops_outside": ("xnnpack_ops_outside", max),
+    # The stream form of the QAT-tuned weights (`--qat-epochs N --form stream`): agreement with its
+    # own float stream; drop against the float model as trained (before QAT).
+    "qat_stream_int8_top1_agreement": ("qat_stream_agreement", min),
+    "qat_stream_int8_accuracy_drop": ("qat_stream_drop", max),
 }
 VERDICTS = ("full", "partial", "none")  # best to worst
 
@@ -37,6 +41,8 @@ def per_seed(s: dict, qat: dict | None, delegation: dict) -> dict:
     if qat:
         row["qat_int8_accuracy"] = qat["qat_int8_accuracy"]
         row["qat_minus_ptq"] = qat["qat_int8_accuracy"] - acc["clip_int8"]
+        row["qat_stream_agreement"] = qat["stream_int8_top1_agreement_on_footage"]
+        row["qat_stream_drop"] = acc["stream_float32"] - qat["stream_accuracy"]["int8"]  # vs the float model trained
     return row
 
 
@@ -65,15 +71,25 @@ def stream_delegation(tflite: Path) -> dict:
             "edgetpu_ops": f"{e.ops_delegated}/{e.ops_total}", "edgetpu_source": e.source}
 
 
-def qat_default_model(streaming_dir: Path, epochs: int | None, log) -> dict | None:
+def qat_default_model(streaming_dir: Path, epochs: int | None, footage, log) -> dict | None:
     """QAT (tfkit's default recipe: ranges calibrated on 48 training clips, then train_qat) on one
     seed's trained clip model; int8 accuracy through LiteRT on the streaming part's own test set,
-    the set its post-training int8 accuracy was measured on."""
-    from tfkit.convert.parity import TFLiteModel
-    from tfkit.convert.qat import convert_qat, quantize_aware, train_qat
+    the set its post-training int8 accuracy was measured on. Then the stream form built from the
+    QAT-tuned weights (`float_from_qat`; states calibrated as the streaming part calibrates them):
+    its int8/float top-1 agreement over every frame of `footage`, and its int8 test accuracy."""
+    from dataclasses import replace
+
+    from streaming import load_footage
+
+    from tfkit.convert.parity import TFLiteModel, run_stream_tflite
+    from tfkit.convert.qat import convert_qat, float_from_qat, quantize_aware, train_qat
+    from tfkit.convert.tflite import convert_keras
     from tfkit.data import load_dataset, normalize
     from tfkit.data.synthetic import MOTION_SYMMETRIES
+    from tfkit.models import to_streaming
     from tfkit.models.io import load_model
+    from tfkit.models.streaming import stream_calibration
+    from tfkit.pipeline import DEMO_MODEL
     from tfkit.train import TrainConfig
     from tfkit.types import ClipSpec
 
@@ -87,11 +103,24 @@ def qat_default_model(streaming_dir: Path, epochs: int | None, log) -> dict | No
     train_x, test_x = normalize(ds.train.x, "symmetric"), normalize(test.x, "symmetric")
     calib = train_x[np.random.default_rng(0).permutation(len(train_x))[:48]]  # PTQ's calibration clips
     qat = quantize_aware(model, calibration=calib)
-    config = TrainConfig(epochs=epochs, learning_rate=2e-4, augment=False) if epochs else None
+    config = TrainConfig(epochs=epochs, learning_rate=2e-4) if epochs else None
     trained = train_qat(qat, ds.train, ds.val, config, progress=False, symmetries=MOTION_SYMMETRIES)
     tfl = TFLiteModel(convert_qat(qat, calibration=[c[None] for c in calib]))
     acc = float(np.mean([np.argmax(tfl(c[None])) == y for c, y in zip(test_x, test.y)]))
-    log(f"[qat] {streaming_dir.name}: QAT int8 test accuracy {acc:.3f}")
+    # The stream form of the QAT-tuned weights, converted as the streaming part converts its own.
+    spec = replace(DEMO_MODEL, num_classes=len(ds.classes), frames=8, size=32, causal=True)
+    stream = to_streaming(float_from_qat(qat, model), spec)
+    flat = {"float32": convert_keras(stream, "float32"),
+            "int8": convert_keras(stream, "int8", calibration=stream_calibration(stream, calib, every=2))}
+    real = load_footage(footage, 32)
+    same = np.concatenate([np.argmax(run_stream_tflite(flat["float32"], f), -1)
+                           == np.argmax(run_stream_tflite(flat["int8"], f), -1) for _, f in real])
+    stream_acc = {p: float(np.mean([np.argmax(run_stream_tflite(fb, c)[-1]) == y for c, y in zip(test_x, test.y)]))
+                  for p, fb in flat.items()}
+    log(f"[qat] {streaming_dir.name}: QAT int8 test accuracy {acc:.3f}; its stream int8 agreement "
+        f"{same.mean():.3f}, accuracy {stream_acc['int8']:.3f}")
     return {"qat_epochs": config.epochs if config else "train_qat default (6 epochs, lr 2e-4, BN frozen)",
             "qat_keras_val_accuracy": trained.val_accuracy, "qat_int8_accuracy": acc, "accuracy_on": "test set",
-            "xnnpack_partitions": tfl.xnnpack_partitions(), "float_activation_tensors": tfl.float_activation_count()}
+            "xnnpack_partitions": tfl.xnnpack_partitions(), "float_activation_tensors": tfl.float_activation_count(),
+            "stream_int8_top1_agreement_on_footage": float(same.mean()), "stream_accuracy": stream_acc,
+            "stream_footage_frames": int(same.size)}

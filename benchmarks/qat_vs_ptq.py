@@ -31,6 +31,7 @@ Float models are cached under --out (rerun to add candidates without retraining)
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from dataclasses import replace
@@ -125,6 +126,22 @@ def _ranges(qat) -> dict:
     return out
 
 
+def table(result: dict) -> str:
+    """Markdown: per candidate, QAT int8 test accuracy and its difference to PTQ int8 per seed."""
+    seeds = list(result["seeds"])
+    head = "| candidate | " + " | ".join(f"seed {s}" for s in seeds) + " | mean | worst |"
+    lines = [head, "|---|" + "---:|" * (len(seeds) + 2)]
+    lines.append("| PTQ int8 (reference) | " + " | ".join(f"{result['seeds'][s]['ptq_int8']['test']:.3f}"
+                                                        for s in seeds) + " | | |")
+    for name in result["summary"]:
+        cells = [f"{result['seeds'][s][name]['test']:.3f} ({100 * result['seeds'][s][name]['minus_ptq_test']:+.1f})"
+                 for s in seeds]
+        summ = result["summary"][name]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {100 * summ['qat_minus_ptq_test_mean']:+.2f} | "
+                     f"{100 * summ['qat_minus_ptq_test_worst']:+.1f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -132,7 +149,11 @@ def main() -> None:
     ap.add_argument("--candidates", nargs="+", choices=CANDIDATES, default=list(CANDIDATES))
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--table", type=Path, default=None, help="print a result JSON as a Markdown table and exit")
     args = ap.parse_args()
+    if args.table:
+        print(table(json.loads(args.table.read_text())))
+        return
     from tfkit.convert.tflite import convert_keras
     from tfkit.data import generate_motion_dataset, load_dataset, normalize
     from tfkit.data.synthetic import MOTION_SYMMETRIES

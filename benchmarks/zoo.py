@@ -10,7 +10,9 @@
    looped); int8 accuracy drop of the clip and streaming forms (through LiteRT); one streaming step
    over one T=8 clip inference; the int8 stream graph's ops outside XNNPACK and its Edge TPU verdict.
 2. QAT, per seed: tfkit's QAT recipe on that seed's model, int8 accuracy on the same test set as
-   post-training int8 (`qat_minus_ptq_int8_accuracy`); and (full mode) QAT on every zoo model (all
+   post-training int8 (`qat_minus_ptq_int8_accuracy`); the stream form of the QAT-tuned weights
+   (`tfkit convert --qat-epochs N --form stream`): `qat_stream_int8_top1_agreement` on the same
+   footage, `qat_stream_int8_accuracy_drop` against the float model before QAT; and (full mode) QAT on every zoo model (all
    layers wrapped, full int8, float activations, partitions).
 3. Sweep: every zoo backbone x temporal module, clip and streaming forms, in every precision
    (quick: float32, float16, int8): builtin-only ops, float16 GPU analyzer verdict, XNNPACK
@@ -253,7 +255,7 @@ def main() -> None:
             s = result["streaming_seeds"].get(str(seed))
             qat = None
             if "qat" in parts:
-                qat = timed(f"qat_seed{seed}", functools.partial(qat_default_model, folder, args.qat_epochs, log))
+                qat = timed(f"qat_seed{seed}", functools.partial(qat_default_model, folder, args.qat_epochs, footage, log))
                 result["qat_seeds"][str(seed)] = qat
             if s:
                 rows.append(per_seed(s, qat, s["delegation"]))
@@ -284,6 +286,7 @@ def main() -> None:
         result.update(anchor_keys(anchor))
         result["anchor"] = anchor
     result["goals"] = {"int8_seeds": ">= 3", "qat_minus_ptq_int8_accuracy": ">= 0",
+                       "qat_stream_int8_top1_agreement": ">= 0.98", "qat_stream_int8_accuracy_drop": "<= 0.01",
                        "stream_int8_xnnpack_ops_outside": "== 0", "stream_int8_edgetpu_verdict": "full",
                        "stream_clip_max_abs_diff": "<= 1e-4", "stream_int8_top1_agreement": ">= 0.98",
                        "stream_int8_frames": ">= 300", "clip_int8_accuracy_drop": "<= 0.01",

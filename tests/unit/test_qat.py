@@ -279,3 +279,27 @@ def test_train_qat_keeps_batchnorm_on_its_moving_statistics(zoo):
         assert not np.array_equal(conv0[0], conv1[0])  # the weights do train
         moved[freeze] = not np.array_equal(bn0[0], bn1[0])
     assert moved == {True: False, False: True}
+
+
+def test_float_from_qat_carries_the_tuned_weights_to_the_stream_form(zoo):
+    """The stream form cannot be QAT-wrapped (state inputs); it is built from the QAT-tuned float
+    weights, every layer's, with the input model untouched."""
+    from tfkit.convert.qat import float_from_qat, quantize_aware
+    from tfkit.models import run_stream, to_streaming
+
+    q = quantize_aware(zoo)
+    for layer in q.layers:  # stands in for a fine-tune: every float weight moves
+        for w in layer.weights:
+            if w.trainable or "moving" in w.name:
+                w.assign(w * 1.5 + 0.01)
+    before = [w.copy() for w in zoo.get_weights()]
+    tuned = float_from_qat(q, zoo)
+    assert all(np.array_equal(a, b) for a, b in zip(before, zoo.get_weights(), strict=True))
+    changed = [layer.name for layer in tuned.layers if layer.weights and not all(
+        np.array_equal(a, b) for a, b in zip(layer.get_weights(), zoo.get_layer(layer.name).get_weights(), strict=True))]
+    assert changed == [layer.name for layer in zoo.layers if layer.weights]
+    conv = next(w for w in q.get_layer("quant_stem_conv").weights if w.name.endswith("kernel:0"))
+    np.testing.assert_array_equal(tuned.get_layer("stem_conv").kernel.numpy(), conv.numpy())
+    clip = _clips(1, seed=9)[0]
+    np.testing.assert_allclose(run_stream(to_streaming(tuned, SPEC), clip)[-1], np.asarray(tuned(clip[None]))[0],
+                               atol=1e-4)

@@ -30,7 +30,7 @@ class ConvertConfig:
     parity_clips: int = 64  # drawn from the validation split
     max_abs_logit_diff: float | None = None  # parity bars; None = the precision's default
     min_top1_agreement: float | None = None
-    qat_epochs: int = 0  # int8 only: fine-tune with quantization-aware training (TFMOT) first
+    qat_epochs: int = 0  # int8 only: fine-tune with quantization-aware training (TFMOT) first (stream: its weights)
     keep_float: int = 0  # int8 only: keep the N layers with the worst int8 error (QuantizationDebugger) in float
     sparse: bool = False  # store pruned (mostly zero) kernels in TFLite's sparse format
     per_channel: bool = True  # int8/int16x8: one kernel scale per output channel (False: one per kernel)
@@ -48,8 +48,10 @@ class ConvertConfig:
             raise UsageError("calibration_clips and parity_clips must be >= 1")
         if self.qat_epochs < 0 or self.keep_float < 0:
             raise UsageError("qat_epochs and keep_float must be >= 0")
-        if (self.qat_epochs or self.keep_float) and (self.precision != "int8" or self.form != "clip"):
-            raise UsageError("qat_epochs and keep_float apply to --precision int8 --form clip only")
+        if self.keep_float and (self.precision != "int8" or self.form != "clip"):
+            raise UsageError("keep_float applies to --precision int8 --form clip only")
+        if self.qat_epochs and self.precision != "int8":
+            raise UsageError("qat_epochs applies to --precision int8 only (--form clip or stream)")
         if self.sparse and (self.form != "clip" or self.keep_float):
             raise UsageError("sparse applies to --form clip without keep_float")
         if not self.per_channel and (not VARIANTS.get(self.precision).needs_calibration or self.form != "clip"
@@ -155,7 +157,13 @@ class ConvertStep(Step):
         # Which inputs parity ran on, so that no report shows a random-input check as an accuracy one.
         extra = {"parity_inputs": "real clips" if data_art is not None else "random"}
         if c.qat_epochs:
-            model, extra["qat"] = _quantization_aware(model, data_art, c, ctx, calibration)
+            qat, extra["qat"] = _quantization_aware(model, data_art, c, ctx, calibration)
+            if c.form == "stream":  # TFMOT cannot wrap state inputs: the stream is built from the QAT-tuned weights
+                from tfkit.convert.qat import float_from_qat
+
+                model = float_from_qat(qat, model)
+            else:
+                model = qat
         if c.form == "stream":
             flatbuffer, report, stream_spec = _convert_stream(model, model_art, c, calibration, parity)
         elif c.keep_float:
