@@ -150,6 +150,9 @@ def main() -> None:
         fits = [row[k][key] for k in ("int8", "repaired") if row[k]["val_drop"] <= 0.01]
         return row["float32"][key] / min(fits) if fits else None
 
+    def short(tensor: str) -> str:  # "model_b1/model/outlier/depthwise1" -> "outlier/depthwise1"
+        return "/".join(tensor.split(";")[0].split("/")[-2:])
+
     ratios = {n: reduction(r, "model_bytes") for n, r in rows.items()}
     ratios_meta = {n: reduction(r, "size_bytes") for n, r in rows.items()}
     o = rows["outlier"]
@@ -161,6 +164,7 @@ def main() -> None:
         "repair_calibration_drop_before": o["repaired"]["repair"]["before"]["drop"],
         "repair_calibration_drop_after": o["repaired"]["repair"]["chosen"]["drop"],
         "repair_kept_float": ", ".join(o["repaired"]["repair"]["chosen"]["kept_float"]) or "none",
+        "repair_changed_layers": ", ".join(short(n) for n in o["repaired"]["repair"]["chosen"]["float_ops"]) or "none",
         "repair_granularity": o["repaired"]["repair"]["chosen"]["granularity"],
         "repair_latency_ms_before": o["repaired"]["repair"]["cost"]["latency_ms_before"],
         "repair_latency_ms_after": o["repaired"]["repair"]["cost"]["latency_ms_after"],
