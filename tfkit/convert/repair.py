@@ -177,10 +177,19 @@ def summary(rows: list[dict], top: int | None = None) -> list[dict]:
             for r in (rows if top is None else rows[:top])]
 
 
-def record_layer_errors(model, calibration, *, granularity: str = "per_channel", max_samples: int = 8) -> dict:
-    """What every int8 conversion writes to its manifest: {"granularity", "samples", "layers"}."""
-    calibrated, samples = calibrate(model, calibration)
-    rows = layer_errors(calibrated, samples, granularity=granularity, max_samples=max_samples)
+def record_layer_errors(model, calibration, *, granularity: str = "per_channel", max_samples: int = 8,
+                        strict: bool = False) -> dict:
+    """What every int8 conversion writes to its manifest: {"granularity", "samples", "metric",
+    "layers"}. A diagnostic: unless `strict`, a model the debugger cannot instrument gets
+    {"skipped": the reason} instead of failing a conversion that itself succeeded."""
+    try:
+        calibrated, samples = calibrate(model, calibration)
+        rows = layer_errors(calibrated, samples, granularity=granularity, max_samples=max_samples)
+    except Exception as e:
+        if strict:
+            raise
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return {"skipped": f"the quantization debugger could not run on this model: {first}"}
     return {"granularity": granularity, "samples": min(len(samples), max_samples), "metric": "channel_rel_error",
             "layers": summary(rows)}
 
