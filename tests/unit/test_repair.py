@@ -181,3 +181,18 @@ def test_cli_refuses_bad_repair_with_one_error_line(tiny_trained, tiny_data, tmp
     assert r.exit_code == 2, r.output
     assert "Traceback" not in r.output and words in r.stderr and r.stderr.strip().startswith("error:")
     assert not (tmp_path / "o").exists()
+
+
+def test_int16_activations_are_the_last_resort_when_no_op_may_stay_float(outlier):
+    """With no op allowed in float (max_float=0), int8 cannot fit the outlier's range; int16
+    activations (65536 levels: the other channels keep a few) nearly can (3 of 120 clips flip here),
+    and are then chosen, timed."""
+    from tfkit.convert.repair import repair_int8
+
+    model, x, y = outlier
+    fb, report = repair_int8(model, x[:120], y[:120], budget=0.05, max_float=0, runs=3)
+    assert [(t["granularity"], t["activations"]) for t in report["trials"]] == [
+        ("per_channel", "int8"), ("per_tensor", "int8"), ("per_channel", "int16")]
+    assert report["chosen"]["activations"] == "int16" and report["within_budget"]
+    assert report["chosen"]["drop"] <= 0.05 and report["before"]["drop"] > 0.5
+    assert report["cost"]["latency_ms_after"] > 0 and report["cost"]["bytes_after"] == len(fb)
