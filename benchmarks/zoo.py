@@ -154,7 +154,14 @@ def anchor_part(streaming_spec, footage: Path, out: Path, quick: bool, skip: boo
         models[name]["macs_vs_movinet"] = round(off, 4)
         if abs(off) > MACS_TOLERANCE:
             result.setdefault("warnings", []).append(f"{name}: MACs {off:+.1%} off MoViNet's")
-    timed = compare({**models, MOVINET: movinet}, rounds=3 if quick else 5, log=log)
+    from tfkit.errors import BenchmarkError
+
+    try:
+        timed = compare({**models, MOVINET: movinet}, rounds=3 if quick else 5, log=log)
+    except BenchmarkError as e:  # e.g. an int8 graph the host's timing child cannot run: said, not fatal
+        result["reason"] = f"timing failed: {e}"
+        log(f"[anchor] {result['reason']}")
+        return result
     result["timed"] = timed
     result["ratio"] = {name: ratios(timed, name) for name in models}
     result["timing"] = ("tfkit.bench.timing: fresh process per model and round, seeded real-looking frames in each "
