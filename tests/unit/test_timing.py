@@ -224,3 +224,13 @@ def test_every_model_is_timed_each_round_with_rest_between_runner_processes(smal
     assert time.perf_counter() - start >= 5 * 0.1  # no rest before the first process
     assert len(device.calls) == 6 and {c[2:] for c in device.calls} == {ops_and_macs(fb) for fb in small_and_big.values()}
     assert p50 == {name: device.latency(*ops_and_macs(fb)) for name, fb in small_and_big.items()}
+
+
+def test_plain_integer_states_start_at_zero():
+    """An unquantized integer state (MoViNet's frame counter: int32, scale 0) starts at 0, not at the
+    garbage a division by its zero scale would give (which made an int8 DIV divide by zero)."""
+    quantize = _board_stream().quantize
+    counter = quantize(np.zeros((1, 1), np.float32), {"dtype": np.int32, "quantization": (0.0, 0)})
+    assert counter.dtype == np.int32 and counter.tolist() == [[0]]
+    state = quantize(np.zeros(3, np.float32), {"dtype": np.int8, "quantization": (0.5, -7)})
+    assert state.tolist() == [-7, -7, -7]  # an int8 state's float 0.0 is its zero point

@@ -137,6 +137,8 @@ def quantize(values, detail):
         return values.astype(dtype)
     scale, zero = detail["quantization"]
     info = np.iinfo(dtype)
+    if not scale:  # a plain integer tensor (a frame counter, an index): no quantization to apply
+        return np.clip(np.round(values), info.min, info.max).astype(dtype)
     return np.clip(np.round(values / scale + zero), info.min, info.max).astype(dtype)
 
 
