@@ -244,10 +244,10 @@ def test_requantized_state_equals_host_streaming(accumulator, acc_clips, python_
     assert np.abs(np.concatenate(raw) - ref).max() > 0.05
 
 
-def test_zoo_int8_stream_on_tflite_runtime_214_says_what_to_do(streams, clips, tmp_path):
-    """tflite-runtime 2.14 has no int8 DIV, which the zoo's sliding-window mean uses: the runner
-    says so as an unsupported op (whose hint is: a newer runtime, or another variant); the float32
-    stream runs there and matches the host."""
+def test_zoo_streams_run_on_tflite_runtime_214(streams, clips, tmp_path):
+    """The zoo's sliding-window mean has no DIV (tflite-runtime 2.14 has no int8 DIV): the float32 and
+    the int8 stream both run there, the float32 one matching the host and the int8 one giving the
+    same predictions as the same builtin kernels in ai-edge-litert (--delegate none)."""
     from tests.unit.test_bench_runner import tflite_runtime_python
 
     python = tflite_runtime_python()
@@ -258,9 +258,14 @@ def test_zoo_int8_stream_on_tflite_runtime_214_says_what_to_do(streams, clips, t
     assert rc == 0 and r["runtime"] == "tflite_runtime", r
     assert r["stream"]["accuracy"] == float(np.mean(ref.argmax(axis=1) == labels))
     assert np.array_equal(np.load(pred)["predictions"], ref.argmax(axis=1))
-    rc, r = run_runner("--model", str(streams["int8"]), "--stream", "--runtime", "tflite_runtime", "--runs", "2",
-                       python=python)
-    assert rc == 1 and r["kind"] == "unsupported_op" and "Div only supports" in r["error"], r
+    old, new = tmp_path / "old.npz", tmp_path / "new.npz"
+    rc, r = run_runner("--model", str(streams["int8"]), "--stream", "--eval", str(npz), "--runtime", "tflite_runtime",
+                       "--warmup", "1", "--predictions-out", str(old), python=python)
+    assert rc == 0 and r["stream"]["clips"] == len(labels), r
+    rc, r = run_runner("--model", str(streams["int8"]), "--stream", "--eval", str(npz), "--delegate", "none",
+                       "--warmup", "1", "--predictions-out", str(new))
+    assert rc == 0, r
+    np.testing.assert_array_equal(np.load(old)["logits"], np.load(new)["logits"])
 
 
 def test_tfkit_metadata_decides_the_pairing(accumulator, acc_clips, tmp_path):
