@@ -84,15 +84,19 @@ def test_flash_bad_input_is_one_error_line(tflite, tmp_path, args, needle):
     assert len(errors) == 1 and needle in result.output and "Traceback" not in result.output, result.output
 
 
-def test_flash_to_the_ssh_board(board, tflite, tmp_path):
+def test_flash_to_the_ssh_board(board, tflite, tmp_path, request):
     devices = board.devices_yaml(tmp_path / "devices.yaml")
     env = {"XDG_CONFIG_HOME": str(tmp_path / "xdg")}
     (tmp_path / "xdg" / "tfkit").mkdir(parents=True)
     (tmp_path / "xdg" / "tfkit" / "devices.yaml").write_text(devices.read_text())
-    name = f"tiny-{tmp_path.name[-8:]}"
+    import shutil
+    import uuid
+
+    name = f"tiny-{uuid.uuid4().hex[:8]}"  # the board's home outlives test sessions: a name no run used
+    placed = board.parts.home / "tfkit" / "models" / name / "tiny.tflite"  # the board user's own $HOME
+    request.addfinalizer(lambda: shutil.rmtree(placed.parent, ignore_errors=True))
     first = invoke("flash", tflite, "--device", "board", "--name", name, env=env)
     assert first.exit_code == 0 and first.output.startswith("copied:"), first.output
-    placed = board.parts.home / "tfkit" / "models" / name / "tiny.tflite"  # the board user's own $HOME
     assert sha(placed) == sha(tflite) and placed.stat().st_uid == board.parts.uid
     again = invoke("flash", tflite, "--device", "board", "--name", name, env=env)
     assert again.output.startswith("already there:"), again.output
