@@ -86,7 +86,7 @@ def repo_root() -> Path:
 
 
 # The real ssh board (Debian's sshd on loopback, unprivileged) for the device tests: tests/board.py.
-from tests.board import board, board_parts_or_skip  # noqa: E402,F401
+from tests.board import board, board_parts_or_skip  # noqa: F401
 
 
 @pytest.fixture(scope="session", autouse=True)

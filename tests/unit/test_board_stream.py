@@ -282,7 +282,7 @@ def test_tfkit_metadata_decides_the_pairing(accumulator, acc_clips, tmp_path):
         path.write_bytes(embed_metadata(accumulator.read_bytes(), metadata_for(spec)))
         return path
 
-    npz, labels, ref = labelled(accumulator, acc_clips, tmp_path)
+    npz, _, ref = labelled(accumulator, acc_clips, tmp_path)
     pred = tmp_path / "pred.npz"
     rc, r = run_runner("--model", str(with_layout(["acc"], "good.tflite")), "--stream", "--eval", str(npz),
                        "--warmup", "1", "--predictions-out", str(pred))

@@ -16,7 +16,7 @@ from tfkit.bench.devices.config import DevicesFileError, load_devices
 from tfkit.bench.devices.fingerprint import cpu_frequencies, cpu_info, power_supplies, thermal_zones
 from tfkit.bench.devices.kinds import open_device, resolve
 from tfkit.bench.devices.local import LocalDevice
-from tfkit.errors import InputPathError, UnsupportedDeviceError, UsageError
+from tfkit.errors import InputPathError, UsageError
 
 
 @pytest.mark.parametrize("text, want", [

@@ -13,8 +13,8 @@ from tfkit.bench.devices.base import BenchConfig
 from tfkit.bench.devices.kinds import NOT_IMPLEMENTED
 from tfkit.bench.timing import (
     TimingConfig,
-    _pairs,
     _board_stream,
+    _pairs,
     device_record,
     gmacs_per_s,
     real_looking_frames,
