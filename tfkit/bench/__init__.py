@@ -272,11 +272,10 @@ def _open(device: str | Device) -> tuple[Device, str, str | None]:
     if isinstance(device, Device):
         return device, str(getattr(device, "address", None) or device.name), None
     # One parser for every address and devices.yaml name; imported here to keep `import tfkit.bench` light.
-    from tfkit.bench.devices.kinds import open_device, resolve
+    from tfkit.bench.devices.kinds import open_device
 
-    target = open_device(device)
-    address = resolve(device).address
-    return target, str(address), address.name
+    target = open_device(device)  # it records the resolved address: devices.yaml is read once
+    return target, str(target.address), target.address.name
 
 
 def _check_entry(entry: ModelEntry) -> tuple[str, str, str]:

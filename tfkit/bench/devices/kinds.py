@@ -92,4 +92,6 @@ def check_runnable(resolved: Resolved) -> Resolved:
 def open_device(text: str | DeviceAddress, *, devices_file: str | os.PathLike | None = None) -> Device:
     """The Device for an address or name; one UsageError for a malformed or unsupported one."""
     resolved = check_runnable(resolve(text, devices_file=devices_file))
-    return DEVICES.get(resolved.address.kind).from_address(resolved.address, resolved.entry)
+    device = DEVICES.get(resolved.address.kind).from_address(resolved.address, resolved.entry)
+    device.address = resolved.address  # what it was opened as (a devices.yaml name keeps its name here)
+    return device
