@@ -14,8 +14,10 @@ an outlier channel that stretches a per-tensor range until every other channel r
 `repair_int8` measures the int8 accuracy drop against the float model on the CALIBRATION clips
 (the caller's test/validation clips are never passed in), then searches the fewest ops to keep in
 float (0, 1, 2, ...), worst `channel_rel_error` first; for each count it tries per-channel and
-per-tensor kernel scales and keeps the smaller file within budget (per-tensor where it is safe:
-per-channel parameters cost bytes per output channel). Keeping an op's output in float keeps the
+per-tensor kernel scales and, when only per-channel is within budget, per-layer granularity
+("mixed", tfkit.convert.granularity: the most layers per-tensor, safest first, that keep the drop
+within budget); it keeps the smallest file within budget (per-channel parameters cost 24 B per
+output channel). Keeping an op's output in float keeps the
 op and the ops that read that tensor in float (a tensor crushed by its range must not be
 re-quantized by its consumer). int16 activations (whole model: TFLite's int16x8 quantizer has no
 per-op form) are the last resort. The chosen variant's changes, size and latency (timed on a Device
@@ -258,12 +260,35 @@ def repair_int8(model, calibration, labels: Sequence[int] | None = None, *, budg
             trials.append(t)
             say(f"[repair] {granularity}, {activations} activations: refused ({e})")
             return t
+        return measured(t, fb, f"{k} kept float, {granularity}, {activations} activations")
+
+    def measured(t: dict, fb: bytes, what: str) -> dict:
         t.update(bytes=len(fb), drop=_score(_outputs(fb, samples), reference, labels))
         built[len(trials)] = fb
         trials.append(t)
-        say(f"[repair] {k} kept float, {granularity}, {activations} activations: drop {t['drop']:.4f}, "
-            f"{len(fb)} B")
+        say(f"[repair] {what}: drop {t['drop']:.4f}, {len(fb)} B")
         return t
+
+    def mixed(per_channel: dict) -> dict | None:
+        """Per-layer granularity with `per_channel`'s float ops: the most layers per-tensor (safest
+        first, by `granularity.per_tensor_error`) whose drop stays within budget (binary search on
+        the count; each count measured). None when no layer can go per-tensor."""
+        from tfkit.convert.granularity import mix, per_tensor_error
+
+        pc = built[trials.index(per_channel)]
+        pt = quantize(calibrated, granularity="per_tensor", keep_float=per_channel["float_ops"])
+        order = list(per_tensor_error(pc, pt))
+        lo, hi, best = 1, len(order) - 1, None
+        while lo <= hi:
+            n = (lo + hi) // 2
+            t = {**{k: per_channel[k] for k in ("activations", "kept_float", "float_ops")}, "granularity": "mixed",
+                 "per_tensor_layers": order[:n], "per_channel_layers": order[n:]}
+            measured(t, mix(pc, pt, order[:n]), f"{len(t['kept_float'])} kept float, {n}/{len(order)} layers per-tensor")
+            if ok(t):
+                best, lo = t, n + 1
+            else:
+                hi = n - 1
+        return best
 
     def ok(t: dict) -> bool:
         return t["drop"] is not None and t["drop"] <= budget
@@ -277,7 +302,9 @@ def repair_int8(model, calibration, labels: Sequence[int] | None = None, *, budg
         if k and k > len(rows["per_channel"]):
             break
         tried = [before if k == 0 else trial(k, "per_channel"), trial(k, "per_tensor")]
-        candidates = [t for t in tried if ok(t)]
+        if ok(tried[0]) and not ok(tried[1]) and tried[1]["drop"] is not None:
+            tried.append(mixed(tried[0]))  # per-tensor where it is safe, per-channel where it is not
+        candidates = [t for t in tried if t is not None and ok(t)]
         if candidates:
             chosen = min(candidates, key=lambda t: (t["bytes"], t["drop"]))
             break
@@ -297,7 +324,7 @@ def repair_int8(model, calibration, labels: Sequence[int] | None = None, *, budg
     report = {"budget": budget, "measured_on": {"split": "calibration", "clips": len(samples),
                                                 "drop": "accuracy" if labels is not None else "top-1 changes"},
               "before": before, "chosen": chosen, "within_budget": within, "trials": trials, "cost": cost,
-              "layers": summary(rows[chosen["granularity"]])}
+              "layers": summary(rows["per_tensor" if chosen["granularity"] == "per_tensor" else "per_channel"])}
     return flatbuffer, report
 
 
