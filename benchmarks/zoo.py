@@ -1,6 +1,6 @@
 """The video model zoo's numbers in one run, written as JSON (issue 3's interface):
 
-    python benchmarks/zoo.py --quick --json OUT.json     # ~15 min on 2 cores
+    python benchmarks/zoo.py --quick --json OUT.json     # ~17 min on 2 cores
     python benchmarks/zoo.py --json OUT.json             # full sizes
 
 1. Streaming, once per training seed (--seeds, default 0 1 2; the headline keys are the worst case
@@ -14,13 +14,19 @@
    (`tfkit convert --qat-epochs N --form stream`): `qat_stream_int8_top1_agreement` on the same
    footage, `qat_stream_int8_accuracy_drop` against the float model before QAT; and (full mode) QAT on every zoo model (all
    layers wrapped, full int8, float activations, partitions).
-3. Sweep: every zoo backbone x temporal module, clip and streaming forms, in every precision
+3. Repair: `tfkit convert --precision int8 --repair auto` (benchmarks/repair.py, first seed): the
+   default model (quick: width 0.5, 4 stages; full: width 1.0, 7 stages) trained on the built-in
+   motion set, with an outlier channel put in front of its classifier; plain int8's held-out drop
+   (`repair_drop_before`) and the repaired one's (`repair_drop_after`), what the repair changed, and
+   `min_int8_size_reduction_repaired` (float32 over the smallest int8 file of the default model
+   within 1 point, with --repair auto choosing granularity).
+4. Sweep: every zoo backbone x temporal module, clip and streaming forms, in every precision
    (quick: float32, float16, int8): builtin-only ops, float16 GPU analyzer verdict, XNNPACK
    partitions, float32/int8 size and latency. Untrained weights with BatchNorm statistics from
    real footage (sizes, ops and latency do not depend on training).
-4. Generation: frame interpolation and x2/x4 super-resolution trained self-supervised on real
+5. Generation: frame interpolation and x2/x4 super-resolution trained self-supervised on real
    footage; float32 and int8 PSNR on held-out footage against linear blend / bicubic.
-5. Anchor: per frame at 172x172, 1 thread, float32 and int8, against the MoViNet-A0-Stream
+6. Anchor: per frame at 172x172, 1 thread, float32 and int8, against the MoViNet-A0-Stream
    architecture (benchmarks/movinet_anchor.py; null with the reason when its TF Model Garden
    dependencies are not installed: benchmarks/setup_movinet_anchor.sh): our benchmark stream model
    (MobileNetV2, 3 of 7 stages, width 0.5: ~29.5 M MACs) and the same model scaled to MoViNet's
@@ -42,9 +48,18 @@ from pathlib import Path
 import numpy as np
 from _emit import emit
 from _zoo_seeds import per_seed, qat_default_model, seed_keys, stream_delegation
+from repair import goals as repair_goals
+from repair import measure_repair
 from streaming import FOOTAGE_CLIPS, measure_streaming
 
 ANCHOR_SIZE = 172
+# The sweep's base spec (the full one is the whole backbone at full width; benchmarks/repair.py's --full
+# trains the same backbone), by --quick.
+SWEEP_BASE = {True: {"frames": 4, "size": 64, "alpha": 0.5, "stages": 4},
+              False: {"frames": 8, "size": 128, "alpha": 1.0, "stages": 7}}
+# The repair part's headline keys, copied to the top level (the whole result is under "repair").
+REPAIR_KEYS = ("repair_drop_before", "repair_drop_after", "min_int8_size_reduction_repaired",
+               "repair_changed_layers", "repair_granularity", "repair_kept_float")
 
 
 def footage_clips(path: Path, frames: int, size: int, count: int) -> np.ndarray:
@@ -62,12 +77,8 @@ def sweep_part(quick: bool, footage: Path, log) -> dict:
     from tfkit.convert.sweep import summarize, sweep_zoo, zoo_specs
     from tfkit.models import VideoModelSpec
 
-    if quick:
-        base = VideoModelSpec(num_classes=7, frames=4, size=64, alpha=0.5, stages=4, causal=True)
-        precisions = ["float32", "float16", "int8"]
-    else:  # the whole backbones at full width
-        base = VideoModelSpec(num_classes=7, frames=8, size=128, alpha=1.0, stages=7, causal=True)
-        precisions = None  # every registered precision
+    base = VideoModelSpec(num_classes=7, **SWEEP_BASE[quick], causal=True)  # full: whole backbones, full width
+    precisions = ["float32", "float16", "int8"] if quick else None  # None: every registered precision
     clips = footage_clips(footage, base.frames, base.size, 8)
     rows = sweep_zoo(zoo_specs(base), clips, precisions=precisions, workers=2, threads=1,
                      latency_runs=30 if quick else 100, log=log)
@@ -100,6 +111,7 @@ def qat_part(log) -> dict:
 # from real footage): latency does not depend on the weights' values, only on their shapes.
 EQUAL_MACS = {"equal_macs_width": {"alpha": 0.65, "stages": 3}, "equal_macs_depth": {"alpha": 0.5, "stages": 6}}
 MACS_TOLERANCE = 0.10
+PARTS = ["streaming", "qat", "repair", "sweep", "generation", "anchor"]  # in the order they run
 
 
 def _our_stream(spec, clips, folder: Path) -> dict:
@@ -210,7 +222,7 @@ def anchor_keys(anchor: dict) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="small sizes and fewer precisions (~15 min on 2 cores)")
+    ap.add_argument("--quick", action="store_true", help="small sizes and fewer precisions (~17 min on 2 cores)")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=None, help="work folder (default: a temporary one)")
     ap.add_argument("--footage", type=Path, action="append", default=None,
@@ -222,7 +234,7 @@ def main() -> None:
     ap.add_argument("--qat-epochs", type=int, default=None, help="QAT fine-tune epochs (default: train_qat's)")
     ap.add_argument("--no-anchor", action="store_true", help="do not build/run MoViNet-A0-Stream")
     ap.add_argument("--anchor-timeout", type=int, default=900)
-    ap.add_argument("--only", choices=["streaming", "qat", "sweep", "generation", "anchor"], action="append",
+    ap.add_argument("--only", choices=PARTS, action="append",
                     help="run only these parts (repeatable)")
     args = ap.parse_args()
     footage = args.footage or list(FOOTAGE_CLIPS)
@@ -230,7 +242,7 @@ def main() -> None:
     if missing:
         raise SystemExit(f"no real footage at {', '.join(missing)}: apt-get install python3-imageio, "
                          "or pass --footage VIDEO")
-    parts = set(args.only or ["streaming", "qat", "sweep", "generation", "anchor"])
+    parts = set(args.only or PARTS)
     out = args.out or Path(tempfile.mkdtemp(prefix="tfkit-zoo-"))
     t_start = time.perf_counter()
     log = lambda msg: print(msg, flush=True)
@@ -274,6 +286,11 @@ def main() -> None:
             result["stream_int8_footage_clips"] = first["footage_frames_per_clip"]
     if "qat" in parts and not args.quick:
         result["qat"] = timed("qat", lambda: qat_part(log))
+    if "repair" in parts:  # issue 27: --repair auto on an outlier model; granularity's size reduction
+        repair = timed("repair", lambda: measure_repair(out / "repair", seed=args.seeds[0], full=not args.quick,
+                                                        log=log))
+        result.update({k: repair[k] for k in REPAIR_KEYS})
+        result["repair"] = repair
     if "sweep" in parts:
         sweep = timed("sweep", lambda: sweep_part(args.quick, footage[0], log))
         result.update({k: sweep[k] for k in ("min_int8_size_reduction", "max_int8_xnnpack_partitions",
@@ -300,7 +317,8 @@ def main() -> None:
                        "stream_int8_accuracy_drop": "<= 0.01", "stream_step_over_clip_latency": "<= 0.2",
                        "interp/sr int8 PSNR": ">= baseline + 1 dB", "min_int8_size_reduction": ">= 3.9",
                        "max_int8_xnnpack_partitions": "<= 2", "max_int8_over_float_latency": "<= 1.0",
-                       "stream_over_movinet_a0_latency": "<= 0.5"}  # equal-MACs keys: a comparison, no goal
+                       "stream_over_movinet_a0_latency": "<= 0.5",  # equal-MACs keys: a comparison, no goal
+                       **repair_goals(full=not args.quick)}
     result["seconds"]["total"] = round(time.perf_counter() - t_start, 1)
     emit(result, args.json)
 
