@@ -10,6 +10,9 @@ Trains the demo model with causal shifts on the built-in motion set, then measur
 - one streaming step's p50 latency over one T=8 clip inference's (same resolution, same threads);
 - sizes and every state's input/output quantization.
 
+int8 is made as `tfkit convert` makes it by default: post-training int8 with optimized kernel
+rounding (ConvertConfig.rounding, tfkit.convert.rounding), recorded as `int8_rounding`.
+
     python benchmarks/streaming.py --out out/streaming --json out/streaming.json [--epochs 20]
 
 `benchmarks/zoo.py` runs this as its streaming part.
@@ -83,6 +86,7 @@ def measure_streaming(out: Path, *, epochs: int = 20, footage=FOOTAGE_CLIPS, min
     from ai_edge_litert.interpreter import Interpreter
 
     from tfkit.convert.parity import TFLiteModel, run_stream_tflite, state_quantization
+    from tfkit.convert.rounding import optimize_int8
     from tfkit.convert.tflite import convert_keras
     from tfkit.data import generate_motion_dataset, load_dataset, normalize
     from tfkit.data.synthetic import MOTION_SYMMETRIES
@@ -90,6 +94,7 @@ def measure_streaming(out: Path, *, epochs: int = 20, footage=FOOTAGE_CLIPS, min
     from tfkit.models.io import save_model
     from tfkit.models.streaming import stream_calibration
     from tfkit.pipeline import DEMO_MODEL
+    from tfkit.steps.convert import ConvertConfig
     from tfkit.train import TrainConfig, train_classifier
     from tfkit.types import ClipSpec
 
@@ -118,12 +123,21 @@ def measure_streaming(out: Path, *, epochs: int = 20, footage=FOOTAGE_CLIPS, min
     train_x = normalize(ds.train.x, "symmetric")
     rng = np.random.default_rng(0)
     calib_clips = train_x[rng.permutation(len(train_x))[:48]]
+    clip_samples = [c[None] for c in calib_clips]
+    stream_samples = list(stream_calibration(stream, calib_clips, every=2))
     flat = {
         "clip_float32": convert_keras(model, "float32"),
-        "clip_int8": convert_keras(model, "int8", calibration=(c[None] for c in calib_clips)),
+        "clip_int8": convert_keras(model, "int8", calibration=clip_samples),
         "stream_float32": convert_keras(stream, "float32"),
-        "stream_int8": convert_keras(stream, "int8", calibration=stream_calibration(stream, calib_clips, every=2)),
+        "stream_int8": convert_keras(stream, "int8", calibration=stream_samples),
     }
+    # int8 as `tfkit convert` makes it by default (ConvertConfig.rounding): kernels re-rounded for
+    # layer output error on the same calibration samples (tfkit.convert.rounding).
+    rounding = {"rounding": ConvertConfig().rounding}
+    if rounding["rounding"] == "optimized":
+        for name, net, samples in (("clip_int8", model, clip_samples), ("stream_int8", stream, stream_samples)):
+            flat[name], report = optimize_int8(net, flat[name], samples)
+            rounding[name] = {k: report[k] for k in ("layers", "weights_changed", "output_error_ratio", "samples")}
     for name, fb in flat.items():
         (out / f"{name}.tflite").write_bytes(fb)
 
@@ -180,6 +194,7 @@ def measure_streaming(out: Path, *, epochs: int = 20, footage=FOOTAGE_CLIPS, min
                                                "where_int8_disagrees": float(np.median(margin[flipped]))
                                                if flipped.any() else None},
         "stream_int8_vs_float32_top1_agreement_on_footage": agreement,
+        "int8_rounding": rounding,
         "latency_p50_ms": latency, "threads": threads,
         "stream_step_over_clip_T8": {"float32": latency["stream_float32"] / latency["clip_float32"],
                                      "int8": latency["stream_int8"] / latency["clip_int8"]},

@@ -109,16 +109,23 @@ def _copy_tensor(dst_model, dst_index: int, src_model, src_index: int) -> None:
     if list(dst.shape) != list(src.shape) or dst.type != src.type:
         raise ConversionError(f"granularity mix: tensor {dst.name.decode()!r} differs between the two files")
     dst.quantization = src.quantization
-    data = np.array(src_model.buffers[src.buffer].data, np.uint8)
-    if sum(1 for t in dst_model.subgraphs[0].tensors if t.buffer == dst.buffer) == 1:
-        dst_model.buffers[dst.buffer].data = data
-    else:  # the converter shares equal constants' buffers: this tensor gets a buffer of its own
-        from tensorflow.lite.python import schema_py_generated as schema
+    set_values(dst_model, dst_index, np.array(src_model.buffers[src.buffer].data, np.uint8))
 
-        buffer = schema.BufferT()
-        buffer.data = data
-        dst_model.buffers.append(buffer)
-        dst.buffer = len(dst_model.buffers) - 1
+
+def set_values(model, tensor_index: int, data: np.ndarray) -> None:
+    """Replace one constant tensor's bytes; the converter shares equal constants' buffers, so a
+    shared one is not written through: this tensor gets a buffer of its own."""
+    t = model.subgraphs[0].tensors[tensor_index]
+    data = np.frombuffer(np.ascontiguousarray(data).tobytes(), np.uint8).copy()
+    if sum(1 for other in model.subgraphs[0].tensors if other.buffer == t.buffer) == 1:
+        model.buffers[t.buffer].data = data
+        return
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    buffer = schema.BufferT()
+    buffer.data = data
+    model.buffers.append(buffer)
+    t.buffer = len(model.buffers) - 1
 
 
 def mix(per_channel: bytes, per_tensor: bytes, per_tensor_ops: Iterable[str]) -> bytes:

@@ -39,6 +39,7 @@ class ConvertConfig:
     device: str = "local"  # keep_float / repair: where int8 variants are timed (an address or a devices.yaml name)
     repair: str = "off"  # int8 clip: "auto" finds the fewest float ops / scale granularity within repair_budget
     repair_budget: float = 0.01  # repair: largest int8 accuracy drop vs float, judged on the calibration clips
+    rounding: str = "optimized"  # post-training int8 kernels: "optimized" (layer output error) or "nearest"
 
     def __post_init__(self):
         VARIANTS.get(self.precision)  # unknown name -> UnknownNameError with suggestions
@@ -58,6 +59,10 @@ class ConvertConfig:
                                      or self.qat_epochs or self.keep_float):
             raise UsageError("per_channel=False (--no-per-channel) applies to calibrated precisions (int8, int16x8) with --form clip, "
                              "without qat_epochs or keep_float")
+        from tfkit.convert.rounding import ROUNDINGS
+
+        if self.rounding not in ROUNDINGS:
+            raise UsageError(f"unknown rounding {self.rounding!r}; choose one of {', '.join(ROUNDINGS)}")
         from tfkit.convert.repair import check_repair_config
 
         check_repair_config(self)
@@ -165,7 +170,7 @@ class ConvertStep(Step):
             else:
                 model = qat
         if c.form == "stream":
-            flatbuffer, report, stream_spec = _convert_stream(model, model_art, c, calibration, parity)
+            flatbuffer, report, stream_spec = _convert_stream(model, model_art, c, calibration, parity, extra, ctx)
         elif c.keep_float:
             from tfkit.bench.timing import device_record
             from tfkit.convert.repair import summary
@@ -186,6 +191,7 @@ class ConvertStep(Step):
         else:
             flatbuffer = convert_keras(model, c.precision, calibration=(x[None] for x in calibration), sparse=c.sparse,
                                        per_channel=c.per_channel)
+            flatbuffer = _rounded(flatbuffer, model, [x[None] for x in calibration], c, extra, ctx)
             report, stream_spec = check_parity(model, flatbuffer, parity, c.precision, **c.parity_bars()), None
             if c.precision == "int8" and not c.qat_epochs:  # every int8 conversion: per-layer error
                 from tfkit.convert.repair import record_layer_errors
@@ -243,7 +249,7 @@ def _quantization_aware(model, data_art, c: ConvertConfig, ctx: RunContext, cali
     return qat, {"epochs": c.qat_epochs, "val_accuracy": result.val_accuracy, "layers": coverage}
 
 
-def _convert_stream(model, model_art, c: ConvertConfig, calibration, parity):
+def _convert_stream(model, model_art, c: ConvertConfig, calibration, parity, extra: dict, ctx: RunContext):
     """The streaming form: calibrated on states met while streaming real clips, judged by its
     logits after the last frame against the Keras clip model's, with the state layout recorded."""
     from tfkit.convert.parity import compare_logits, first_output, run_stream_tflite, state_quantization
@@ -253,7 +259,9 @@ def _convert_stream(model, model_art, c: ConvertConfig, calibration, parity):
 
     spec = VideoModelSpec.from_dict(model_art.manifest.spec["model"])
     stream = to_streaming(model, spec)  # refuses non-causal models with a clear message
-    flatbuffer = convert_keras(stream, c.precision, calibration=stream_calibration(stream, calibration, every=2))
+    samples = list(stream_calibration(stream, calibration, every=2))
+    flatbuffer = convert_keras(stream, c.precision, calibration=samples)
+    flatbuffer = _rounded(flatbuffer, stream, samples, c, extra, ctx)
     ref = np.concatenate([first_output(model(x[None], training=False)) for x in parity])
     got = np.stack([run_stream_tflite(flatbuffer, x)[-1] for x in parity])
     report = compare_logits(ref, got, c.precision, what="Keras clip model", **c.parity_bars())
@@ -262,3 +270,20 @@ def _convert_stream(model, model_art, c: ConvertConfig, calibration, parity):
     # Runners must requantize a state whose output and input parameters differ (tfkit's do).
     return flatbuffer, report, {"frame_input": "frame", "logits_output": "logits", "states": states,
                                 "requantize_states": any(not q["same"] for q in quant.values())}
+
+
+def _rounded(flatbuffer: bytes, model, samples: list, c: ConvertConfig, extra: dict, ctx: RunContext) -> bytes:
+    """Post-training int8 with `rounding="optimized"`: kernels re-rounded for layer output error
+    (tfkit.convert.rounding), the report in metrics["rounding"]; QAT models keep their learned grid."""
+    if c.precision != "int8" or c.qat_epochs:
+        return flatbuffer
+    if c.rounding == "nearest":
+        extra["rounding"] = {"rounding": "nearest"}
+        return flatbuffer
+    from tfkit.convert.rounding import optimize_int8
+
+    flatbuffer, extra["rounding"] = optimize_int8(model, flatbuffer, samples)
+    r = extra["rounding"]
+    ctx.log(f"[convert] int8: optimized rounding of {r['layers']} kernel(s), {r['weights_changed']:.1%} of weights "
+            f"moved, calibration output error x{r['output_error_ratio']:.2f}")
+    return flatbuffer
