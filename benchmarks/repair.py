@@ -140,7 +140,8 @@ def goals(full: bool) -> dict:
 
 
 def measure_repair(out: Path, *, seed: int = 0, epochs: int = 20, calibration_clips: int = 256,
-                   outlier: float = 1000.0, outlier_channel: int = 0, full: bool = False, log=print) -> dict:
+                   outlier: float = 1000.0, outlier_channel: int = 0, full: bool = False,
+                   learning_rate: float = 4e-3, log=print) -> dict:
     """Train the default model in `out`, add the outlier, convert both (float32, int8, --repair auto)
     and score every file on the held-out validation clips: the dict `main()` writes as JSON.
 
@@ -160,7 +161,7 @@ def measure_repair(out: Path, *, seed: int = 0, epochs: int = 20, calibration_cl
     data = run_step(DataStep(DataConfig(**DATA, seed=seed)), [], out / "01-data", ctx)
     spec = model_spec(full, len(data.manifest.spec["classes"]), seed)
     built = run_step(BuildStep(spec), [], out / "02-build", ctx)
-    trained = run_step(TrainStep(TrainConfig(epochs=epochs, batch_size=8, learning_rate=4e-3, seed=seed)),
+    trained = run_step(TrainStep(TrainConfig(epochs=epochs, batch_size=8, learning_rate=learning_rate, seed=seed)),
                        [built, data], out / "03-train", ctx)
     model = load_model(trained.file("model"), trust=trusted(trained))
     save_model(outlier_model(model, outlier, outlier_channel), out / "outlier.keras")
@@ -182,7 +183,7 @@ def measure_repair(out: Path, *, seed: int = 0, epochs: int = 20, calibration_cl
     ratios_meta = {n: reduction(r, "size_bytes") for n, r in rows.items()}
     o = rows["outlier"]
     return {
-        "seed": seed, "quick": not full, "spec": spec.to_dict(), "val_clips": len(val[1]),
+        "seed": seed, "train": {"epochs": epochs, "learning_rate": learning_rate}, "quick": not full, "spec": spec.to_dict(), "val_clips": len(val[1]),
         "outlier": {"factor": outlier, "channel": outlier_channel},
         "repair_drop_before": o["int8"]["val_drop"],
         "repair_drop_after": o["repaired"]["val_drop"],
@@ -210,6 +211,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None, help="work folder (default: a temporary one)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--epochs", type=int, default=20, help="as benchmarks/zoo.py --quick trains width 0.5")
+    ap.add_argument("--learning-rate", type=float, default=4e-3)
     ap.add_argument("--calibration-clips", type=int, default=256,
                     help="convert --calibration-clips: drawn from the train split (252 clips: all of them)")
     ap.add_argument("--outlier", type=float, default=1000.0)
@@ -220,7 +222,7 @@ def main() -> None:
     out = args.out or Path(tempfile.mkdtemp(prefix="tfkit-repair-"))
     result = measure_repair(out, seed=args.seed, epochs=args.epochs, calibration_clips=args.calibration_clips,
                             outlier=args.outlier, outlier_channel=args.outlier_channel, full=args.full,
-                            log=lambda m: print(m, flush=True))
+                            learning_rate=args.learning_rate, log=lambda m: print(m, flush=True))
     emit(result, args.json)
 
 
