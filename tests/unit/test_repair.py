@@ -165,6 +165,9 @@ def test_convert_step_records_layer_errors_and_repairs_on_the_train_split(tiny_t
     assert rep["within_budget"] and rep["chosen"]["drop"] <= 0.5
     assert rep["cost"]["bytes_after"] <= rep["cost"]["bytes_before"]  # budget 0.5: no float op needed
     assert repaired.metrics["layer_errors"]["layers"]
+    # Plain int8 is re-rounded by default; the repair writes the variant it judged, as TFLite rounded it.
+    assert plain.metrics["rounding"]["rounding"] == "optimized" and plain.metrics["rounding"]["layers"] > 0
+    assert repaired.metrics["rounding"]["rounding"] == "nearest"
 
 
 @pytest.mark.parametrize("args, words", [

@@ -180,6 +180,7 @@ class ConvertStep(Step):
                                                       eval_clips=[x[None] for x in parity], device=device)
             extra["selective"] = {k: selective[k] for k in ("kept_float", "full_int8", "selective")}
             extra["selective"]["device"] = device_record(c.device)
+            extra["rounding"] = _JUDGED
             extra["layer_errors"] = {"metric": "rmse_over_scale", "layers": summary(selective["layers"])}
             ctx.log(f"[convert] int8: kept in float: {[k['tensor_name'] for k in selective['kept_float']]}")
             report, stream_spec = check_parity(model, flatbuffer, parity, c.precision, **c.parity_bars()), None
@@ -187,6 +188,7 @@ class ConvertStep(Step):
             from tfkit.convert.repair import repair_step
 
             flatbuffer, extra["repair"], extra["layer_errors"] = repair_step(model, calibration, data_art, c, device, ctx)
+            extra["rounding"] = _JUDGED
             report, stream_spec = check_parity(model, flatbuffer, parity, c.precision, **c.parity_bars()), None
         else:
             flatbuffer = convert_keras(model, c.precision, calibration=(x[None] for x in calibration), sparse=c.sparse,
@@ -270,6 +272,11 @@ def _convert_stream(model, model_art, c: ConvertConfig, calibration, parity, ext
     # Runners must requantize a state whose output and input parameters differ (tfkit's do).
     return flatbuffer, report, {"frame_input": "frame", "logits_output": "logits", "states": states,
                                 "requantize_states": any(not q["same"] for q in quant.values())}
+
+
+# --keep-float and --repair auto time and judge each int8 variant as TFLite rounds it, and write
+# the variant they judged.
+_JUDGED = {"rounding": "nearest", "why": "keep_float / repair judge each int8 variant as TFLite rounds it"}
 
 
 def _rounded(flatbuffer: bytes, model, samples: list, c: ConvertConfig, extra: dict, ctx: RunContext) -> bytes:
