@@ -100,3 +100,22 @@ def test_unknown_rounding_is_refused():
 
     with pytest.raises(UsageError, match="unknown rounding 'up'"):
         ConvertConfig(precision="int8", rounding="up")
+
+
+def test_convert_step_keeps_nearest_with_the_reason_when_rounding_cannot_run(tiny_trained, tiny_data, tmp_path,
+                                                                               monkeypatch):
+    """A model the re-rounding cannot handle (here: the re-rounding raises) still converts, as TFLite rounded it."""
+    from tfkit.convert import rounding
+    from tfkit.errors import ConversionError
+    from tfkit.steps import RunContext, run_step
+    from tfkit.steps.convert import ConvertConfig, ConvertStep
+
+    def fails(*args, **kw):
+        raise ConversionError("no float op matches\nsecond line")
+
+    monkeypatch.setattr(rounding, "optimize_rounding", fails)
+    art = run_step(ConvertStep(ConvertConfig(precision="int8", calibration_clips=16, parity_clips=8)),
+                   [tiny_trained, tiny_data], tmp_path / "int8", RunContext(progress=False))
+    assert art.metrics["rounding"] == {"rounding": "nearest",
+                                       "why": "optimized rounding could not run on this model: no float op matches"}
+    assert art.metrics["layer_errors"]["layers"]  # per-layer error still recorded (its own calibration)

@@ -180,12 +180,13 @@ def summary(rows: list[dict], top: int | None = None) -> list[dict]:
 
 
 def record_layer_errors(model, calibration, *, granularity: str = "per_channel", max_samples: int = 8,
-                        strict: bool = False) -> dict:
+                        strict: bool = False, calibrated: tuple | None = None) -> dict:
     """What every int8 conversion writes to its manifest: {"granularity", "samples", "metric",
     "layers"}. A diagnostic: unless `strict`, a model the debugger cannot instrument gets
-    {"skipped": the reason} instead of failing a conversion that itself succeeded."""
+    {"skipped": the reason} instead of failing a conversion that itself succeeded. `calibrated`:
+    what `calibrate(model, calibration)` returned, when the caller already has it."""
     try:
-        calibrated, samples = calibrate(model, calibration)
+        calibrated, samples = calibrated or calibrate(model, calibration)
         rows = layer_errors(calibrated, samples, granularity=granularity, max_samples=max_samples)
     except Exception as e:
         if strict:

@@ -199,11 +199,12 @@ def optimize_rounding(int8_flatbuffer: bytes, float_flatbuffer: bytes, samples: 
     return bytes(flatbuffer_utils.convert_object_to_bytearray(qmodel)), report
 
 
-def optimize_int8(model, flatbuffer: bytes, calibration) -> tuple[bytes, dict]:
+def optimize_int8(model, flatbuffer: bytes, calibration, *, calibrated: tuple | None = None) -> tuple[bytes, dict]:
     """`flatbuffer` (post-training int8 of `model`, e.g. `convert_keras(model, "int8", ...)`)
     re-rounded against `model` calibrated on `calibration` ((1, ...) arrays or dicts by input
-    name, as convert_keras takes them): one more calibration pass, then `optimize_rounding`."""
+    name, as convert_keras takes them): one more calibration pass (or `calibrated`, what
+    `repair.calibrate(model, calibration)` returned), then `optimize_rounding`."""
     from tfkit.convert.repair import calibrate
 
-    calibrated, samples = calibrate(model, list(calibration))
-    return optimize_rounding(flatbuffer, calibrated, samples)
+    float_flatbuffer, samples = calibrated or calibrate(model, list(calibration))
+    return optimize_rounding(flatbuffer, float_flatbuffer, samples)

@@ -193,12 +193,12 @@ class ConvertStep(Step):
         else:
             flatbuffer = convert_keras(model, c.precision, calibration=(x[None] for x in calibration), sparse=c.sparse,
                                        per_channel=c.per_channel)
-            flatbuffer = _rounded(flatbuffer, model, [x[None] for x in calibration], c, extra, ctx)
+            flatbuffer, calibrated = _rounded(flatbuffer, model, [x[None] for x in calibration], c, extra, ctx)
             report, stream_spec = check_parity(model, flatbuffer, parity, c.precision, **c.parity_bars()), None
             if c.precision == "int8" and not c.qat_epochs:  # every int8 conversion: per-layer error
                 from tfkit.convert.repair import record_layer_errors
 
-                extra["layer_errors"] = record_layer_errors(model, [x[None] for x in calibration],
+                extra["layer_errors"] = record_layer_errors(model, [x[None] for x in calibration], calibrated=calibrated,
                                                             granularity="per_channel" if c.per_channel else "per_tensor")
         if c.precision == "int8" and "layer_errors" not in extra:  # said, not silently absent
             extra["layer_errors"] = {"skipped": "per-layer error is recorded for post-training int8 of the clip "
@@ -263,7 +263,7 @@ def _convert_stream(model, model_art, c: ConvertConfig, calibration, parity, ext
     stream = to_streaming(model, spec)  # refuses non-causal models with a clear message
     samples = list(stream_calibration(stream, calibration, every=2))
     flatbuffer = convert_keras(stream, c.precision, calibration=samples)
-    flatbuffer = _rounded(flatbuffer, stream, samples, c, extra, ctx)
+    flatbuffer, _ = _rounded(flatbuffer, stream, samples, c, extra, ctx)
     ref = np.concatenate([first_output(model(x[None], training=False)) for x in parity])
     got = np.stack([run_stream_tflite(flatbuffer, x)[-1] for x in parity])
     report = compare_logits(ref, got, c.precision, what="Keras clip model", **c.parity_bars())
@@ -279,18 +279,29 @@ def _convert_stream(model, model_art, c: ConvertConfig, calibration, parity, ext
 _JUDGED = {"rounding": "nearest", "why": "keep_float / repair judge each int8 variant as TFLite rounds it"}
 
 
-def _rounded(flatbuffer: bytes, model, samples: list, c: ConvertConfig, extra: dict, ctx: RunContext) -> bytes:
+def _rounded(flatbuffer: bytes, model, samples: list, c: ConvertConfig, extra: dict,
+             ctx: RunContext) -> tuple[bytes, tuple | None]:
     """Post-training int8 with `rounding="optimized"`: kernels re-rounded for layer output error
-    (tfkit.convert.rounding), the report in metrics["rounding"]; QAT models keep their learned grid."""
+    (tfkit.convert.rounding), the report in metrics["rounding"]; QAT models keep their learned grid.
+    Returns (flatbuffer, the calibration it made: per-layer error reuses it, or None). A model the
+    re-rounding cannot handle keeps TFLite's nearest rounding, with the reason recorded."""
     if c.precision != "int8" or c.qat_epochs:
-        return flatbuffer
+        return flatbuffer, None
     if c.rounding == "nearest":
         extra["rounding"] = {"rounding": "nearest"}
-        return flatbuffer
+        return flatbuffer, None
+    from tfkit.convert.repair import calibrate
     from tfkit.convert.rounding import optimize_int8
 
-    flatbuffer, extra["rounding"] = optimize_int8(model, flatbuffer, samples)
-    r = extra["rounding"]
-    ctx.log(f"[convert] int8: optimized rounding of {r['layers']} kernel(s), {r['weights_changed']:.1%} of weights "
-            f"moved, calibration output error x{r['output_error_ratio']:.2f}")
-    return flatbuffer
+    try:
+        calibrated = calibrate(model, samples)
+        rounded, report = optimize_int8(model, flatbuffer, samples, calibrated=calibrated)
+    except Exception as e:  # noqa: BLE001  (the int8 file converted: kept as TFLite rounded it, with the why)
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        extra["rounding"] = {"rounding": "nearest", "why": f"optimized rounding could not run on this model: {first}"}
+        ctx.log(f"[convert] int8: {extra['rounding']['why']}; kept nearest rounding")
+        return flatbuffer, None
+    extra["rounding"] = report
+    ctx.log(f"[convert] int8: optimized rounding of {report['layers']} kernel(s), {report['weights_changed']:.1%} "
+            f"of weights moved, calibration output error x{report['output_error_ratio']:.2f}")
+    return rounded, calibrated
