@@ -26,7 +26,7 @@ import numpy as np
 from tfkit.errors import ConversionError
 
 WEIGHTED_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "CONV_3D"})
-_INT8, _INT32 = 9, 2  # schema TensorType
+_FLOAT32, _INT32, _INT8 = 0, 2, 9  # schema TensorType
 
 
 def _model(flatbuffer: bytes):
@@ -44,9 +44,9 @@ def _op_name(model, op) -> str:
     return names.get(builtin, str(builtin))
 
 
-def _weighted(model) -> dict[str, tuple]:
+def _weighted(model, kernel_type: int = _INT8) -> dict[str, tuple]:
     """{op output tensor name: (op, kernel tensor index, bias tensor index or None)} of the
-    int8 weighted ops of subgraph 0."""
+    weighted ops of subgraph 0 whose constant kernel has `kernel_type` (int8; 0: float32)."""
     sg = model.subgraphs[0]
     found = {}
     for op in sg.operators:
@@ -54,7 +54,7 @@ def _weighted(model) -> dict[str, tuple]:
             continue
         kernel = int(op.inputs[1])
         bias = int(op.inputs[2]) if len(op.inputs) > 2 and op.inputs[2] >= 0 else None
-        if kernel < 0 or sg.tensors[kernel].type != _INT8:
+        if kernel < 0 or sg.tensors[kernel].type != kernel_type or model.buffers[sg.tensors[kernel].buffer].data is None:
             continue
         found[sg.tensors[int(op.outputs[0])].name.decode()] = (op, kernel, bias)
     return found
@@ -63,7 +63,7 @@ def _weighted(model) -> dict[str, tuple]:
 def _values(model, tensor_index: int) -> np.ndarray:
     t = model.subgraphs[0].tensors[tensor_index]
     data = model.buffers[t.buffer].data
-    dtype = np.int8 if t.type == _INT8 else np.int32
+    dtype = {_INT8: np.int8, _INT32: np.int32, _FLOAT32: np.float32}[t.type]
     return np.frombuffer(np.asarray(data, np.uint8).tobytes(), dtype).reshape(t.shape)
 
 

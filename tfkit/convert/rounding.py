@@ -28,7 +28,7 @@ import warnings
 
 import numpy as np
 
-from tfkit.convert.granularity import WEIGHTED_OPS, _model, _op_name, _values, set_values
+from tfkit.convert.granularity import _FLOAT32, _model, _op_name, _values, _weighted, set_values
 
 ROUNDINGS = ("nearest", "optimized")
 MAX_ROWS = 20000  # input rows per layer for C: enough for a stable second moment, bounded memory
@@ -36,18 +36,7 @@ MAX_ROWS = 20000  # input rows per layer for C: enough for a stable second momen
 
 def _float_ops(model) -> dict[str, tuple]:
     """{op output name: (op, float kernel)} of the float model's weighted ops."""
-    sg = model.subgraphs[0]
-    found = {}
-    for op in sg.operators:
-        if _op_name(model, op) not in WEIGHTED_OPS or len(op.inputs) < 2:
-            continue
-        t = sg.tensors[int(op.inputs[1])]
-        data = model.buffers[t.buffer].data
-        if t.type != 0 or data is None:  # float32 constant kernels only
-            continue
-        kernel = np.frombuffer(np.asarray(data, np.uint8).tobytes(), np.float32).reshape(t.shape)
-        found[sg.tensors[int(op.outputs[0])].name.decode()] = (op, kernel.astype(np.float64))
-    return found
+    return {name: (op, _values(model, k).astype(np.float64)) for name, (op, k, _) in _weighted(model, _FLOAT32).items()}
 
 
 def _layer_inputs(float_flatbuffer: bytes, samples: list[dict], ops: dict) -> dict[str, np.ndarray]:
@@ -147,8 +136,6 @@ def optimize_rounding(int8_flatbuffer: bytes, float_flatbuffer: bytes, samples: 
     "weights_changed" (fraction), "output_error_ratio" (calibration output error after / before,
     summed over layers) and "skipped" {op: why}."""
     from tensorflow.lite.tools import flatbuffer_utils
-
-    from tfkit.convert.granularity import _weighted
 
     qmodel = _model(int8_flatbuffer)
     floats = _float_ops(_model(float_flatbuffer))
