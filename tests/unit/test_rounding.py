@@ -58,7 +58,7 @@ def test_optimized_rounding_lowers_held_out_error_and_changes_only_kernels(relu_
     assert len(optimized) == len(nearest)  # same graph, scales, biases: only kernel bytes moved
 
 
-def test_pruned_zeros_stay_zero_and_per_tensor_kernels_are_left_alone(relu_net):
+def test_pruned_zeros_stay_zero(relu_net):
     from tfkit.convert.rounding import optimize_int8
     from tfkit.convert.tflite import convert_keras
 
@@ -73,10 +73,25 @@ def test_pruned_zeros_stay_zero_and_per_tensor_kernels_are_left_alone(relu_net):
     name = next(n for n in _kernels(nearest) if "/c1/" in n)
     before, after = _kernels(nearest)[name], _kernels(optimized)[name]
     assert (before == 0).mean() >= 0.6 and np.array_equal(before == 0, after == 0)
-    per_tensor = convert_keras(model, "int8", calibration=calib, per_channel=False)
-    same, report = optimize_int8(model, per_tensor, calib)
-    assert same == per_tensor and report["layers"] == 0
-    assert set(report["skipped"].values()) == {"per-tensor kernel"}
+
+
+def test_per_tensor_kernels_are_rounded_on_their_one_scale(relu_net):
+    from tfkit.convert.granularity import _model, _weighted
+    from tfkit.convert.rounding import optimize_int8
+    from tfkit.convert.tflite import convert_keras
+
+    model, x = relu_net
+    calib, held = [c[None] for c in x[:200]], x[200:]
+    nearest = convert_keras(model, "int8", calibration=calib, per_channel=False)
+    optimized, report = optimize_int8(model, nearest, calib)
+    assert report["layers"] == 4 and not report["skipped"] and report["output_error_ratio"] < 1.0
+    assert _logit_error(model, optimized, held) < _logit_error(model, nearest, held)
+
+    def scales(fb):
+        m = _model(fb)
+        return {n: list(m.subgraphs[0].tensors[k].quantization.scale) for n, (_, k, _) in _weighted(m).items()}
+
+    assert all(len(s) == 1 for s in scales(nearest).values()) and scales(optimized) == scales(nearest)
 
 
 def test_convert_step_rounds_int8_by_default_and_nearest_on_request(tiny_trained, tiny_data, tmp_path):

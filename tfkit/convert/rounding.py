@@ -1,6 +1,6 @@
-"""Optimized int8 weight rounding: each per-channel int8 kernel rounded so that the layer's output,
-not each weight, stays closest to float over the calibration inputs (GPTQ's error compensation,
-at 8 bits, with TFLite's own scales; no training).
+"""Optimized int8 weight rounding: each int8 kernel (per-channel or per-tensor scales) rounded so
+that the layer's output, not each weight, stays closest to float over the calibration inputs
+(GPTQ's error compensation, at 8 bits, with TFLite's own scales; no training).
 
 Round-to-nearest minimizes each weight's own error, not the layer's: the errors of the weights
 feeding one output add up, and with inputs that are not zero-mean (every ReLU's output) they add
@@ -11,7 +11,7 @@ rounding error is spread over the inputs not yet rounded through the Cholesky fa
 (every output channel of a layer at once). A layer whose result is worse than nearest on the
 calibration inputs keeps nearest. Scales, zero points, biases and activation ranges stay as the
 quantizer made them; only int8 kernel values change. Zero weights stay zero (pruned kernels keep
-their sparsity); per-tensor and sparse-format kernels are left as they are.
+their sparsity); sparse-format kernels are left as they are.
 
 Measured on the zoo's streaming model (docs/compression_findings.md), int8/float top-1 agreement
 over 316 frames of real footage, seeds 0-2: 0.962 / 0.987 / 0.978 with nearest rounding, 0.987 /
@@ -129,7 +129,7 @@ def _compensated(w: np.ndarray, scale: np.ndarray, c: np.ndarray, damp: float = 
 
 def optimize_rounding(int8_flatbuffer: bytes, float_flatbuffer: bytes, samples: list[dict], *,
                       max_samples: int = 96, seed: int = 0) -> tuple[bytes, dict]:
-    """`int8_flatbuffer` with each per-channel int8 kernel re-rounded against the float model's
+    """`int8_flatbuffer` with each int8 kernel re-rounded against the float model's
     kernels and input activations over `samples` (dicts by input name, as `repair.calibrate`
     returns them; `max_samples` of them, evenly spaced). `float_flatbuffer` is the calibrated float model the
     int8 one was quantized from (same op names). Returns (flatbuffer, report): "layers" (re-rounded),
@@ -143,15 +143,16 @@ def optimize_rounding(int8_flatbuffer: bytes, float_flatbuffer: bytes, samples: 
     for name, (op, kernel_index, _) in _weighted(qmodel).items():
         kind = _op_name(qmodel, op)
         t = qmodel.subgraphs[0].tensors[kernel_index]
+        zero = np.asarray(t.quantization.zeroPoint if t.quantization.zeroPoint is not None else 0)
         why = ("no float op of this name" if name not in floats else
                "sparse kernel" if t.sparsity is not None else
-               "per-tensor kernel" if len(t.quantization.scale) < 2 else
+               "asymmetric kernel (zero point not 0)" if np.any(zero) else
                "only CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED" if kind not in
                ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") else
                "dilated" if kind != "FULLY_CONNECTED" and (op.builtinOptions.dilationHFactor,
                                                           op.builtinOptions.dilationWFactor) != (1, 1) else
-               "quantized along another axis" if int(t.quantization.quantizedDimension or 0)
-               != (3 if kind == "DEPTHWISE_CONV_2D" else 0) else None)
+               "quantized along another axis" if len(t.quantization.scale) > 1 and int(
+                   t.quantization.quantizedDimension or 0) != (3 if kind == "DEPTHWISE_CONV_2D" else 0) else None)
         if why:
             skipped[name] = why
         else:
