@@ -165,9 +165,21 @@ def test_convert_step_records_layer_errors_and_repairs_on_the_train_split(tiny_t
     assert rep["within_budget"] and rep["chosen"]["drop"] <= 0.5
     assert rep["cost"]["bytes_after"] <= rep["cost"]["bytes_before"]  # budget 0.5: no float op needed
     assert repaired.metrics["layer_errors"]["layers"]
-    # Plain int8 is re-rounded by default; the repair writes the variant it judged, as TFLite rounded it.
+    # Plain int8 is re-rounded by default, and so is every int8 variant the repair judges: it writes
+    # the variant as it judged it.
     assert plain.metrics["rounding"]["rounding"] == "optimized" and plain.metrics["rounding"]["layers"] > 0
-    assert repaired.metrics["rounding"]["rounding"] == "nearest"
+    assert repaired.metrics["rounding"] == {"rounding": "optimized"}
+    assert all(t["rounding"] == "optimized" for t in rep["trials"] if t["activations"] == "int8" and t["bytes"])
+    nearest = run_step(ConvertStep(ConvertConfig(precision="int8", repair="auto", repair_budget=0.5, rounding="nearest",
+                                                 calibration_clips=16, parity_clips=8, **bars)),
+                       [tiny_trained, tiny_data], tmp_path / "repaired-nearest", ctx)
+    assert nearest.metrics["rounding"] == {"rounding": "nearest"}
+    assert {t["rounding"] for t in nearest.metrics["repair"]["trials"] if t["bytes"]} == {"nearest"}
+    if nearest.metrics["repair"]["chosen"]["granularity"] == rep["chosen"]["granularity"]:  # same variant, two roundings
+        from tfkit.convert.granularity import _model, _values, _weighted
+
+        a, b = (_model(r.file("model").read_bytes()) for r in (repaired, nearest))
+        assert any((_values(a, k) != _values(b, _weighted(b)[n][1])).any() for n, (_, k, _) in _weighted(a).items())
 
 
 @pytest.mark.parametrize("args, words", [

@@ -214,11 +214,13 @@ def _score(got: np.ndarray, reference: np.ndarray, labels) -> float:
 
 def repair_int8(model, calibration, labels: Sequence[int] | None = None, *, budget: float = 0.01,
                 max_float: int = 3, device=None, runs: int = 20, debug_samples: int = 8,
-                log=None) -> tuple[bytes, dict]:
+                rounding: str = "optimized", log=None) -> tuple[bytes, dict]:
     """int8 within `budget` of float on the calibration clips, with the fewest ops in float.
 
     `calibration`: float clips (N, ...) (or a list of (1, ...) arrays / dicts); the drop is judged
-    on these and only these, with `labels` (accuracy drop) or without (top-1 changes). Returns the
+    on these and only these, with `labels` (accuracy drop) or without (top-1 changes). Every int8
+    variant is judged as it would be written: with `rounding="optimized"` its kernels re-rounded
+    (tfkit.convert.rounding; each trial records its "rounding"). Returns the
     chosen flatbuffer and a report: "before" (plain per-channel int8), "chosen", "trials" (every
     variant tried, in order), "layers" (per-op errors, worst first), "within_budget", and
     "cost" (bytes and p50 latency of the chosen model vs plain int8 on `device`).
@@ -243,7 +245,22 @@ def repair_int8(model, calibration, labels: Sequence[int] | None = None, *, budg
     reference = model.predict(inputs[0] if len(inputs) == 1 else inputs, batch_size=8, verbose=0)
     reference = np.asarray(reference[0] if isinstance(reference, list) else reference)
     rows = {g: layer_errors(calibrated, samples, granularity=g, max_samples=debug_samples) for g in GRANULARITIES}
-    trials, built = [], {}
+    trials, built, nearest = [], {}, {}
+
+    def rounded(fb: bytes, t: dict) -> bytes:
+        """`fb` as the convert step writes int8: kernels re-rounded; nearest (with the why) where that cannot run."""
+        t["rounding"] = "nearest"
+        if rounding != "optimized" or t["activations"] != "int8":
+            return fb
+        from tfkit.convert.rounding import optimize_rounding
+
+        try:
+            fb, _ = optimize_rounding(fb, calibrated, samples)
+        except Exception as e:  # noqa: BLE001  (the variant stands as TFLite rounded it, with the reason)
+            t["rounding_why"] = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            return fb
+        t["rounding"] = "optimized"
+        return fb
 
     def trial(k: int, granularity: str, activations: str = "int8") -> dict:
         keep = [r["tensor_name"] for r in rows[granularity][:k]]
@@ -263,7 +280,10 @@ def repair_int8(model, calibration, labels: Sequence[int] | None = None, *, budg
             return t
         return measured(t, fb, f"{k} kept float, {granularity}, {activations} activations")
 
-    def measured(t: dict, fb: bytes, what: str) -> dict:
+    def measured(t: dict, fb: bytes, what: str, final: bool = False) -> dict:
+        """Score `fb` (re-rounded first unless `final`) on the calibration clips; record the trial."""
+        if not final:
+            nearest[len(trials)], fb = fb, rounded(fb, t)
         t.update(bytes=len(fb), drop=_score(_outputs(fb, samples), reference, labels))
         built[len(trials)] = fb
         trials.append(t)
@@ -276,15 +296,22 @@ def repair_int8(model, calibration, labels: Sequence[int] | None = None, *, budg
         the count; each count measured). None when no layer can go per-tensor."""
         from tfkit.convert.granularity import mix, per_tensor_error
 
-        pc = built[trials.index(per_channel)]
+        i = trials.index(per_channel)
         pt = quantize(calibrated, granularity="per_tensor", keep_float=per_channel["float_ops"])
-        order = list(per_tensor_error(pc, pt))
+        order = list(per_tensor_error(nearest[i], pt))  # safest first, judged on TFLite's own rounding
+        pt_trial = {"activations": "int8"}
+        pt_rounded = rounded(pt, pt_trial)
+        same = pt_trial["rounding"] == per_channel["rounding"]  # else both as TFLite rounded them
+        pc_file, pt_file = (built[i], pt_rounded) if same else (nearest[i], pt)
         lo, hi, best = 1, len(order) - 1, None
         while lo <= hi:
             n = (lo + hi) // 2
             t = {**{k: per_channel[k] for k in ("activations", "kept_float", "float_ops")}, "granularity": "mixed",
                  "per_tensor_layers": order[:n], "per_channel_layers": order[n:]}
-            measured(t, mix(pc, pt, order[:n]), f"{len(t['kept_float'])} kept float, {n}/{len(order)} layers per-tensor")
+            # Each kernel is re-rounded against its own layer's float inputs: re-rounded files mix as they are.
+            t["rounding"] = per_channel["rounding"] if same else "nearest"
+            measured(t, mix(pc_file, pt_file, order[:n]), f"{len(t['kept_float'])} kept float, "
+                     f"{n}/{len(order)} layers per-tensor", final=True)
             if ok(t):
                 best, lo = t, n + 1
             else:
@@ -364,7 +391,7 @@ def repair_step(model, calibration: np.ndarray, data_art, c, device, ctx) -> tup
                                   "cannot label them (report this as a tfkit bug)")
         labels = train.y[idx]
     flatbuffer, report = repair_int8(model, [x[None] for x in calibration], labels, budget=c.repair_budget,
-                                     device=device, log=ctx.log)
+                                     device=device, rounding=c.rounding, log=ctx.log)
     report["measured_on"]["split"] = "train (calibration clips)" if data_art is not None else "random calibration inputs"
     report["device"] = device_record(c.device)
     ch = report["chosen"]

@@ -188,7 +188,9 @@ class ConvertStep(Step):
             from tfkit.convert.repair import repair_step
 
             flatbuffer, extra["repair"], extra["layer_errors"] = repair_step(model, calibration, data_art, c, device, ctx)
-            extra["rounding"] = _JUDGED
+            chosen = extra["repair"]["chosen"]
+            extra["rounding"] = {"rounding": chosen["rounding"], **({"why": chosen["rounding_why"]} if "rounding_why"
+                                                                   in chosen else {})}
             report, stream_spec = check_parity(model, flatbuffer, parity, c.precision, **c.parity_bars()), None
         else:
             flatbuffer = convert_keras(model, c.precision, calibration=(x[None] for x in calibration), sparse=c.sparse,
@@ -276,7 +278,7 @@ def _convert_stream(model, model_art, c: ConvertConfig, calibration, parity, ext
 
 # --keep-float and --repair auto time and judge each int8 variant as TFLite rounds it, and write
 # the variant they judged.
-_JUDGED = {"rounding": "nearest", "why": "keep_float / repair judge each int8 variant as TFLite rounds it"}
+_JUDGED = {"rounding": "nearest", "why": "keep_float judges each int8 variant as TFLite rounds it"}
 
 
 def _rounded(flatbuffer: bytes, model, samples: list, c: ConvertConfig, extra: dict,
