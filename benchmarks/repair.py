@@ -19,11 +19,15 @@ The model goes through `import` (a user model) and `convert`:
   clips (`--calibration-clips 256`: the whole train split, 252 clips) and on nothing else;
 - float32, for size.
 
-Every file is scored through LiteRT on the validation split (held out: the repair never reads it):
-`repair_drop_before` / `repair_drop_after` are float accuracy minus int8 accuracy there. The same
+Every file is scored through LiteRT on clips the repair never reads, the held-out TEST set: 150
+fresh videos a class of the same motion generator under another seed (`--test-videos`; 1050
+clips, so one point is ~10 clips; the 168 validation clips alone cannot resolve one point: on the
+full-size model a file's drop moved by two points between them). `repair_drop_before` /
+`repair_drop_after` are float accuracy minus int8 accuracy there, with the standard error of that
+paired difference (`*_se`); the validation split's drops are kept as `val_*`. The same
 is done for the default model without an outlier: `--repair auto` then picks per-tensor scales where
 they keep the drop within budget, and `min_int8_size_reduction_repaired` is float32 bytes over the
-smallest int8 file whose held-out drop is within 1 point, for the default model (the zoo's model
+smallest int8 file whose test drop is within 1 point, for the default model (the zoo's model
 at quick or full size; the outlier model's ratio is in `size_reduction_by_model`); its goal is the
 issue's, >= 3.0 at quick size and >= 3.6 at full size (`goals` holds the mode's). Bytes are the
 model without tfkit's metadata block, the same in every precision (`_with_metadata` keeps it).
@@ -48,6 +52,8 @@ from _emit import emit
 # built-in motion set, 60 videos a class, 40% held out (168 validation clips: 0.6 points each).
 DATA = {"videos_per_class": 60, "video_frames": 24, "video_size": 40, "frames": 8, "size": 32, "stride": 2,
         "val_fraction": 0.4}
+# The test set: the same generator and clip spec, fresh videos (seed + TEST_SEED), every clip of them.
+TEST_SEED, TEST_VIDEOS = 1000, 150
 SPEC = {"num_classes": 7, "frames": 8, "size": 32, "alpha": 0.5, "stages": 4, "causal": True}
 # --full: the zoo benchmark's full-size backbone (benchmarks/zoo.py sweep_part, not quick: width 1.0,
 # all 7 stages), trained and scored at the same 8 frames of 32 px (the weights do not depend on it).
@@ -81,23 +87,36 @@ def outlier_model(model, factor: float, channel: int):
     return K.Model(model.inputs, out, name=f"{model.name}_outlier")
 
 
-def accuracy(flatbuffer: bytes, x: np.ndarray, y: np.ndarray) -> float:
+def correct(flatbuffer: bytes, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """1.0 where the .tflite model's top-1 class is the label, per clip."""
     from tfkit.convert.parity import TFLiteModel
 
     tfl = TFLiteModel(flatbuffer)
-    return float(np.mean(np.argmax(np.concatenate([tfl(c[None]) for c in x]), -1) == y))
+    return (np.argmax(np.concatenate([tfl(c[None]) for c in x]), -1) == y).astype(np.float64)
 
 
-def convert_all(name: str, model_art, data_art, out: Path, ctx, val, calibration_clips: int) -> dict:
-    """float32, plain int8 and repaired int8 of one model artifact, scored on the validation clips."""
+def drop(reference: np.ndarray, got: np.ndarray) -> tuple[float, float]:
+    """(accuracy drop, its standard error): mean and SE of the paired per-clip difference.
+
+    Example:
+        >>> drop(np.array([1., 1., 0., 1.]), np.array([1., 0., 0., 1.]))
+        (0.25, 0.25)
+    """
+    d = reference - got
+    return float(np.mean(d)), float(np.std(d, ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 0.0
+
+
+def convert_all(name: str, model_art, data_art, out: Path, ctx, held: dict, calibration_clips: int) -> dict:
+    """float32, plain int8 and repaired int8 of one model artifact, scored on each held-out set of
+    `held` ({"val": (x, y), "test": (x, y)}): `<set>_accuracy`, `<set>_drop`, `<set>_drop_se`."""
     from tfkit.models.io import load_model, trusted
     from tfkit.steps import run_step
     from tfkit.steps.convert import ConvertConfig, ConvertStep
 
-    x, y = val
     keras_model = load_model(model_art.file("model"), trust=trusted(model_art))
-    float_acc = float(np.mean(np.argmax(keras_model.predict(x, batch_size=8, verbose=0), -1) == y))
-    row = {"float_val_accuracy": float_acc}
+    ref = {k: (np.argmax(keras_model.predict(x, batch_size=8, verbose=0), -1) == y).astype(np.float64)
+           for k, (x, y) in held.items()}
+    row = {f"float_{k}_accuracy": float(np.mean(v)) for k, v in ref.items()}
     n = calibration_clips
     for label, cfg in (("float32", ConvertConfig(precision="float32")),
                        ("int8", ConvertConfig(precision="int8", calibration_clips=n, **OFF)),
@@ -108,15 +127,18 @@ def convert_all(name: str, model_art, data_art, out: Path, ctx, val, calibration
         fb = art.file("model").read_bytes()
         m = art.metrics
         row[label] = {"size_bytes": m["size_bytes"], "model_bytes": m["size_bytes"] - m["metadata_bytes"],
-                      "val_accuracy": accuracy(fb, x, y), "seconds": round(time.perf_counter() - t0, 1)}
-        row[label]["val_drop"] = float_acc - row[label]["val_accuracy"]
+                      "seconds": round(time.perf_counter() - t0, 1), "rounding": m.get("rounding", {}).get("rounding")}
+        for k, (x, y) in held.items():
+            got = correct(fb, x, y)
+            row[label][f"{k}_accuracy"] = float(np.mean(got))
+            row[label][f"{k}_drop"], row[label][f"{k}_drop_se"] = drop(ref[k], got)
         if "repair" in m:
             rep = m["repair"]
             row[label]["repair"] = {k: rep[k] for k in ("budget", "measured_on", "within_budget", "cost", "device")}
             row[label]["repair"]["before"] = {k: rep["before"][k] for k in ("granularity", "drop", "bytes")}
             row[label]["repair"]["chosen"] = rep["chosen"]
             row[label]["repair"]["trials"] = [{k: t.get(k) for k in ("granularity", "activations", "kept_float",
-                                                                      "drop", "bytes")} for t in rep["trials"]]
+                                                                      "rounding", "drop", "bytes")} for t in rep["trials"]]
             row[label]["worst_layers"] = m["layer_errors"]["layers"][:5]
         elif "layer_errors" in m:
             row[label]["worst_layers"] = m["layer_errors"]["layers"][:5]
@@ -145,17 +167,25 @@ def goals(full: bool) -> dict:
 TRAIN = {False: (20, 4e-3), True: (120, 1e-3)}
 
 
+def clips(data_art, splits: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """(normalized clips, labels) of a data artifact's `splits`, concatenated."""
+    from tfkit.data import ClipSet, normalize
+
+    sets = [ClipSet.load_npz(data_art.file(s)) for s in splits]
+    x = normalize(np.concatenate([c.x for c in sets]), data_art.manifest.spec["clip"]["normalization"])
+    return x, np.concatenate([np.asarray(c.y) for c in sets])
+
+
 def measure_repair(out: Path, *, seed: int = 0, epochs: int | None = None, calibration_clips: int = 256,
                    outlier: float = 1000.0, outlier_channel: int = 0, full: bool = False,
-                   learning_rate: float | None = None, log=print) -> dict:
+                   learning_rate: float | None = None, test_videos: int = TEST_VIDEOS, log=print) -> dict:
     """Train the default model in `out`, add the outlier, convert both (float32, int8, --repair auto)
-    and score every file on the held-out validation clips: the dict `main()` writes as JSON.
+    and score every file on the validation clips and on a fresh test set: the dict `main()` writes as JSON.
 
     Example:
         >>> r = measure_repair(Path("/tmp/repair"), full=False)  # doctest: +SKIP
         >>> r["repair_changed_layers"], r["min_int8_size_reduction_repaired"]  # doctest: +SKIP
     """
-    from tfkit.data import ClipSet, normalize
     from tfkit.models.io import load_model, save_model, trusted
     from tfkit.steps import RunContext, run_step
     from tfkit.steps.data import DataConfig, DataStep
@@ -174,13 +204,17 @@ def measure_repair(out: Path, *, seed: int = 0, epochs: int | None = None, calib
     save_model(outlier_model(model, outlier, outlier_channel), out / "outlier.keras")
     imported = run_step(ImportStep(ImportConfig(str(out / "outlier.keras"), trust=True, name="outlier")), [],
                         out / "04-import", ctx)
-    val_set = ClipSet.load_npz(data.file("val"))
-    val = (normalize(val_set.x, data.manifest.spec["clip"]["normalization"]), np.asarray(val_set.y))
-    rows = {"outlier": convert_all("outlier", imported, data, out, ctx, val, calibration_clips),
-            "default": convert_all("default", trained, data, out, ctx, val, calibration_clips)}
+    held = {"val": clips(data, ("val",))}
+    test = run_step(DataStep(DataConfig(**{**DATA, "videos_per_class": test_videos}, seed=seed + TEST_SEED)), [],
+                    out / "05-test", ctx)
+    if test.manifest.spec["classes"] != data.manifest.spec["classes"]:
+        raise SystemExit("error: the test set's classes differ from the training set's")
+    held["test"] = clips(test, ("train", "val"))  # every clip of the fresh videos
+    rows = {"outlier": convert_all("outlier", imported, data, out, ctx, held, calibration_clips),
+            "default": convert_all("default", trained, data, out, ctx, held, calibration_clips)}
 
     def reduction(row: dict, key: str) -> float | None:
-        fits = [row[k][key] for k in ("int8", "repaired") if row[k]["val_drop"] <= 0.01]
+        fits = [row[k][key] for k in ("int8", "repaired") if row[k]["test_drop"] <= 0.01]
         return row["float32"][key] / min(fits) if fits else None
 
     def short(tensor: str) -> str:  # "model_b1/model/outlier/depthwise1" -> "outlier/depthwise1"
@@ -190,10 +224,13 @@ def measure_repair(out: Path, *, seed: int = 0, epochs: int | None = None, calib
     ratios_meta = {n: reduction(r, "size_bytes") for n, r in rows.items()}
     o = rows["outlier"]
     return {
-        "seed": seed, "train": {"epochs": epochs, "learning_rate": learning_rate}, "quick": not full, "spec": spec.to_dict(), "val_clips": len(val[1]),
+        "seed": seed, "train": {"epochs": epochs, "learning_rate": learning_rate}, "quick": not full,
+        "spec": spec.to_dict(), "val_clips": len(held["val"][1]),
+        "test": {"clips": len(held["test"][1]), "videos_per_class": test_videos, "seed": seed + TEST_SEED},
         "outlier": {"factor": outlier, "channel": outlier_channel},
-        "repair_drop_before": o["int8"]["val_drop"],
-        "repair_drop_after": o["repaired"]["val_drop"],
+        "repair_drop_before": o["int8"]["test_drop"], "repair_drop_before_se": o["int8"]["test_drop_se"],
+        "repair_drop_after": o["repaired"]["test_drop"], "repair_drop_after_se": o["repaired"]["test_drop_se"],
+        "repair_val_drop_before": o["int8"]["val_drop"], "repair_val_drop_after": o["repaired"]["val_drop"],
         "repair_calibration_drop_before": o["repaired"]["repair"]["before"]["drop"],
         "repair_calibration_drop_after": o["repaired"]["repair"]["chosen"]["drop"],
         "repair_kept_float": ", ".join(o["repaired"]["repair"]["chosen"]["kept_float"]) or "none",
@@ -221,6 +258,8 @@ def main() -> None:
     ap.add_argument("--learning-rate", type=float, default=None, help="default 4e-3 (quick), 1e-3 (--full)")
     ap.add_argument("--calibration-clips", type=int, default=256,
                     help="convert --calibration-clips: drawn from the train split (252 clips: all of them)")
+    ap.add_argument("--test-videos", type=int, default=TEST_VIDEOS,
+                    help="fresh videos a class in the held-out test set (7 classes, one clip each)")
     ap.add_argument("--outlier", type=float, default=1000.0)
     ap.add_argument("--outlier-channel", type=int, default=0)
     ap.add_argument("--full", action="store_true",
@@ -229,7 +268,8 @@ def main() -> None:
     out = args.out or Path(tempfile.mkdtemp(prefix="tfkit-repair-"))
     result = measure_repair(out, seed=args.seed, epochs=args.epochs, calibration_clips=args.calibration_clips,
                             outlier=args.outlier, outlier_channel=args.outlier_channel, full=args.full,
-                            learning_rate=args.learning_rate, log=lambda m: print(m, flush=True))
+                            learning_rate=args.learning_rate, test_videos=args.test_videos,
+                            log=lambda m: print(m, flush=True))
     emit(result, args.json)
 
 
