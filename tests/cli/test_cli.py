@@ -28,6 +28,19 @@ def test_help_lists_every_command():
     assert all(name in out for name in COMMANDS)
 
 
+def test_convert_help_explains_the_int8_choices_from_the_config_fields():
+    """The help text is the config field's (ConvertConfig.rounding/repair metadata), not a CLI copy."""
+    from dataclasses import fields
+
+    from tfkit.steps.convert import ConvertConfig
+
+    out = " ".join(invoke("convert", "--help").output.split())
+    documented = {f.name: " ".join(f.metadata["help"].split()) for f in fields(ConvertConfig) if "help" in f.metadata}
+    assert {"rounding", "repair", "repair_budget"} <= set(documented)
+    assert all(text in out for text in documented.values())
+    assert "optimized | nearest" in out and "off | auto" in out
+
+
 def test_list_shows_registries():
     out = invoke("list").output
     assert "mobilenet_v3" in out and "efficientnet_lite" in out and "int8" in out and "local" in out

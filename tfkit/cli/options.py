@@ -26,7 +26,8 @@ def _click_type(field, hints):
 
 def config_options(cls, *, exclude: tuple[str, ...] = (), rename: dict | None = None, prefix: str = "",
                    defaults=None):
-    """Decorator adding one `--field-name` option per dataclass field (default shown).
+    """Decorator adding one `--field-name` option per dataclass field (default shown; the field's
+    `metadata["help"]`, where it has one, is the option's help).
 
     `prefix` namespaces the flags (`--model-alpha`); `rename` maps a field to another flag name
     ("" = the bare prefix); `defaults` is an instance whose values replace the class defaults."""
@@ -44,11 +45,13 @@ def config_options(cls, *, exclude: tuple[str, ...] = (), rename: dict | None = 
             default = default.value if isinstance(default, enum.Enum) else default
             flag = ("--" + prefix + rename.get(f.name, f.name).replace("_", "-")).rstrip("-")
             param = prefix.replace("-", "_") + f.name
+            helptext = f.metadata.get("help")
             if isinstance(default, bool):
-                fn = click.option(f"{flag}/--no-{flag[2:]}", param, default=default, show_default=True)(fn)
+                fn = click.option(f"{flag}/--no-{flag[2:]}", param, default=default, show_default=True,
+                                  help=helptext)(fn)
             else:
                 fn = click.option(flag, param, type=_click_type(f, hints), default=default,
-                                  show_default=True)(fn)
+                                  show_default=True, help=helptext)(fn)
         return fn
 
     return decorate

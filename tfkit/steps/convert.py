@@ -6,7 +6,7 @@ Example:
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -37,9 +37,14 @@ class ConvertConfig:
     strip_names: bool = False  # drop internal tensor names (inputs, outputs, signatures kept): smaller files
     seed: int = 0
     device: str = "local"  # keep_float / repair: where int8 variants are timed (an address or a devices.yaml name)
-    repair: str = "off"  # int8 clip: "auto" finds the fewest float ops / scale granularity within repair_budget
-    repair_budget: float = 0.01  # repair: largest int8 accuracy drop vs float, judged on the calibration clips
-    rounding: str = "optimized"  # post-training int8 kernels: "optimized" (layer output error) or "nearest"
+    repair: str = field(default="off", metadata={"help": (
+        "off | auto. int8 clip: auto finds the fewest float ops and the kernel-scale granularity "
+        "(per-channel, per-tensor or per layer) whose accuracy drop on the calibration clips is within --repair-budget")})
+    repair_budget: float = field(default=0.01, metadata={"help": (
+        "--repair auto: the largest int8 accuracy drop against float, judged on the calibration clips (0.01 = 1 point)")})
+    rounding: str = field(default="optimized", metadata={"help": (
+        "optimized | nearest. Post-training int8 kernels rounded for each layer's output error "
+        "(optimized; same scales, same size) or to the nearest step (TFLite's own)")})
 
     def __post_init__(self):
         VARIANTS.get(self.precision)  # unknown name -> UnknownNameError with suggestions
