@@ -137,8 +137,9 @@ def convert_all(name: str, model_art, data_art, out: Path, ctx, held: dict, cali
             row[label]["repair"] = {k: rep[k] for k in ("budget", "measured_on", "within_budget", "cost", "device")}
             row[label]["repair"]["before"] = {k: rep["before"][k] for k in ("granularity", "drop", "bytes")}
             row[label]["repair"]["chosen"] = rep["chosen"]
+            row[label]["repair"]["warning"] = rep.get("warning")  # the calibration clips' resolution, where too coarse
             row[label]["repair"]["trials"] = [{k: t.get(k) for k in ("granularity", "activations", "kept_float",
-                                                                      "rounding", "drop", "bytes")} for t in rep["trials"]]
+                                                                      "rounding", "drop", "drop_se", "bytes")} for t in rep["trials"]]
             row[label]["worst_layers"] = m["layer_errors"]["layers"][:5]
         elif "layer_errors" in m:
             row[label]["worst_layers"] = m["layer_errors"]["layers"][:5]

@@ -89,6 +89,8 @@ def test_repair_auto_keeps_the_outlier_float_and_the_drop_falls(outlier):
     assert cost["bytes_after"] == len(fb) and cost["latency_ms_before"] > 0 and cost["latency_ms_after"] > 0
     # every variant tried is listed in order, the plain one first
     assert report["trials"][0] == report["before"] and report["trials"][0]["kept_float"] == []
+    # 160 clips cannot resolve a 1-point budget (plain int8's drop alone has an SE of several points): said so.
+    assert report["before"]["drop_se"] > 0.005 and "160 calibration clips" in report["warning"]
 
 
 def test_repair_judges_the_calibration_clips_it_was_given_and_no_others(outlier):
@@ -103,6 +105,8 @@ def test_repair_judges_the_calibration_clips_it_was_given_and_no_others(outlier)
     plain = convert_keras(model, "int8", calibration=[c[None] for c in x[a]])
     assert report["measured_on"] == {"split": "calibration", "clips": 60, "drop": "accuracy"}
     assert report["before"]["drop"] == pytest.approx(_int8_drop(model, plain, x[a], y[a]), abs=1 / 60 + 1e-9)
+    # its standard error is the paired per-clip difference's; a budget of 1 is far above it: no warning
+    assert 0 < report["before"]["drop_se"] < 0.1 and "warning" not in report
     # Unlabelled: the drop becomes the fraction of changed top-1 classes on the same clips.
     _, unlabelled = repair_int8(model, x[a], None, budget=1.0, max_float=0, runs=3)
     assert unlabelled["measured_on"]["drop"] == "top-1 changes" and unlabelled["before"]["drop"] >= 0

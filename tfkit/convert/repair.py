@@ -203,13 +203,16 @@ def _outputs(flatbuffer: bytes, samples) -> np.ndarray:
     return _run_all(flatbuffer, samples)
 
 
-def _score(got: np.ndarray, reference: np.ndarray, labels) -> float:
-    """The int8 drop: float accuracy minus int8 accuracy on labelled clips, else the fraction of
-    clips whose top-1 class changed (an upper bound on any accuracy drop)."""
+def _score(got: np.ndarray, reference: np.ndarray, labels) -> tuple[float, float]:
+    """(the int8 drop, its standard error over the clips): float accuracy minus int8 accuracy on
+    labelled clips (paired per clip), else the fraction of clips whose top-1 class changed (an
+    upper bound on any accuracy drop)."""
     if labels is None:
-        return float(np.mean(np.argmax(got, -1) != np.argmax(reference, -1)))
-    y = np.asarray(labels)
-    return float(np.mean(np.argmax(reference, -1) == y) - np.mean(np.argmax(got, -1) == y))
+        d = (np.argmax(got, -1) != np.argmax(reference, -1)).astype(np.float64)
+    else:
+        y = np.asarray(labels)
+        d = (np.argmax(reference, -1) == y).astype(np.float64) - (np.argmax(got, -1) == y)
+    return float(np.mean(d)), float(np.std(d, ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 0.0
 
 
 def repair_int8(model, calibration, labels: Sequence[int] | None = None, *, budget: float = 0.01,
@@ -284,7 +287,8 @@ def repair_int8(model, calibration, labels: Sequence[int] | None = None, *, budg
         """Score `fb` (re-rounded first unless `final`) on the calibration clips; record the trial."""
         if not final:
             nearest[len(trials)], fb = fb, rounded(fb, t)
-        t.update(bytes=len(fb), drop=_score(_outputs(fb, samples), reference, labels))
+        drop, se = _score(_outputs(fb, samples), reference, labels)
+        t.update(bytes=len(fb), drop=drop, drop_se=se)
         built[len(trials)] = fb
         trials.append(t)
         say(f"[repair] {what}: drop {t['drop']:.4f}, {len(fb)} B")
@@ -353,51 +357,10 @@ def repair_int8(model, calibration, labels: Sequence[int] | None = None, *, budg
                                                 "drop": "accuracy" if labels is not None else "top-1 changes"},
               "before": before, "chosen": chosen, "within_budget": within, "trials": trials, "cost": cost,
               "layers": summary(rows["per_tensor" if chosen["granularity"] == "per_tensor" else "per_channel"])}
+    se = max(before["drop_se"], chosen["drop_se"])
+    if se * 2 > budget:  # a 2-SE band wider than the budget: which side of it a variant lands is chance
+        report["warning"] = (f"{len(samples)} calibration clips judge the drop with a standard error of {se:.4f}, "
+                             f"against a budget of {budget}: variants within ~{2 * se:.3f} of the budget are told apart "
+                             "by chance; more calibration clips (a larger train split) make the choice firmer")
+        say(f"[repair] warning: {report['warning']}")
     return flatbuffer, report
-
-
-REPAIR_MODES = ("off", "auto")
-
-
-def check_repair_config(c) -> None:
-    """ConvertConfig's repair fields: refused with one clear message before any work."""
-    if c.repair not in REPAIR_MODES:
-        raise UsageError(f"unknown repair {c.repair!r}; choose one of {', '.join(REPAIR_MODES)}")
-    if not 0.0 <= c.repair_budget <= 1.0:
-        raise UsageError(f"repair_budget={c.repair_budget} is an accuracy drop: pick 0..1 (0.01 = one point)")
-    if c.repair == "off":
-        return
-    if c.precision != "int8" or c.form != "clip":
-        raise UsageError("--repair auto applies to --precision int8 --form clip only")
-    if c.qat_epochs or c.keep_float or c.sparse or not c.per_channel:
-        raise UsageError("--repair auto chooses the float ops and the scale granularity itself: "
-                         "drop --keep-float, --qat-epochs, --sparse and --no-per-channel")
-
-
-def repair_step(model, calibration: np.ndarray, data_art, c, device, ctx) -> tuple[bytes, dict, dict]:
-    """The convert step's `--repair auto`: (flatbuffer, metrics["repair"], metrics["layer_errors"]).
-    The drop is judged on the step's calibration clips (drawn from the train split) with their
-    labels; without a dataset, on the random calibration inputs by top-1 changes."""
-    from tfkit.bench.timing import device_record
-
-    labels = None
-    if data_art is not None:  # the labels of the clips the step drew (ConvertStep's _pick: same seed, same order)
-        from tfkit.data import ClipSet, normalize
-
-        train = ClipSet.load_npz(data_art.file("train"))
-        idx = np.sort(np.random.default_rng(c.seed).permutation(len(train.y))[:c.calibration_clips])
-        if not np.array_equal(normalize(train.x[idx], data_art.manifest.spec["clip"]["normalization"]), calibration):
-            raise ConversionError("repair: the calibration clips are not the train clips this step drew; "
-                                  "cannot label them (report this as a tfkit bug)")
-        labels = train.y[idx]
-    flatbuffer, report = repair_int8(model, [x[None] for x in calibration], labels, budget=c.repair_budget,
-                                     device=device, rounding=c.rounding, log=ctx.log)
-    report["measured_on"]["split"] = "train (calibration clips)" if data_art is not None else "random calibration inputs"
-    report["device"] = device_record(c.device)
-    ch = report["chosen"]
-    ctx.log(f"[convert] repair: int8 drop {report['before']['drop']:.4f} -> {ch['drop']:.4f} on the calibration clips "
-            f"({ch['granularity']}, {ch['activations']} activations, kept float: {ch['kept_float'] or 'none'})"
-            + ("" if report["within_budget"] else f"; NOT within the budget {c.repair_budget}: the best variant found"))
-    layers = {"granularity": ch["granularity"], "samples": min(report["measured_on"]["clips"], 8),
-              "metric": "channel_rel_error", "layers": report.pop("layers")}
-    return flatbuffer, report, layers

@@ -14,7 +14,7 @@ import numpy as np
 from tfkit.artifacts import write_bytes_atomic
 from tfkit.convert.variants import VARIANTS
 from tfkit.data import ClipSet, normalize
-from tfkit.errors import UsageError
+from tfkit.errors import ConversionError, UsageError
 from tfkit.steps.base import STEPS, RunContext, Step, StepOutput
 from tfkit.types import ArtifactKind
 
@@ -68,8 +68,6 @@ class ConvertConfig:
 
         if self.rounding not in ROUNDINGS:
             raise UsageError(f"unknown rounding {self.rounding!r}; choose one of {', '.join(ROUNDINGS)}")
-        from tfkit.convert.repair import check_repair_config
-
         check_repair_config(self)
         if self.qat_epochs and self.keep_float:
             raise UsageError("choose one of qat_epochs (QAT) and keep_float (selective int8), not both")
@@ -190,8 +188,6 @@ class ConvertStep(Step):
             ctx.log(f"[convert] int8: kept in float: {[k['tensor_name'] for k in selective['kept_float']]}")
             report, stream_spec = check_parity(model, flatbuffer, parity, c.precision, **c.parity_bars()), None
         elif c.repair != "off":  # judged on the calibration clips (train split) only, never on `parity`
-            from tfkit.convert.repair import repair_step
-
             flatbuffer, extra["repair"], extra["layer_errors"] = repair_step(model, calibration, data_art, c, device, ctx)
             chosen = extra["repair"]["chosen"]
             extra["rounding"] = {"rounding": chosen["rounding"], **({"why": chosen["rounding_why"]} if "rounding_why"
@@ -312,3 +308,49 @@ def _rounded(flatbuffer: bytes, model, samples: list, c: ConvertConfig, extra: d
     ctx.log(f"[convert] int8: optimized rounding of {report['layers']} kernel(s), {report['weights_changed']:.1%} "
             f"of weights moved, calibration output error x{report['output_error_ratio']:.2f}")
     return rounded, calibrated
+
+
+REPAIR_MODES = ("off", "auto")
+
+
+def check_repair_config(c) -> None:
+    """ConvertConfig's repair fields: refused with one clear message before any work."""
+    if c.repair not in REPAIR_MODES:
+        raise UsageError(f"unknown repair {c.repair!r}; choose one of {', '.join(REPAIR_MODES)}")
+    if not 0.0 <= c.repair_budget <= 1.0:
+        raise UsageError(f"repair_budget={c.repair_budget} is an accuracy drop: pick 0..1 (0.01 = one point)")
+    if c.repair == "off":
+        return
+    if c.precision != "int8" or c.form != "clip":
+        raise UsageError("--repair auto applies to --precision int8 --form clip only")
+    if c.qat_epochs or c.keep_float or c.sparse or not c.per_channel:
+        raise UsageError("--repair auto chooses the float ops and the scale granularity itself: "
+                         "drop --keep-float, --qat-epochs, --sparse and --no-per-channel")
+
+
+def repair_step(model, calibration: np.ndarray, data_art, c, device, ctx) -> tuple[bytes, dict, dict]:
+    """The convert step's `--repair auto`: (flatbuffer, metrics["repair"], metrics["layer_errors"]).
+    The drop is judged on the step's calibration clips (drawn from the train split) with their
+    labels; without a dataset, on the random calibration inputs by top-1 changes."""
+    from tfkit.bench.timing import device_record
+    from tfkit.convert.repair import repair_int8
+
+    labels = None
+    if data_art is not None:  # the labels of the clips the step drew (ConvertStep's _pick: same seed, same order)
+        train = ClipSet.load_npz(data_art.file("train"))
+        idx = np.sort(np.random.default_rng(c.seed).permutation(len(train.y))[:c.calibration_clips])
+        if not np.array_equal(normalize(train.x[idx], data_art.manifest.spec["clip"]["normalization"]), calibration):
+            raise ConversionError("repair: the calibration clips are not the train clips this step drew; "
+                                  "cannot label them (report this as a tfkit bug)")
+        labels = train.y[idx]
+    flatbuffer, report = repair_int8(model, [x[None] for x in calibration], labels, budget=c.repair_budget,
+                                     device=device, rounding=c.rounding, log=ctx.log)
+    report["measured_on"]["split"] = "train (calibration clips)" if data_art is not None else "random calibration inputs"
+    report["device"] = device_record(c.device)
+    ch = report["chosen"]
+    ctx.log(f"[convert] repair: int8 drop {report['before']['drop']:.4f} -> {ch['drop']:.4f} on the calibration clips "
+            f"({ch['granularity']}, {ch['activations']} activations, kept float: {ch['kept_float'] or 'none'})"
+            + ("" if report["within_budget"] else f"; NOT within the budget {c.repair_budget}: the best variant found"))
+    layers = {"granularity": ch["granularity"], "samples": min(report["measured_on"]["clips"], 8),
+              "metric": "channel_rel_error", "layers": report.pop("layers")}
+    return flatbuffer, report, layers
