@@ -179,7 +179,8 @@ def clips(data_art, splits: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
 
 def measure_repair(out: Path, *, seed: int = 0, epochs: int | None = None, calibration_clips: int = 256,
                    outlier: float = 1000.0, outlier_channel: int = 0, full: bool = False,
-                   learning_rate: float | None = None, test_videos: int = TEST_VIDEOS, log=print) -> dict:
+                   learning_rate: float | None = None, test_videos: int = TEST_VIDEOS,
+                   videos_per_class: int = DATA["videos_per_class"], log=print) -> dict:
     """Train the default model in `out`, add the outlier, convert both (float32, int8, --repair auto)
     and score every file on the validation clips and on a fresh test set: the dict `main()` writes as JSON.
 
@@ -196,7 +197,8 @@ def measure_repair(out: Path, *, seed: int = 0, epochs: int | None = None, calib
     epochs, learning_rate = epochs or TRAIN[full][0], learning_rate or TRAIN[full][1]
     ctx = RunContext(progress=False, log=log)
     t0 = time.perf_counter()
-    data = run_step(DataStep(DataConfig(**DATA, seed=seed)), [], out / "01-data", ctx)
+    data = run_step(DataStep(DataConfig(**{**DATA, "videos_per_class": videos_per_class}, seed=seed)), [],
+                    out / "01-data", ctx)
     spec = model_spec(full, len(data.manifest.spec["classes"]), seed)
     built = run_step(BuildStep(spec), [], out / "02-build", ctx)
     trained = run_step(TrainStep(TrainConfig(epochs=epochs, batch_size=8, learning_rate=learning_rate, seed=seed)),
@@ -226,7 +228,7 @@ def measure_repair(out: Path, *, seed: int = 0, epochs: int | None = None, calib
     o = rows["outlier"]
     return {
         "seed": seed, "train": {"epochs": epochs, "learning_rate": learning_rate}, "quick": not full,
-        "spec": spec.to_dict(), "val_clips": len(held["val"][1]),
+        "spec": spec.to_dict(), "videos_per_class": videos_per_class, "val_clips": len(held["val"][1]),
         "test": {"clips": len(held["test"][1]), "videos_per_class": test_videos, "seed": seed + TEST_SEED},
         "outlier": {"factor": outlier, "channel": outlier_channel},
         "repair_drop_before": o["int8"]["test_drop"], "repair_drop_before_se": o["int8"]["test_drop_se"],
@@ -259,6 +261,9 @@ def main() -> None:
     ap.add_argument("--learning-rate", type=float, default=None, help="default 4e-3 (quick), 1e-3 (--full)")
     ap.add_argument("--calibration-clips", type=int, default=256,
                     help="convert --calibration-clips: drawn from the train split (252 clips: all of them)")
+    ap.add_argument("--videos-per-class", type=int, default=DATA["videos_per_class"],
+                    help="training data: videos a class (60%% train, 40%% validation); more gives the repair more "
+                         "calibration clips to judge by (raise --calibration-clips with it)")
     ap.add_argument("--test-videos", type=int, default=TEST_VIDEOS,
                     help="fresh videos a class in the held-out test set (7 classes, one clip each)")
     ap.add_argument("--outlier", type=float, default=1000.0)
@@ -270,6 +275,7 @@ def main() -> None:
     result = measure_repair(out, seed=args.seed, epochs=args.epochs, calibration_clips=args.calibration_clips,
                             outlier=args.outlier, outlier_channel=args.outlier_channel, full=args.full,
                             learning_rate=args.learning_rate, test_videos=args.test_videos,
+                            videos_per_class=args.videos_per_class,
                             log=lambda m: print(m, flush=True))
     emit(result, args.json)
 
