@@ -357,10 +357,25 @@ def repair_int8(model, calibration, labels: Sequence[int] | None = None, *, budg
                                                 "drop": "accuracy" if labels is not None else "top-1 changes"},
               "before": before, "chosen": chosen, "within_budget": within, "trials": trials, "cost": cost,
               "layers": summary(rows["per_tensor" if chosen["granularity"] == "per_tensor" else "per_channel"])}
-    se = max(before["drop_se"], chosen["drop_se"])
-    if se * 2 > budget:  # a 2-SE band wider than the budget: which side of it a variant lands is chance
-        report["warning"] = (f"{len(samples)} calibration clips judge the drop with a standard error of {se:.4f}, "
-                             f"against a budget of {budget}: variants within ~{2 * se:.3f} of the budget are told apart "
-                             "by chance; more calibration clips (a larger train split) make the choice firmer")
-        say(f"[repair] warning: {report['warning']}")
+    warning = resolution_warning(trials, budget, len(samples))
+    if warning:
+        report["warning"] = warning
+        say(f"[repair] warning: {warning}")
     return flatbuffer, report
+
+
+def resolution_warning(trials: Sequence[dict], budget: float, clips: int) -> str | None:
+    """A warning when a variant's drop lies within two standard errors of the budget: which side
+    of it that variant landed on, kept or rejected, is then partly chance. None otherwise.
+
+    Example:
+        >>> resolution_warning([{"drop": 0.3, "drop_se": 0.04}, {"drop": 0.0, "drop_se": 0.0}], 0.01, 200) is None
+        True
+    """
+    close = [t for t in trials if t.get("drop") is not None and abs(t["drop"] - budget) < 2 * t["drop_se"]]
+    if not close:
+        return None
+    return (f"{len(close)} of {len(trials)} variants tried lie within two standard errors of the budget {budget} "
+            f"on {clips} calibration clips (standard error up to {max(t['drop_se'] for t in close):.4f}): whether "
+            "they were kept or rejected is partly chance; more calibration clips (a larger train split) make the "
+            "choice firmer")
