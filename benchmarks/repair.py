@@ -108,8 +108,9 @@ def drop(reference: np.ndarray, got: np.ndarray) -> tuple[float, float]:
         >>> drop(np.array([1., 1., 0., 1.]), np.array([1., 0., 0., 1.]))
         (0.25, 0.25)
     """
-    d = reference - got
-    return float(np.mean(d)), float(np.std(d, ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 0.0
+    from tfkit.convert.repair import mean_and_se
+
+    return mean_and_se(reference - got)
 
 
 def convert_all(name: str, model_art, data_art, out: Path, ctx, held: dict, calibration_clips: int) -> dict:

@@ -203,6 +203,12 @@ def _outputs(flatbuffer: bytes, samples) -> np.ndarray:
     return _run_all(flatbuffer, samples)
 
 
+def mean_and_se(d: np.ndarray) -> tuple[float, float]:
+    """(mean, standard error of the mean) of per-clip differences, e.g. float-correct minus int8-correct."""
+    d = np.asarray(d, np.float64)
+    return float(np.mean(d)), float(np.std(d, ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 0.0
+
+
 def _score(got: np.ndarray, reference: np.ndarray, labels) -> tuple[float, float]:
     """(the int8 drop, its standard error over the clips): float accuracy minus int8 accuracy on
     labelled clips (paired per clip), else the fraction of clips whose top-1 class changed (an
@@ -212,7 +218,7 @@ def _score(got: np.ndarray, reference: np.ndarray, labels) -> tuple[float, float
     else:
         y = np.asarray(labels)
         d = (np.argmax(reference, -1) == y).astype(np.float64) - (np.argmax(got, -1) == y)
-    return float(np.mean(d)), float(np.std(d, ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 0.0
+    return mean_and_se(d)
 
 
 def repair_int8(model, calibration, labels: Sequence[int] | None = None, *, budget: float = 0.01,
