@@ -83,3 +83,15 @@ class Interrupted(KeyboardInterrupt):
             name = f"signal {signum}"
         super().__init__(f"interrupted by {name}")
         self.signum, self.signal_name, self.exit_code = signum, name, 128 + signum
+
+
+def first_line(e: BaseException) -> str:
+    """An exception's first message line (its type name when the message is empty): what one-line
+    errors quote from a library's multi-line traceback text.
+
+    Example:
+        >>> first_line(ValueError("bad shape\\n  at op 3")), first_line(KeyError())
+        ('bad shape', 'KeyError')
+    """
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__

@@ -35,7 +35,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from tfkit.errors import ConversionError, UsageError
+from tfkit.errors import ConversionError, UsageError, first_line
 
 GRANULARITIES = ("per_tensor", "per_channel")
 _FLOOR_KEYS = ("tensor_name", "op_name", "channel_rel_error", "rmse_over_scale", "max_abs_error", "scale")
@@ -70,7 +70,7 @@ def calibrate(model, calibration) -> tuple[bytes, list[dict[str, np.ndarray]]]:
         with _quiet():
             return converter.convert(), samples
     except Exception as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise ConversionError(f"int8 calibration of {model.name!r} failed: {first}") from e
 
 
@@ -93,7 +93,7 @@ def quantize(calibrated: bytes, *, granularity: str = "per_channel", keep_float:
                                          fully_quantize=not debug, input_data_type=io, output_data_type=io,
                                          enable_numeric_verify=debug, denylisted_nodes=list(keep_float) or None)
     except Exception as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise ConversionError(f"int8 quantization ({granularity}, {len(keep_float)} op(s) float) failed: {first}") from e
 
 
@@ -191,7 +191,7 @@ def record_layer_errors(model, calibration, *, granularity: str = "per_channel",
     except Exception as e:
         if strict:
             raise
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         return {"skipped": f"the quantization debugger could not run on this model: {first}"}
     return {"granularity": granularity, "samples": min(len(samples), max_samples), "metric": "channel_rel_error",
             "layers": summary(rows)}
@@ -266,7 +266,7 @@ def repair_int8(model, calibration, labels: Sequence[int] | None = None, *, budg
         try:
             fb, _ = optimize_rounding(fb, calibrated, samples)
         except Exception as e:  # noqa: BLE001  (the variant stands as TFLite rounded it, with the reason)
-            t["rounding_why"] = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            t["rounding_why"] = first_line(e)
             return fb
         t["rounding"] = "optimized"
         return fb

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from tfkit.errors import ConversionError, UsageError
+from tfkit.errors import ConversionError, UsageError, first_line
 
 _SERVING_PREFIX = "serving_default_"
 
@@ -83,7 +83,7 @@ def _debugger(model, calibration, denylisted_nodes: Sequence[str] = ()):
             debugger = T.lite.experimental.QuantizationDebugger(
                 converter=converter, debug_dataset=debug_dataset, debug_options=options)
     except Exception as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise ConversionError(f"quantization debugger could not convert {model.name!r}: {first}") from e
     holder["debugger"] = debugger
     return debugger, samples

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from tfkit.convert.variants import VARIANTS
-from tfkit.errors import ConversionError, UsageError
+from tfkit.errors import ConversionError, UsageError, first_line
 
 
 def _fixed_batch(model):
@@ -129,5 +129,5 @@ def convert_keras(model, precision: str, *, calibration: Iterable[np.ndarray] | 
             warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected.*")
             return converter.convert()
     except Exception as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise ConversionError(f"TFLite conversion to {precision} failed: {first}") from e

@@ -25,7 +25,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tfkit.errors import ModelFileError
+from tfkit.errors import ModelFileError, first_line
 
 # Values, not code: tf_keras turns these into constants, tuples, shapes and tensor specs (when they
 # name no module: a module makes the loader import it).
@@ -384,7 +384,7 @@ def _load(path: Path, fmt: UserModelFormat, *, trust: bool, custom: dict):
         else:  # .h5 and SavedModel ignore safe_mode: the config check above is their guard
             model = K.models.load_model(path, custom_objects=objects, compile=False)
     except Exception as e:  # a foreign file can fail in any way; say which file
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         raise ModelFileError(f"{path} does not load as a tf_keras model: {first}") from e
     if not is_tf_keras_model(model):
         raise ModelFileError(f"{path} loaded as a {type(model).__name__}, not a Keras model; save it from tf_keras "

@@ -14,7 +14,7 @@ import numpy as np
 from tfkit.artifacts import write_bytes_atomic
 from tfkit.convert.variants import VARIANTS
 from tfkit.data import ClipSet, normalize
-from tfkit.errors import ConversionError, UsageError
+from tfkit.errors import ConversionError, UsageError, first_line
 from tfkit.steps.base import STEPS, RunContext, Step, StepOutput
 from tfkit.types import ArtifactKind
 
@@ -277,8 +277,8 @@ def _convert_stream(model, model_art, c: ConvertConfig, calibration, parity, ext
                                 "requantize_states": any(not q["same"] for q in quant.values())}
 
 
-# --keep-float and --repair auto time and judge each int8 variant as TFLite rounds it, and write
-# the variant they judged.
+# --keep-float times and judges each int8 variant as TFLite rounds it, and writes the variant it
+# judged (--repair auto re-rounds its variants itself and records the chosen one's rounding).
 _JUDGED = {"rounding": "nearest", "why": "keep_float judges each int8 variant as TFLite rounds it"}
 
 
@@ -300,7 +300,7 @@ def _rounded(flatbuffer: bytes, model, samples: list, c: ConvertConfig, extra: d
         calibrated = calibrate(model, samples)
         rounded, report = optimize_int8(model, flatbuffer, samples, calibrated=calibrated)
     except Exception as e:  # noqa: BLE001  (the int8 file converted: kept as TFLite rounded it, with the why)
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e)
         extra["rounding"] = {"rounding": "nearest", "why": f"optimized rounding could not run on this model: {first}"}
         ctx.log(f"[convert] int8: {extra['rounding']['why']}; kept nearest rounding")
         return flatbuffer, None
